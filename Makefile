@@ -1,0 +1,70 @@
+# The two commands a new user needs: `make run` and `make test`.
+SHELL := /bin/bash
+STATE ?= .state
+CONFIG ?= filters.d
+SWIFT ?= swift
+APT_PACKAGES := libsodium-dev libssl-dev pkg-config openssl curl python3 python3-pip
+PY_PACKAGES := pynacl pyjwt
+
+.PHONY: run test build release deps test-deps dev-certs check clean
+
+## Install the system packages the build needs, if any is missing.
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## What the tests need beyond the build: curl with HTTP/2, Python clients.
+test-deps: deps
+	@python3 -c 'import nacl, jwt' 2>/dev/null || python3 -m pip install -q $(PY_PACKAGES)
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release
+
+## A dev CA and a localhost server certificate in $(STATE)/dev, made once.
+dev-certs: deps
+	@if [ ! -f $(STATE)/dev/localhost.pem ]; then \
+	  mkdir -p $(STATE)/dev && cd $(STATE)/dev && \
+	  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
+	    -keyout ca-key.pem -out ca.pem -subj "/CN=gateway dev CA" \
+	    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null && \
+	  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	    -keyout localhost-key.pem -out localhost.csr -subj "/CN=localhost" 2>/dev/null && \
+	  printf "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n" > ext.cnf && \
+	  openssl x509 -req -in localhost.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 397 \
+	    -extfile ext.cnf -out localhost.pem 2>/dev/null && \
+	  rm -f localhost.csr ext.cnf ca.srl && chmod 600 *-key.pem && \
+	  echo "made dev certificates in $(STATE)/dev (CA: $(STATE)/dev/ca.pem)"; \
+	fi
+
+check: build
+	.build/debug/gateway check --config $(CONFIG) --state $(STATE)
+
+## Build release, make dev certificates, start the demo upstreams and the gateway.
+run: release dev-certs
+	@.build/release/gateway check --config $(CONFIG) --state $(STATE)
+	@trap 'kill 0' EXIT INT TERM; \
+	for spec in $$(sed -n 's/^# demo-upstream: *//p' $(CONFIG)/*.yaml); do \
+	  name=$${spec%%=*}; port=$${spec##*=}; \
+	  .build/release/gateway demo-upstream --name $$name --port $$port & \
+	done; \
+	sleep 0.5; \
+	echo; echo "Try:"; \
+	echo "  curl --cacert $(STATE)/dev/ca.pem https://localhost:8443/api/v1/accounts/42"; \
+	echo "  curl --cacert $(STATE)/dev/ca.pem --http2 -X POST -d '{\"amount\":5}' https://localhost:8443/api/v1/payments"; \
+	echo "  curl http://127.0.0.1:9901/metrics"; echo; \
+	.build/release/gateway serve --config $(CONFIG) --state $(STATE)
+
+## The test suite: unit tests and end-to-end tests over real TLS with curl.
+test: test-deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+clean:
+	rm -rf .build $(STATE)

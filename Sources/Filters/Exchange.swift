@@ -1,0 +1,78 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// Everything a filter may read or change about one request while it travels
+/// through the gateway. One instance per request, created by the proxy and
+/// bound to the request's event loop: filters run on that loop, and a filter
+/// that suspends resumes on it.
+public final class Exchange {
+    /// The request as it will be sent upstream. Filters may change method,
+    /// `uri` (path and query) and headers.
+    public var request: HTTPRequestHead
+    /// The request target exactly as the client sent it, before any rewrite.
+    public let originalTarget: String
+    /// The `Host` (or `:authority`) the client sent.
+    public let originalHost: String
+    /// The gateway's id for this request, also sent upstream and to the client
+    /// as `X-Request-Id`.
+    public let requestID: String
+    /// Name of the listener that accepted the request.
+    public let listener: String
+    /// Name of the matched route ("" until routing is done).
+    public internal(set) var route: String
+    /// Name of the upstream chosen for the request ("" when none).
+    public var upstream: String
+    /// The client's address as seen by the listener.
+    public let clientAddress: SocketAddress?
+    /// Whether the client connected over TLS.
+    public let isTLS: Bool
+    /// The event loop the request lives on.
+    public let eventLoop: EventLoop
+    /// A logger with the request id attached. Never log credentials with it.
+    public var logger: Logger
+
+    private var values: [ObjectIdentifier: Any] = [:]
+
+    public init(
+        request: HTTPRequestHead,
+        requestID: String,
+        listener: String,
+        route: String = "",
+        upstream: String = "",
+        clientAddress: SocketAddress?,
+        isTLS: Bool,
+        eventLoop: EventLoop,
+        logger: Logger
+    ) {
+        self.request = request
+        self.originalTarget = request.uri
+        self.originalHost = request.headers.first(name: "host") ?? ""
+        self.requestID = requestID
+        self.listener = listener
+        self.route = route
+        self.upstream = upstream
+        self.clientAddress = clientAddress
+        self.isTLS = isTLS
+        self.eventLoop = eventLoop
+        self.logger = logger
+    }
+
+    /// Typed per-request storage for what one filter hands to a later one
+    /// (the authenticated principal, a verified certificate, ...).
+    public subscript<Key: ExchangeKey>(key: Key.Type) -> Key.Value? {
+        get { values[ObjectIdentifier(key)] as? Key.Value }
+        set { values[ObjectIdentifier(key)] = newValue }
+    }
+
+    /// Used by the gateway once the route is known.
+    public func setRoute(_ name: String) { route = name }
+}
+
+/// A key for `Exchange`'s typed storage.
+public protocol ExchangeKey {
+    associatedtype Value
+}
+
+@available(*, unavailable)
+extension Exchange: Sendable {}

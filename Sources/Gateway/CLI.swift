@@ -1,0 +1,137 @@
+import ArgumentParser
+import Filters
+import Foundation
+import Logging
+import Metrics
+import NIOCore
+import NIOPosix
+import Passport
+import Prometheus
+import ServiceLifecycle
+
+@main
+struct GatewayCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gateway",
+        abstract: "An edge API gateway: TLS listeners, routes, filter chains, pooled proxying.",
+        subcommands: [Serve.self, Check.self, Version.self, DemoUpstream.self]
+    )
+}
+
+enum GatewayVersion {
+    static let string = "0.1.0"
+}
+
+struct Version: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the version.")
+    func run() {
+        print("gateway \(GatewayVersion.string) (libsodium \(Sodium.version))")
+    }
+}
+
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .long, help: "Folder of *.yaml files, read in file-name order.")
+    var config: String = "filters.d"
+
+    @Option(name: .long, help: "State folder: relative key and certificate paths are resolved against it.")
+    var state: String = ".state"
+
+    func load() throws -> RuntimeConfig {
+        let registry = try FilterRegistry()
+        return try RuntimeConfig.load(directory: config, stateDirectory: state, registry: registry)
+    }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Validate the configuration and run every route test.")
+
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        let config: RuntimeConfig
+        do { config = try options.load() } catch let error as ConfigError {
+            FileHandle.standardError.write(Data("config error:\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let (passed, failures) = RouteTestRunner(config: config).run()
+        for f in failures { print("FAIL \(f)") }
+        print("config \(config.digest.prefix(12)): \(config.listeners.count) listeners, \(config.upstreams.count) upstreams, \(config.routes.count) routes")
+        print("route tests: \(passed) passed, \(failures.count) failed")
+        if !failures.isEmpty { throw ExitCode(1) }
+    }
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve the configuration until SIGTERM or SIGINT.")
+
+    @OptionGroup var options: ConfigOptions
+
+    @Option(help: "Event loop threads (default: one per core).")
+    var threads: Int = System.coreCount
+
+    @Option(help: "How long in-flight requests may take to finish after SIGTERM, e.g. 10s.")
+    var grace: String = "10s"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    @Flag(inversion: .prefixedNo, help: "Write one JSON access-log line per request.")
+    var accessLog: Bool = true
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var h = JSONLogHandler(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "gateway")
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+
+        let graceDuration: ConfigDuration
+        do { graceDuration = try ConfigDuration(parsing: grace) } catch {
+            throw ValidationError("--grace: '\(grace)' is not a duration")
+        }
+        let config: RuntimeConfig
+        do { config = try options.load() } catch let error as ConfigError {
+            logger.error("config error, not serving", metadata: ["problems": "\(error.problems.count)"])
+            LogSink.shared.drain()
+            FileHandle.standardError.write(Data("config error:\n\(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        let server = GatewayServer(config: config, state: GatewayState(metricsRegistry: registry), threads: max(1, threads),
+                                   grace: graceDuration.timeAmount, accessLog: AccessLog(enabled: accessLog), logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: server)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch let error as StartupError {
+            logger.error("cannot start", metadata: ["error": "\(error.message)"])
+            LogSink.shared.drain()
+            FileHandle.standardError.write(Data("\(error.message)\n".utf8))
+            throw ExitCode(1)
+        }
+        LogSink.shared.drain()
+    }
+}
+
+struct DemoUpstream: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "demo-upstream",
+        abstract: "A demo upstream service that answers with JSON describing what it received.")
+
+    @Option(help: "Port to listen on (127.0.0.1).") var port: Int
+    @Option(help: "Name reported in answers.") var name: String = "demo"
+
+    func run() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let server = DemoUpstreamServer(name: name, group: group)
+        let bound = try await server.start(port: port)
+        print("{\"message\":\"demo upstream listening\",\"name\":\(JSONText.quote(name)),\"port\":\(bound)}")
+        fflush(stdout)
+        try await server.channel?.closeFuture.get()
+    }
+}

@@ -1,0 +1,77 @@
+import NIOHTTP1
+
+/// Runs the `tests:` of every route against the compiled routers, as
+/// `gateway check` does. Filters are not run: a route test checks mapping
+/// (route, rewritten path, upstream, Host, 404/405), not filter behaviour.
+struct RouteTestRunner {
+    let config: RuntimeConfig
+
+    struct Failure: CustomStringConvertible {
+        let location: String
+        let message: String
+        var description: String { "\(location): \(message)" }
+    }
+
+    func run() -> (passed: Int, failures: [Failure]) {
+        var passed = 0
+        var failures: [Failure] = []
+        let routers = Dictionary(uniqueKeysWithValues: config.listeners.map { ($0.name, $0.router) })
+        for t in config.routeTests {
+            let location = "\(t.source.file): \(t.source.path("tests[\(t.index)]")) (route \(t.route))"
+            guard let owner = config.routes.first(where: { $0.name == t.route }), let router = routers[owner.listener] else { continue }
+            let problems = check(t.test, owner: owner, router: router)
+            if problems.isEmpty { passed += 1 } else { failures.append(contentsOf: problems.map { Failure(location: location, message: $0) }) }
+        }
+        return (passed, failures)
+    }
+
+    func check(_ test: RouteTestConfig, owner: CompiledRoute, router: Router) -> [String] {
+        var headers = HTTPHeaders()
+        headers.add(name: "host", value: test.request.host ?? "localhost")
+        for (k, v) in test.request.headers.sorted(by: { $0.key < $1.key }) { headers.add(name: k, value: v) }
+        let method = test.request.method.uppercased()
+        let result = router.match(method: method, host: Substring(test.request.host ?? "localhost"),
+                                  target: Substring(test.request.path), headers: headers)
+        let e = test.expect
+        var problems: [String] = []
+        switch result {
+        case .noRoute:
+            if e.status != 404 { problems.append("\(method) \(test.request.path): expected \(describe(e, owner)), got 404 no_route") }
+        case .methodNotAllowed(let allow):
+            if e.status != 405 {
+                problems.append("\(method) \(test.request.path): expected \(describe(e, owner)), got 405 (allow: \(allow.joined(separator: ", ")))")
+            }
+        case .matched(let route):
+            if let s = e.status, s == 404 || s == 405 {
+                problems.append("\(method) \(test.request.path): expected status \(s), got route '\(route.name)'")
+                break
+            }
+            let expectedRoute = e.route ?? (e.status == nil ? owner.name : nil)
+            if let r = expectedRoute, r != route.name {
+                problems.append("\(method) \(test.request.path): expected route '\(r)', got '\(route.name)'")
+                break
+            }
+            let (path, query) = Router.split(Substring(test.request.path))
+            let rewritten = route.rewrite.apply(path) + (query.map { "?" + $0 } ?? "")
+            if let p = e.path, p != rewritten { problems.append("\(method) \(test.request.path): expected path '\(p)', got '\(rewritten)'") }
+            if let u = e.upstream {
+                let possible: [String]
+                if let forced = route.targets.forcedUpstream(headers) { possible = [forced] } else { possible = route.targets.weighted.map(\.0) }
+                if !possible.contains(u) {
+                    problems.append("\(method) \(test.request.path): expected upstream '\(u)', route sends to \(possible.joined(separator: " or "))")
+                }
+            }
+            if let h = e.host {
+                let upstreamName = route.targets.forcedUpstream(headers) ?? route.targets.weighted.first?.0 ?? ""
+                let actual = route.hostRewrite ?? (route.preserveHost ? (test.request.host ?? "localhost") : (config.upstreams[upstreamName]?.host ?? ""))
+                if h != actual { problems.append("\(method) \(test.request.path): expected Host '\(h)', got '\(actual)'") }
+            }
+        }
+        return problems
+    }
+
+    private func describe(_ e: RouteTestExpect, _ owner: CompiledRoute) -> String {
+        if let s = e.status { return "status \(s)" }
+        return "route '\(e.route ?? owner.name)'"
+    }
+}

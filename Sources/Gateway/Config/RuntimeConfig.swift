@@ -1,0 +1,103 @@
+import Filters
+import Foundation
+import NIOCore
+import NIOSSL
+
+/// One listener, ready to bind.
+struct ListenerRuntime: Sendable {
+    let name: String
+    let address: SocketAddress
+    let addressText: String
+    let tls: NIOSSLContext?
+    let limits: ListenerLimitsRuntime
+    let router: Router
+}
+
+struct ListenerLimitsRuntime: Sendable {
+    let maxHeadSize: Int
+    let maxHeaders: Int
+    let maxBody: Int
+    let headerTimeout: TimeAmount
+    let idleTimeout: TimeAmount
+    let maxConcurrentStreams: Int
+}
+
+/// One upstream: its endpoints resolved once at load, and its timeouts.
+struct UpstreamDefinition: Sendable {
+    let name: String
+    let endpoints: [SocketAddress]
+    let endpointTexts: [String]
+    /// `Host` sent upstream unless the route preserves or sets it.
+    let host: String
+    let connectTimeout: TimeAmount
+    let responseTimeout: TimeAmount
+    let bodyTimeout: TimeAmount
+    let maxConnections: Int
+    let keepaliveTimeout: TimeAmount
+}
+
+/// A validated, compiled configuration version. Immutable and shared by every
+/// event loop; a reload builds a new one.
+final class RuntimeConfig: Sendable {
+    let digest: String
+    let adminAddress: SocketAddress
+    let adminAddressText: String
+    let listeners: [ListenerRuntime]
+    let upstreams: [String: UpstreamDefinition]
+    let routes: [CompiledRoute]
+    let routeTests: [(route: String, source: Source, index: Int, test: RouteTestConfig)]
+
+    init(digest: String, adminAddress: SocketAddress, adminAddressText: String, listeners: [ListenerRuntime],
+         upstreams: [String: UpstreamDefinition], routes: [CompiledRoute],
+         routeTests: [(route: String, source: Source, index: Int, test: RouteTestConfig)]) {
+        self.digest = digest
+        self.adminAddress = adminAddress
+        self.adminAddressText = adminAddressText
+        self.listeners = listeners
+        self.upstreams = upstreams
+        self.routes = routes
+        self.routeTests = routeTests
+    }
+
+    /// Loads, validates and compiles `directory`; relative key and certificate
+    /// paths are resolved against `stateDirectory`.
+    static func load(directory: String, stateDirectory: String, registry: FilterRegistry) throws -> RuntimeConfig {
+        let raw = try ConfigLoader.load(directory: directory, registry: registry)
+        var compiler = ConfigCompiler(raw: raw, stateDirectory: stateDirectory)
+        return try compiler.compile()
+    }
+}
+
+/// Parses `host:port` and `[v6]:port`.
+func splitHostPort(_ text: String) -> (String, Int)? {
+    let host: Substring
+    let portText: Substring
+    if text.hasPrefix("[") {
+        guard let close = text.firstIndex(of: "]"), text[text.index(after: close)...].hasPrefix(":") else { return nil }
+        host = text[text.index(after: text.startIndex)..<close]
+        portText = text[text.index(close, offsetBy: 2)...]
+    } else {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        host = text[..<colon]
+        portText = text[text.index(after: colon)...]
+    }
+    guard !host.isEmpty, let port = Int(portText), (0...65535).contains(port) else { return nil }
+    return (String(host), port)
+}
+
+/// Resolves an address once, at load time (never on an event loop).
+func resolveAddress(_ text: String) throws -> SocketAddress {
+    guard let (host, port) = splitHostPort(text) else {
+        throw RouteCompileError("'\(text)' is not host:port")
+    }
+    if let ip = try? SocketAddress(ipAddress: host, port: port) { return ip }
+    do {
+        return try SocketAddress.makeAddressResolvingHost(host, port: port)
+    } catch {
+        throw RouteCompileError("cannot resolve '\(host)': \(error)")
+    }
+}
+
+extension ConfigDuration {
+    var timeAmount: TimeAmount { .nanoseconds(nanoseconds) }
+}

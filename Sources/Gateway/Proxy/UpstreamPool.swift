@@ -1,0 +1,189 @@
+import Metrics
+import NIOCore
+import NIOPosix
+
+/// Pooled keep-alive connections to one upstream, owned by one event loop.
+/// Requests on that loop lease connections from it, so a request never
+/// changes thread. The bookkeeping is `PoolStateMachine`; this class carries
+/// out its actions: connecting, parking, closing, failing waiters.
+final class UpstreamPool {
+    let definition: UpstreamDefinition
+    let eventLoop: EventLoop
+    private var state: PoolStateMachine
+    private var connections: [Int: UpstreamConnection] = [:]
+    private var waiters: [Int: (promise: EventLoopPromise<UpstreamConnection>, timeout: Scheduled<Void>)] = [:]
+    private var nextConnectionID = 0
+    private var nextWaiterID = 0
+    private var nextEndpoint = 0
+    private var isShutDown = false
+    private let metrics: UpstreamMetrics
+
+    struct Unavailable: Error, CustomStringConvertible {
+        let reason: String
+        var description: String { reason }
+    }
+
+    init(definition: UpstreamDefinition, eventLoop: EventLoop, metrics: UpstreamMetrics) {
+        self.definition = definition
+        self.eventLoop = eventLoop
+        self.metrics = metrics
+        // Waiters beyond this are refused at once rather than queued.
+        self.state = PoolStateMachine(maxConnections: definition.maxConnections, maxWaiters: max(64, definition.maxConnections * 4))
+    }
+
+    /// A connection for one exchange. Succeeds synchronously when an idle
+    /// connection is available; fails with `Unavailable` on connect failure,
+    /// saturation, or when none frees up within the connect timeout.
+    func acquire() -> EventLoopFuture<UpstreamConnection> {
+        eventLoop.preconditionInEventLoop()
+        if isShutDown { return eventLoop.makeFailedFuture(Unavailable(reason: "pool shut down")) }
+        // Drop idle connections the upstream closed since they were parked.
+        while true {
+            let waiterID = nextWaiterID
+            nextWaiterID += 1
+            let action = state.acquire(waiter: waiterID)
+            if let (cid, _) = action.lease, let connection = connections[cid] {
+                connection.keepAliveTimer?.cancel()
+                connection.keepAliveTimer = nil
+                metrics.unparked()
+                if !connection.isActive {
+                    _ = state.released(cid, reusable: false)
+                    connections[cid] = nil
+                    continue
+                }
+                metrics.leased()
+                return eventLoop.makeSucceededFuture(connection)
+            }
+            if action.reject {
+                metrics.rejected()
+                return eventLoop.makeFailedFuture(Unavailable(reason: "connection pool saturated"))
+            }
+            let promise = eventLoop.makePromise(of: UpstreamConnection.self)
+            let timeout = eventLoop.scheduleTask(in: definition.connectTimeout) { [weak self] in
+                guard let self, self.state.cancelWaiter(waiterID) else { return }
+                self.waiters.removeValue(forKey: waiterID)?.promise.fail(Unavailable(reason: "no connection within connect timeout"))
+            }
+            waiters[waiterID] = (promise, timeout)
+            run(action)
+            return promise.futureResult
+        }
+    }
+
+    /// Returns a leased connection. `reusable` when the exchange completed and
+    /// both sides allow keep-alive.
+    func release(_ connection: UpstreamConnection, reusable: Bool) {
+        eventLoop.preconditionInEventLoop()
+        connection.delegate = nil
+        connection.readsPaused = false
+        metrics.released()
+        let ok = reusable && connection.isActive && !isShutDown
+        run(state.released(connection.id, reusable: ok))
+    }
+
+    func shutdown() {
+        isShutDown = true
+        for (_, c) in connections { c.close() }
+        for (id, w) in waiters {
+            w.timeout.cancel()
+            _ = state.cancelWaiter(id)
+            w.promise.fail(Unavailable(reason: "pool shut down"))
+        }
+        waiters.removeAll()
+    }
+
+    private func run(_ action: PoolStateMachine.Action) {
+        if let (cid, waiter) = action.lease, let waiter, let connection = connections[cid] {
+            connection.keepAliveTimer?.cancel()
+            connection.keepAliveTimer = nil
+            metrics.leased()
+            if let w = waiters.removeValue(forKey: waiter) {
+                w.timeout.cancel()
+                w.promise.succeed(connection)
+            }
+        }
+        if let cid = action.park, let connection = connections[cid] {
+            metrics.parked()
+            connection.keepAliveTimer = eventLoop.scheduleTask(in: definition.keepaliveTimeout) { [weak connection] in
+                connection?.close()
+            }
+        }
+        if let cid = action.close, let connection = connections[cid] {
+            connection.close()
+        }
+        if let waiter = action.fail, let w = waiters.removeValue(forKey: waiter) {
+            w.timeout.cancel()
+            w.promise.fail(Unavailable(reason: "connect failed"))
+        }
+        if action.connect { connect() }
+    }
+
+    private func connect() {
+        let index = nextEndpoint % definition.endpoints.count
+        nextEndpoint &+= 1
+        let address = definition.endpoints[index]
+        let endpointText = definition.endpointTexts[index]
+        let id = nextConnectionID
+        nextConnectionID += 1
+        metrics.connecting()
+        ClientBootstrap(group: eventLoop)
+            .connectTimeout(definition.connectTimeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.autoRead, value: true)
+            .connect(to: address)
+            .flatMapThrowing { [weak self] channel -> UpstreamConnection in
+                try UpstreamConnection.configure(channel: channel, id: id, endpoint: endpointText) { [weak self] c in
+                    self?.closed(c)
+                }
+            }
+            .whenComplete { [weak self] result in
+                guard let self else { return }
+                switch result {
+                case .success(let connection):
+                    self.connections[id] = connection
+                    self.metrics.connected()
+                    if self.isShutDown { connection.close() }
+                    self.run(self.state.connected(id))
+                case .failure:
+                    self.metrics.connectFailed()
+                    self.run(self.state.connectFailed())
+                }
+            }
+    }
+
+    private func closed(_ connection: UpstreamConnection) {
+        guard connections.removeValue(forKey: connection.id) != nil else { return }
+        let wasIdle = state.idle.contains(connection.id)
+        state.idleClosed(connection.id)
+        metrics.connectionClosed(wasIdle: wasIdle)
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamPool: Sendable {}
+
+/// Pool gauges for one upstream, shared by the pools of every event loop.
+final class UpstreamMetrics: Sendable {
+    private let active: Meter
+    private let idle: Meter
+    private let connectFailures: Counter
+    private let saturated: Counter
+
+    init(upstream: String) {
+        let d = [("upstream", upstream)]
+        active = Meter(label: "gateway_upstream_connections_active", dimensions: d)
+        idle = Meter(label: "gateway_upstream_connections_idle", dimensions: d)
+        connectFailures = Counter(label: "gateway_upstream_connect_failures_total", dimensions: d)
+        saturated = Counter(label: "gateway_upstream_pool_rejections_total", dimensions: d)
+    }
+
+    func connecting() {}
+    func connected() {}
+    func connectFailed() { connectFailures.increment() }
+    func rejected() { saturated.increment() }
+    func leased() { active.increment() }
+    func released() { active.decrement() }
+    func parked() { idle.increment() }
+    /// A parked connection was leased again.
+    func unparked() { idle.decrement() }
+    func connectionClosed(wasIdle: Bool) { if wasIdle { idle.decrement() } }
+}

@@ -1,0 +1,137 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Passport
+
+/// What a demo upstream received, for tests and for the demo's JSON answer.
+struct ReceivedRequest: Sendable {
+    var method: String
+    var uri: String
+    var headers: [(String, String)]
+    var bodyBytes: Int
+    var bodySHA256: String
+    var complete: Bool
+}
+
+/// A small upstream service for `make run` and the tests: answers every
+/// request with JSON describing what it received. Request headers steer it:
+/// `x-demo-delay: 500ms` waits before answering, `x-demo-status: 503` sets the
+/// status, `x-demo-response-bytes: N` streams an N-byte body in 64 KiB chunks,
+/// `x-demo-stall: 1` sends the head and then nothing.
+final class DemoUpstreamServer: @unchecked Sendable {
+    let name: String
+    let group: EventLoopGroup
+    private(set) var channel: Channel?
+    let received = NIOLockedValueBox<[ReceivedRequest]>([])
+    /// Requests whose head arrived, complete or not.
+    let heads = NIOLockedValueBox<Int>(0)
+
+    init(name: String, group: EventLoopGroup) {
+        self.name = name
+        self.group = group
+    }
+
+    func start(host: String = "127.0.0.1", port: Int) async throws -> Int {
+        let channel = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                    try channel.pipeline.syncOperations.addHandler(DemoUpstreamHandler(server: self))
+                }
+            }
+            .bind(host: host, port: port).get()
+        self.channel = channel
+        return channel.localAddress?.port ?? port
+    }
+
+    func stop() async {
+        try? await channel?.close()
+    }
+}
+
+final class DemoUpstreamHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let server: DemoUpstreamServer
+    private var head: HTTPRequestHead?
+    private var hasher = SHA256Hasher()
+    private var bytes = 0
+
+    init(server: DemoUpstreamServer) { self.server = server }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let h):
+            head = h
+            hasher = SHA256Hasher()
+            bytes = 0
+            server.heads.withLockedValue { $0 += 1 }
+        case .body(let buffer):
+            bytes += buffer.readableBytes
+            buffer.withUnsafeReadableBytes { hasher.update($0) }
+        case .end:
+            guard let h = head else { return }
+            head = nil
+            let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            let record = ReceivedRequest(method: h.method.rawValue, uri: h.uri, headers: h.headers.map { ($0.name, $0.value) },
+                                         bodyBytes: bytes, bodySHA256: digest, complete: true)
+            server.received.withLockedValue { $0.append(record) }
+            let delay = h.headers.first(name: "x-demo-delay").flatMap { try? ConfigDuration(parsing: $0) }
+            if let delay {
+                context.eventLoop.scheduleTask(in: delay.timeAmount) { self.answer(context: context, head: h, record: record) }
+            } else {
+                answer(context: context, head: h, record: record)
+            }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let h = head {
+            // The connection ended mid-request: record the incomplete body.
+            let record = ReceivedRequest(method: h.method.rawValue, uri: h.uri, headers: h.headers.map { ($0.name, $0.value) },
+                                         bodyBytes: bytes, bodySHA256: "", complete: false)
+            server.received.withLockedValue { $0.append(record) }
+            head = nil
+        }
+        context.fireChannelInactive()
+    }
+
+    private func answer(context: ChannelHandlerContext, head h: HTTPRequestHead, record: ReceivedRequest) {
+        guard context.channel.isActive else { return }
+        let status = h.headers.first(name: "x-demo-status").flatMap { Int($0) }.map { HTTPResponseStatus(statusCode: $0) } ?? .ok
+        var headers = HTTPHeaders()
+        headers.add(name: "x-upstream", value: server.name)
+        if h.headers.first(name: "x-demo-stall") == "1" {
+            headers.add(name: "content-length", value: "100")
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
+            return
+        }
+        if let n = h.headers.first(name: "x-demo-response-bytes").flatMap({ Int($0) }), n >= 0 {
+            headers.add(name: "content-type", value: "application/octet-stream")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
+            var left = n
+            let chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: 64 << 10)
+            while left > 0 {
+                let size = min(left, chunk.readableBytes)
+                context.write(wrapOutboundOut(.body(.byteBuffer(chunk.getSlice(at: 0, length: size)!))), promise: nil)
+                left -= size
+            }
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        var json = "{\"upstream\":\(JSONText.quote(server.name)),\"method\":\(JSONText.quote(record.method)),\"path\":\(JSONText.quote(record.uri))"
+        json += ",\"headers\":{"
+        json += record.headers.map { "\(JSONText.quote($0.0.lowercased())):\(JSONText.quote($0.1))" }.joined(separator: ",")
+        json += "},\"body_bytes\":\(record.bodyBytes),\"body_sha256\":\"\(record.bodySHA256)\"}\n"
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: String(json.utf8.count))
+        headers.add(name: "server", value: "demo-upstream")
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+    }
+}

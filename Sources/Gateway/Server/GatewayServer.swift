@@ -1,0 +1,146 @@
+import Filters
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOPosix
+import Prometheus
+import ServiceLifecycle
+
+/// What the admin endpoints read: readiness, metrics, the active config.
+final class GatewayState: Sendable {
+    let metricsRegistry: PrometheusCollectorRegistry
+    private let ready = NIOLockedValueBox(false)
+    private let config: NIOLockedValueBox<RuntimeConfig?> = NIOLockedValueBox(nil)
+
+    init(metricsRegistry: PrometheusCollectorRegistry) { self.metricsRegistry = metricsRegistry }
+
+    var isReady: Bool { ready.withLockedValue { $0 } }
+    func setReady(_ value: Bool) { ready.withLockedValue { $0 = value } }
+    func setConfig(_ c: RuntimeConfig) { config.withLockedValue { $0 = c } }
+
+    func configSummary() -> String {
+        guard let c = config.withLockedValue({ $0 }) else { return "{}" }
+        let listeners = c.listeners.map {
+            "{\"name\":\(JSONText.quote($0.name)),\"address\":\(JSONText.quote($0.addressText)),\"tls\":\($0.tls != nil),\"routes\":[\($0.router.routes.map { JSONText.quote($0.name) }.joined(separator: ","))]}"
+        }
+        let upstreams = c.upstreams.keys.sorted().map { JSONText.quote($0) }
+        return "{\"digest\":\"\(c.digest)\",\"listeners\":[\(listeners.joined(separator: ","))],\"upstreams\":[\(upstreams.joined(separator: ","))]}\n"
+    }
+}
+
+/// Runs the listeners and the admin endpoint until graceful shutdown:
+/// then stops accepting, lets in-flight requests finish within the grace
+/// period, and closes what is left.
+final class GatewayServer: Service, @unchecked Sendable {
+    let config: RuntimeConfig
+    let state: GatewayState
+    let group: MultiThreadedEventLoopGroup
+    let logger: Logger
+    let grace: TimeAmount
+    let accessLog: AccessLog
+    private var channels: [Channel] = []
+    private let quiesce: ServerQuiescingHelper
+    private let inFlight = InFlightCounter()
+    private let pools: PoolDirectory
+    /// Addresses actually bound, by listener name ("admin" for the admin listener).
+    let boundAddresses = NIOLockedValueBox<[String: SocketAddress]>([:])
+
+    init(config: RuntimeConfig, state: GatewayState, threads: Int, grace: TimeAmount, accessLog: AccessLog, logger: Logger) {
+        self.config = config
+        self.state = state
+        self.group = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        self.logger = logger
+        self.grace = grace
+        self.accessLog = accessLog
+        self.quiesce = ServerQuiescingHelper(group: group)
+        self.pools = PoolDirectory(group: group, upstreams: config.upstreams)
+    }
+
+    func run() async throws {
+        do {
+            try await start()
+        } catch {
+            try? await group.shutdownGracefully()
+            throw error
+        }
+        await withGracefulShutdownHandler {
+            try? await waitForever()
+        } onGracefulShutdown: {
+            self.logger.info("shutting down: no new connections; waiting for in-flight requests")
+        }
+        await drain()
+        try? await group.shutdownGracefully()
+    }
+
+    private func waitForever() async throws {
+        // Returns when graceful shutdown (or cancellation) is requested.
+        try await gracefulShutdown()
+    }
+
+    func start() async throws {
+        state.setConfig(config)
+        for listener in config.listeners {
+            let env = ProxyEnvironment(listener: listener, pools: pools, accessLog: accessLog, inFlight: inFlight,
+                                       logger: logger, unrouted: RouteMetrics(route: ""))
+            let channel: Channel
+            do {
+                channel = try await ListenerBootstrap.bind(listener, group: group, quiesce: quiesce, environment: env)
+            } catch {
+                throw StartupError(message: "listener '\(listener.name)' cannot bind \(listener.addressText): \(error)")
+            }
+            channels.append(channel)
+            if let a = channel.localAddress { boundAddresses.withLockedValue { $0[listener.name] = a } }
+            logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(channel.localAddress.map { "\($0)" } ?? listener.addressText)",
+                                                "tls": "\(listener.tls != nil)"])
+        }
+        let state = self.state
+        let admin: Channel
+        do {
+            admin = try await ServerBootstrap(group: group)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(AdminHandler(state: state))
+                    }
+                }
+                .bind(to: config.adminAddress).get()
+        } catch {
+            throw StartupError(message: "admin listener cannot bind \(config.adminAddressText): \(error)")
+        }
+        channels.append(admin)
+        if let a = admin.localAddress { boundAddresses.withLockedValue { $0["admin"] = a } }
+        logger.info("admin listening", metadata: ["address": "\(admin.localAddress.map { "\($0)" } ?? config.adminAddressText)"])
+        state.setReady(true)
+        logger.info("ready", metadata: ["config_digest": "\(config.digest)"])
+    }
+
+    /// Stops accepting, waits for in-flight requests up to the grace period.
+    func drain() async {
+        state.setReady(false)
+        let promise = group.next().makePromise(of: Void.self)
+        quiesce.initiateShutdown(promise: promise)
+        let deadline = NIODeadline.now() + grace
+        let done = NIOLockedValueBox(false)
+        promise.futureResult.whenComplete { _ in done.withLockedValue { $0 = true } }
+        while NIODeadline.now() < deadline {
+            if done.withLockedValue({ $0 }) || inFlight.value == 0 { break }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        if inFlight.value > 0 {
+            logger.warning("grace period over; closing requests still in flight", metadata: ["in_flight": "\(inFlight.value)"])
+        }
+        for c in channels { try? await c.close() }
+        pools.shutdown()
+        logger.info("stopped")
+        LogSink.shared.drain()
+    }
+}
+
+struct StartupError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}

@@ -1,0 +1,103 @@
+import Logging
+import NIOCore
+import NIOExtras
+import NIOHTTP1
+import NIOHTTP2
+import NIOPosix
+import NIOSSL
+import NIOTLS
+
+/// Binds one listener: TLS with ALPN (`h2`, `http/1.1`) or plaintext HTTP/1.1,
+/// each connection ending in a `ProxyHandler` per HTTP/1 connection or per
+/// HTTP/2 stream.
+enum ListenerBootstrap {
+    static func bind(
+        _ listener: ListenerRuntime, group: EventLoopGroup, quiesce: ServerQuiescingHelper, environment: ProxyEnvironment
+    ) async throws -> Channel {
+        let limits = listener.limits
+        return try await ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(quiesce.makeServerChannelHandler(channel: channel))
+                }
+            }
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try configure(channel: channel, listener: listener, limits: limits, environment: environment)
+                }
+            }
+            .bind(to: listener.address)
+            .get()
+    }
+
+    static func configure(channel: Channel, listener: ListenerRuntime, limits: ListenerLimitsRuntime, environment: ProxyEnvironment) throws {
+        let sync = channel.pipeline.syncOperations
+        guard let tls = listener.tls else {
+            try configureHTTP1(channel: channel, environment: environment, isTLS: false)
+            return
+        }
+        // A connection that has not finished its handshake and chosen a
+        // protocol within the header timeout is closed.
+        let handshakeTimer = channel.eventLoop.scheduleTask(in: limits.headerTimeout) { channel.close(promise: nil) }
+        try sync.addHandler(NIOSSLServerHandler(context: tls))
+        try sync.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
+            handshakeTimer.cancel()
+            return channel.eventLoop.makeCompletedFuture {
+                switch result {
+                case .negotiated("h2"):
+                    try configureHTTP2(channel: channel, limits: limits, environment: environment)
+                case .negotiated("http/1.1"), .fallback:
+                    try configureHTTP1(channel: channel, environment: environment, isTLS: true)
+                case .negotiated:
+                    channel.close(promise: nil)
+                }
+            }
+        })
+    }
+
+    static func configureHTTP1(channel: Channel, environment: ProxyEnvironment, isTLS: Bool) throws {
+        let sync = channel.pipeline.syncOperations
+        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+        try sync.addHandler(ProxyHandler(environment: environment, isHTTP2: false, isTLS: isTLS))
+    }
+
+    static func configureHTTP2(channel: Channel, limits: ListenerLimitsRuntime, environment: ProxyEnvironment) throws {
+        let sync = channel.pipeline.syncOperations
+        try sync.addHandler(IdleStateHandler(allTimeout: limits.idleTimeout))
+        try sync.addHandler(IdleCloser())
+        let settings = [
+            HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
+            HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeadSize),
+            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+        ]
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = settings
+        var streams = NIOHTTP2Handler.StreamConfiguration()
+        streams.targetWindowSize = 1 << 20
+        _ = try sync.configureHTTP2Pipeline(
+            mode: .server, connectionConfiguration: connection, streamConfiguration: streams
+        ) { stream in
+            stream.eventLoop.makeCompletedFuture {
+                let s = stream.pipeline.syncOperations
+                try s.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true))
+            }
+        }
+    }
+}
+
+/// Closes a connection on `IdleStateHandler`'s event.
+final class IdleCloser: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is IdleStateHandler.IdleStateEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+}
