@@ -86,7 +86,6 @@ final class ProxyRequest: UpstreamDelegate {
         if let cl = lengths.first {
             guard lengths.count == 1, let n = Int(cl), n >= 0 else { return respondLocally(.badRequest) }
             framing = .contentLength
-            if n > limits.maxBody { return respondLocally(.bodyTooLarge) }
         } else if head.headers.contains(name: "transfer-encoding") {
             framing = .chunked
         }

@@ -1,0 +1,266 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Gateway
+
+/// A gateway process over real TLS on loopback, an in-test upstream that
+/// records what it received, and curl as the client.
+final class ProxyFixture: @unchecked Sendable {
+    let state: String
+    let upstream: DemoUpstreamServer
+    let gateway: GatewayProcess
+    let port: Int
+    var ca: String { state + "/ca.pem" }
+    func url(_ path: String) -> String { "https://localhost:\(port)\(path)" }
+
+    private init(state: String, upstream: DemoUpstreamServer, gateway: GatewayProcess, port: Int) {
+        self.state = state
+        self.upstream = upstream
+        self.gateway = gateway
+        self.port = port
+    }
+
+    static func start(extraArgs: [String] = []) async throws -> ProxyFixture {
+        let state = try TestSupport.temporaryDirectory("state")
+        try await TestSupport.makeCertificates(in: state)
+        let upstream = DemoUpstreamServer(name: "svc", group: MultiThreadedEventLoopGroup.singleton)
+        let upstreamPort = try await upstream.start(port: 0)
+        let deadPort = try TestSupport.freePort()  // nothing listens there
+        let port = try TestSupport.freePort()
+        let yaml = """
+        listeners:
+          - name: public
+            address: 127.0.0.1:\(port)
+            tls: {cert: localhost.pem, key: localhost-key.pem}
+            limits: {max_body: 1MiB}
+        upstreams:
+          - name: svc
+            endpoints: ["127.0.0.1:\(upstreamPort)"]
+            response_timeout: 500ms
+            body_timeout: 1s
+          - name: down
+            endpoints: ["127.0.0.1:\(deadPort)"]
+            connect_timeout: 500ms
+        routes:
+          - name: svc
+            listener: public
+            match: {path_prefix: /api}
+            rewrite: {strip_prefix: /api}
+            upstream: svc
+            max_body: 8MiB
+          - name: down
+            listener: public
+            match: {path_prefix: /down}
+            upstream: down
+          - name: get-only
+            listener: public
+            match: {path: /only-get, methods: [GET, HEAD]}
+            upstream: svc
+          - name: small
+            listener: public
+            match: {path_prefix: /small}
+            upstream: svc
+
+        """
+        let gateway = try await GatewayProcess.start(yaml: yaml, stateDir: state, extraArgs: extraArgs)
+        return ProxyFixture(state: state, upstream: upstream, gateway: gateway, port: port)
+    }
+
+    var upstreamHeads: Int { upstream.heads.withLockedValue { $0 } }
+    var lastReceived: ReceivedRequest? { upstream.received.withLockedValue { $0.last } }
+
+    func stop() async {
+        gateway.stop()
+        await upstream.stop()
+        try? FileManager.default.removeItem(atPath: state)
+        try? FileManager.default.removeItem(atPath: gateway.dir)
+    }
+}
+
+func header(_ r: ReceivedRequest, _ name: String) -> [String] {
+    r.headers.filter { $0.0.lowercased() == name }.map(\.1)
+}
+
+@Suite("proxy end to end", .serialized)
+struct ProxyEndToEndTests {
+    @Test("curl h1 and h2: rewritten path, forwarded headers, 5 MB body intact, no hop-by-hop", arguments: ["--http1.1", "--http2"])
+    func forwardsRequest(version: String) async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let bodyPath = f.state + "/body.bin"
+        var bytes = [UInt8](repeating: 0, count: 5_000_000)
+        for i in bytes.indices { bytes[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 8) }
+        try Data(bytes).write(to: URL(fileURLWithPath: bodyPath))
+        let expectedSHA = try await TestSupport.run("/usr/bin/sha256sum", [bodyPath]).stdout.prefix(64)
+
+        var args = [version, "-X", "POST", "--data-binary", "@\(bodyPath)", "-H", "content-type: application/octet-stream",
+                    "-H", "x-forwarded-for: 6.6.6.6", "-H", "x-request-id: client-chosen"]
+        if version == "--http1.1" {
+            args += ["-H", "Connection: keep-alive, x-hop", "-H", "x-hop: secret", "-H", "Keep-Alive: timeout=5",
+                     "-H", "Proxy-Connection: keep-alive", "-H", "TE: trailers"]
+        }
+        let r = try await Curl.request(f.url("/api/echo/1?x=1"), caFile: f.ca, args: args)
+        #expect(r.status == 200, "\(r.stderr) \(r.body)")
+        let got = try #require(f.lastReceived)
+        #expect(got.method == "POST")
+        #expect(got.uri == "/echo/1?x=1")
+        #expect(got.complete)
+        #expect(got.bodyBytes == 5_000_000)
+        #expect(Substring(got.bodySHA256) == expectedSHA)
+        #expect(header(got, "x-forwarded-for") == ["127.0.0.1"])
+        #expect(header(got, "x-forwarded-proto") == ["https"])
+        #expect(header(got, "x-forwarded-host") == ["localhost:\(f.port)"])
+        let requestID = try #require(r.headers["x-request-id"])
+        #expect(requestID.count == 32 && requestID != "client-chosen")
+        #expect(header(got, "x-request-id") == [requestID])
+        for hop in ["connection", "keep-alive", "proxy-connection", "te", "x-hop", "upgrade"] {
+            #expect(header(got, hop).isEmpty, "hop-by-hop header \(hop) reached the upstream")
+        }
+        #expect(f.gateway.log.contains("\"request_id\":\"\(requestID)\""))
+    }
+
+    @Test("a large response streams back intact", arguments: ["--http1.1", "--http2"])
+    func streamsResponse(version: String) async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let r = try await Curl.request(f.url("/api/big"), caFile: f.ca, args: [version, "-H", "x-demo-response-bytes: 8000000"])
+        #expect(r.status == 200)
+        #expect(r.body.utf8.count == 8_000_000)
+        #expect(r.body.utf8.allSatisfy { $0 == UInt8(ascii: "x") })
+    }
+
+    @Test("no route: 404 no_route; wrong method: 405 with Allow; nothing reaches the upstream")
+    func routingRejections() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let notFound = try await Curl.request(f.url("/nowhere"), caFile: f.ca)
+        #expect(notFound.status == 404)
+        #expect(notFound.body.contains("\"error\":\"no_route\""))
+        #expect(notFound.headers["content-type"] == "application/json")
+        let wrongMethod = try await Curl.request(f.url("/only-get"), caFile: f.ca, args: ["-X", "DELETE"])
+        #expect(wrongMethod.status == 405)
+        #expect(wrongMethod.body.contains("\"error\":\"method_not_allowed\""))
+        #expect(wrongMethod.headers["allow"] == "GET, HEAD")
+        #expect(f.upstreamHeads == 0)
+    }
+
+    @Test("body over the limit: 413 body_too_large, nothing reaches the upstream", arguments: ["--http1.1", "--http2"])
+    func bodyTooLarge(version: String) async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let bodyPath = f.state + "/2mb.bin"
+        try Data(repeating: 65, count: 2 << 20).write(to: URL(fileURLWithPath: bodyPath))
+        let r = try await Curl.request(f.url("/small/upload"), caFile: f.ca, args: [version, "--data-binary", "@\(bodyPath)"])
+        #expect(r.status == 413)
+        #expect(r.body.contains("\"error\":\"body_too_large\""))
+        #expect(f.upstreamHeads == 0)
+    }
+
+    @Test("chunked body growing past the limit: 413, and the upstream never gets it as complete")
+    func chunkedBodyTooLarge() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let bodyPath = f.state + "/2mb.bin"
+        try Data(repeating: 65, count: 2 << 20).write(to: URL(fileURLWithPath: bodyPath))
+        let r = try await Curl.request(f.url("/small/upload"), caFile: f.ca,
+                                       args: ["--http1.1", "-H", "transfer-encoding: chunked", "--data-binary", "@\(bodyPath)"])
+        #expect(r.status == 413)
+        #expect(r.body.contains("\"error\":\"body_too_large\""))
+        try await Task.sleep(nanoseconds: 200_000_000)
+        let completes = f.upstream.received.withLockedValue { $0.filter(\.complete) }
+        #expect(completes.isEmpty, "the upstream took a truncated body as complete")
+    }
+
+    @Test("upstream down: 503 upstream_unavailable")
+    func upstreamDown() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let r = try await Curl.request(f.url("/down/x"), caFile: f.ca)
+        #expect(r.status == 503)
+        #expect(r.body.contains("\"error\":\"upstream_unavailable\""))
+    }
+
+    @Test("upstream slower than response_timeout: 504 upstream_timeout", arguments: ["--http1.1", "--http2"])
+    func upstreamTimeout(version: String) async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let r = try await Curl.request(f.url("/api/slow"), caFile: f.ca, args: [version, "-H", "x-demo-delay: 3s"])
+        #expect(r.status == 504)
+        #expect(r.body.contains("\"error\":\"upstream_timeout\""))
+        // The next request still works.
+        let ok = try await Curl.request(f.url("/api/fast"), caFile: f.ca, args: [version])
+        #expect(ok.status == 200)
+    }
+
+    @Test("upstream stalls mid-response: the client sees a broken response, not a short one")
+    func upstreamStallsMidBody() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let r = try await Curl.request(f.url("/api/stall"), caFile: f.ca, args: ["--http1.1", "-H", "x-demo-stall: 1"])
+        #expect(r.status == 200)
+        #expect(r.exitCode != 0, "curl must report the truncated transfer")
+    }
+
+    @Test("client disconnecting mid-body cancels the upstream exchange")
+    func clientDisconnectMidBody() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let script = """
+        import socket, ssl, sys, time
+        ctx = ssl.create_default_context(cafile=sys.argv[1])
+        ctx.set_alpn_protocols(["http/1.1"])
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))), server_hostname="localhost")
+        s.sendall(b"POST /api/upload HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 1000000\\r\\n\\r\\n" + b"a" * 100000)
+        time.sleep(0.3)
+        s.close()
+        """
+        let r = try await TestSupport.run("/usr/bin/env", ["python3", "-c", script, f.ca, String(f.port)])
+        #expect(r.code == 0, "\(r.stderr)")
+        var incomplete: ReceivedRequest?
+        for _ in 0..<100 {
+            incomplete = f.upstream.received.withLockedValue { $0.first { !$0.complete } }
+            if incomplete != nil { break }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        let got = try #require(incomplete, "the upstream connection was not closed when the client left")
+        #expect(got.bodyBytes <= 100_000)
+        #expect(f.upstream.received.withLockedValue { $0.filter(\.complete).isEmpty })
+        let ok = try await Curl.request(f.url("/api/after"), caFile: f.ca)
+        #expect(ok.status == 200)
+        #expect(f.gateway.log.contains("\"error\":\"client_closed\""))
+    }
+
+    @Test("keep-alive: several requests on one h1 connection reuse it")
+    func keepAlive() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let r = try await TestSupport.run("/usr/bin/curl", [
+            "-sS", "--http1.1", "--cacert", f.ca, "-w", "%{num_connects}\n",
+            f.url("/api/a"), "-o", "/dev/null", f.url("/api/b"), "-o", "/dev/null", f.url("/nowhere"), "-o", "/dev/null",
+            f.url("/api/c"), "-o", "/dev/null",
+        ])
+        #expect(r.code == 0)
+        let connects = r.stdout.split(separator: "\n").compactMap { Int($0) }
+        #expect(connects == [1, 0, 0, 0], "\(r.stdout)")
+        #expect(f.upstreamHeads == 3)
+    }
+
+    @Test("SIGTERM: stops accepting, finishes the in-flight slow request, exits 0")
+    func gracefulShutdown() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        async let slow = Curl.request(f.url("/api/slow"), caFile: f.ca, args: ["-H", "x-demo-delay: 400ms"])
+        for _ in 0..<100 where f.upstreamHeads == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
+        #expect(f.upstreamHeads == 1)
+        f.gateway.signal(SIGTERM)
+        let r = try await slow
+        #expect(r.status == 200)
+        #expect(r.body.contains("\"path\":\"/slow\""))
+        let code = await f.gateway.waitForExit(timeout: 10)
+        #expect(code == 0)
+        let after = try await Curl.request(f.url("/api/after"), caFile: f.ca)
+        #expect(after.status == 0, "a new request was accepted after shutdown")
+    }
+}

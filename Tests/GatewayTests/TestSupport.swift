@@ -1,0 +1,201 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+@testable import Gateway
+
+/// Helpers for the end-to-end tests: real processes, real TLS, real curl.
+enum TestSupport {
+    /// The package root, from this file's path.
+    static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// The `gateway` binary built by `swift build` (the Makefile builds it before `swift test`).
+    static var gatewayBinary: String {
+        get throws {
+            for config in ["debug", "release"] {
+                let path = packageRoot.appendingPathComponent(".build/\(config)/gateway").path
+                if FileManager.default.isExecutableFile(atPath: path) { return path }
+            }
+            throw TestError("the gateway binary is not built; run `swift build` (make test does) before `swift test`")
+        }
+    }
+
+    static func temporaryDirectory(_ name: String) throws -> String {
+        let dir = NSTemporaryDirectory() + "gateway-tests-\(name)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        return dir
+    }
+
+    /// A free TCP port on 127.0.0.1 (bound, then released).
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestError("socket() failed") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sp in
+                bind(fd, sp, len) == 0 && getsockname(fd, sp, &len) == 0
+            }
+        }
+        guard ok else { throw TestError("bind() failed") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    struct ProcessResult {
+        var code: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    /// Runs a program to completion without blocking a cooperative thread.
+    static func run(_ executable: String, _ arguments: [String], stdin: String? = nil) async throws -> ProcessResult {
+        let dir = try temporaryDirectory("proc")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let outPath = dir + "/out", errPath = dir + "/err"
+        FileManager.default.createFile(atPath: outPath, contents: nil)
+        FileManager.default.createFile(atPath: errPath, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        if let stdin {
+            let pipe = Pipe()
+            process.standardInput = pipe
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+                process.terminationHandler = { _ in c.resume() }
+                do {
+                    try process.run()
+                    pipe.fileHandleForWriting.write(Data(stdin.utf8))
+                    try? pipe.fileHandleForWriting.close()
+                } catch { c.resume(throwing: error) }
+            }
+        } else {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
+                process.terminationHandler = { _ in c.resume() }
+                do { try process.run() } catch { c.resume(throwing: error) }
+            }
+        }
+        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
+        return ProcessResult(code: process.terminationStatus, stdout: out, stderr: err)
+    }
+
+    /// A dev CA and a localhost certificate, made with the openssl CLI the
+    /// way `make dev-certs` makes them.
+    static func makeCertificates(in dir: String) async throws {
+        let script = """
+        set -e
+        cd "\(dir)"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -keyout ca-key.pem -out ca.pem \
+          -subj "/CN=test CA" -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout localhost-key.pem -out localhost.csr -subj "/CN=localhost" 2>/dev/null
+        printf "subjectAltName=DNS:localhost,IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n" > ext.cnf
+        openssl x509 -req -in localhost.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 30 -extfile ext.cnf -out localhost.pem 2>/dev/null
+        """
+        let r = try await run("/bin/bash", ["-c", script])
+        guard r.code == 0 else { throw TestError("openssl failed: \(r.stderr)") }
+    }
+}
+
+struct TestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+/// A gateway process serving a config written by the test.
+final class GatewayProcess: @unchecked Sendable {
+    let dir: String
+    let process = Process()
+    let adminPort: Int
+    let logPath: String
+
+    private init(dir: String, adminPort: Int) {
+        self.dir = dir
+        self.adminPort = adminPort
+        self.logPath = dir + "/gateway.log"
+    }
+
+    /// Writes `yaml` (with `ADMIN_PORT` replaced) to a config folder and
+    /// starts `gateway serve`; returns when /readyz answers 200.
+    static func start(yaml: String, stateDir: String, extraArgs: [String] = []) async throws -> GatewayProcess {
+        let dir = try TestSupport.temporaryDirectory("gw")
+        let adminPort = try TestSupport.freePort()
+        let configDir = dir + "/filters.d"
+        try FileManager.default.createDirectory(atPath: configDir, withIntermediateDirectories: true)
+        let text = "admin:\n  address: 127.0.0.1:\(adminPort)\n" + yaml
+        try text.write(toFile: configDir + "/00-test.yaml", atomically: true, encoding: .utf8)
+        let gw = GatewayProcess(dir: dir, adminPort: adminPort)
+        FileManager.default.createFile(atPath: gw.logPath, contents: nil)
+        gw.process.executableURL = URL(fileURLWithPath: try TestSupport.gatewayBinary)
+        gw.process.arguments = ["serve", "--config", configDir, "--state", stateDir, "--threads", "2"] + extraArgs
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: gw.logPath))
+        gw.process.standardOutput = log
+        gw.process.standardError = log
+        try gw.process.run()
+        for _ in 0..<200 {
+            let r = try await TestSupport.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(adminPort)/readyz"])
+            if r.stdout == "200" { return gw }
+            if !gw.process.isRunning { break }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        let log2 = (try? String(contentsOfFile: gw.logPath, encoding: .utf8)) ?? ""
+        gw.stop()
+        throw TestError("gateway did not become ready; log:\n\(log2)")
+    }
+
+    var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    /// Waits for exit (up to `timeout` seconds); returns the exit status or nil.
+    func waitForExit(timeout: Double) async -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { try? await Task.sleep(nanoseconds: 20_000_000) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning {
+            process.terminate()
+            process.waitUntilExit()
+        }
+    }
+
+    deinit { stop() }
+}
+
+/// curl through the gateway. Returns status, headers (lowercased names) and body.
+struct CurlResponse {
+    var status: Int
+    var headers: [String: String]
+    var body: String
+    var exitCode: Int32
+    var stderr: String
+}
+
+enum Curl {
+    static func request(_ url: String, caFile: String, args: [String] = []) async throws -> CurlResponse {
+        let dir = try TestSupport.temporaryDirectory("curl")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let headerFile = dir + "/headers"
+        let r = try await TestSupport.run("/usr/bin/curl", ["-sS", "--cacert", caFile, "-D", headerFile, "--max-time", "20"] + args + [url])
+        let rawHeaders = (try? String(contentsOfFile: headerFile, encoding: .utf8)) ?? ""
+        var status = 0
+        var headers: [String: String] = [:]
+        for line in rawHeaders.split(separator: "\r\n", omittingEmptySubsequences: false).map(String.init) {
+            if line.hasPrefix("HTTP/") {
+                let parts = line.split(separator: " ")
+                if parts.count >= 2, let s = Int(parts[1]), s >= 200 { status = s; headers = [:] }
+            } else if let colon = line.firstIndex(of: ":") {
+                headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            }
+        }
+        return CurlResponse(status: status, headers: headers, body: r.stdout, exitCode: r.code, stderr: r.stderr)
+    }
+}
