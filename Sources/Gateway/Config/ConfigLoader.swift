@@ -187,8 +187,8 @@ enum ConfigLoader {
         case is [String: Any].Type: return "a map"
         default:
             let name = "\(type)"
-            if name.hasPrefix("Array") { return "a list" }
-            if name.hasPrefix("Dictionary") || name.contains("KeyedDecodingContainer") { return "a map" }
+            if name.hasPrefix("Array") || name.contains("Sequence") || name.contains("Unkeyed") { return "a list" }
+            if name.hasPrefix("Dictionary") || name.contains("Mapping") || name.contains("Keyed") { return "a map" }
             return "a value of type \(name)"
         }
     }

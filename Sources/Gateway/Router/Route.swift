@@ -46,7 +46,7 @@ final class CompiledRoute: @unchecked Sendable {
     func matchesIgnoringMethod(host hostValue: Substring, path pathValue: Substring, query queryValue: Substring?, headers requestHeaders: HTTPHeaders) -> Bool {
         if let host, !host.matches(hostValue) { return false }
         if !path.matches(pathValue) { return false }
-        for h in headers where !h.matches(requestHeaders[canonicalForm: h.name]) { return false }
+        for h in headers where !h.matches(requestHeaders[h.name]) { return false }
         if !query.isEmpty {
             let params = QueryParameters(queryValue ?? "")
             for q in query where !q.matches(params.values(named: q.name)) { return false }
