@@ -64,7 +64,7 @@ run: release dev-certs
 ## The test suite: unit tests and end-to-end tests over real TLS with curl.
 test: test-deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	$(SWIFT) test --skip-build --no-parallel
 
 clean:
 	rm -rf .build $(STATE)

@@ -22,7 +22,7 @@ final class ProxyFixture: @unchecked Sendable {
         self.port = port
     }
 
-    static func start(extraArgs: [String] = []) async throws -> ProxyFixture {
+    static func start(limits: String = "{max_body: 1MiB}", extraArgs: [String] = []) async throws -> ProxyFixture {
         let state = try TestSupport.temporaryDirectory("state")
         try await TestSupport.makeCertificates(in: state)
         let upstream = DemoUpstreamServer(name: "svc", group: MultiThreadedEventLoopGroup.singleton)
@@ -34,7 +34,7 @@ final class ProxyFixture: @unchecked Sendable {
           - name: public
             address: 127.0.0.1:\(port)
             tls: {cert: localhost.pem, key: localhost-key.pem}
-            limits: {max_body: 1MiB}
+            limits: \(limits)
         upstreams:
           - name: svc
             endpoints: ["127.0.0.1:\(upstreamPort)"]
@@ -68,6 +68,7 @@ final class ProxyFixture: @unchecked Sendable {
         return ProxyFixture(state: state, upstream: upstream, gateway: gateway, port: port)
     }
 
+    var adminURL: String { "http://127.0.0.1:\(gateway.adminPort)" }
     var upstreamHeads: Int { upstream.heads.withLockedValue { $0 } }
     var lastReceived: ReceivedRequest? { upstream.received.withLockedValue { $0.last } }
 

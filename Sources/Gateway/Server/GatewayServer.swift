@@ -1,6 +1,7 @@
 import Filters
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOExtras
@@ -114,6 +115,7 @@ final class GatewayServer: Service, @unchecked Sendable {
         channels.append(admin)
         if let a = admin.localAddress { boundAddresses.withLockedValue { $0["admin"] = a } }
         logger.info("admin listening", metadata: ["address": "\(admin.localAddress.map { "\($0)" } ?? config.adminAddressText)"])
+        Gauge(label: "gateway_config_info", dimensions: [("digest", config.digest)]).record(1)
         state.setReady(true)
         logger.info("ready", metadata: ["config_digest": "\(config.digest)"])
     }
