@@ -248,11 +248,11 @@ struct ProxyEndToEndTests {
         #expect(f.upstreamHeads == 3)
     }
 
-    @Test("SIGTERM: stops accepting, finishes the in-flight slow request, exits 0")
-    func gracefulShutdown() async throws {
+    @Test("SIGTERM: stops accepting, finishes the in-flight slow request, exits 0", arguments: ["--http1.1", "--http2"])
+    func gracefulShutdown(version: String) async throws {
         let f = try await ProxyFixture.start()
         defer { Task { await f.stop() } }
-        async let slow = Curl.request(f.url("/api/slow"), caFile: f.ca, args: ["-H", "x-demo-delay: 400ms"])
+        async let slow = Curl.request(f.url("/api/slow"), caFile: f.ca, args: [version, "-H", "x-demo-delay: 400ms"])
         for _ in 0..<100 where f.upstreamHeads == 0 { try await Task.sleep(nanoseconds: 10_000_000) }
         #expect(f.upstreamHeads == 1)
         f.gateway.signal(SIGTERM)

@@ -67,8 +67,6 @@ enum ListenerBootstrap {
 
     static func configureHTTP2(channel: Channel, limits: ListenerLimitsRuntime, environment: ProxyEnvironment) throws {
         let sync = channel.pipeline.syncOperations
-        try sync.addHandler(IdleStateHandler(allTimeout: limits.idleTimeout))
-        try sync.addHandler(IdleCloser())
         let settings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeadSize),
@@ -78,8 +76,14 @@ enum ListenerBootstrap {
         connection.initialSettings = settings
         var streams = NIOHTTP2Handler.StreamConfiguration()
         streams.targetWindowSize = 1 << 20
+        // Closes the connection after idle_timeout without an open stream, and
+        // on shutdown sends GOAWAY and closes once the open streams finish.
+        let management = NIOHTTP2ServerConnectionManagementHandler(
+            eventLoop: channel.eventLoop,
+            configuration: .init(maxIdleTime: limits.idleTimeout, maxAge: nil, maxGraceTime: nil, keepalive: nil))
         _ = try sync.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connection, streamConfiguration: streams
+            mode: .server, connectionConfiguration: connection, streamConfiguration: streams,
+            streamDelegate: management.http2StreamDelegate
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 let s = stream.pipeline.syncOperations
@@ -87,17 +91,6 @@ enum ListenerBootstrap {
                 try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true))
             }
         }
-    }
-}
-
-/// Closes a connection on `IdleStateHandler`'s event.
-final class IdleCloser: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-            return
-        }
-        context.fireUserInboundEventTriggered(event)
+        try sync.addHandler(management)
     }
 }

@@ -1,0 +1,64 @@
+import Filters
+import Foundation
+import Logging
+import NIOHTTP1
+import NIOPosix
+import Testing
+
+@testable import Gateway
+
+/// Every YAML block of the README marked `<!-- config-example -->` must load
+/// and pass its route tests, so the documentation cannot drift from the code.
+@Suite("README examples")
+struct ReadmeExamplesTests {
+    static func examples() throws -> [String] {
+        let readme = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        var blocks: [String] = []
+        var rest = Substring(readme)
+        while let marker = rest.range(of: "<!-- config-example -->") {
+            rest = rest[marker.upperBound...]
+            guard let open = rest.range(of: "```yaml\n"), let close = rest[open.upperBound...].range(of: "```") else { break }
+            blocks.append(String(rest[open.upperBound..<close.lowerBound]))
+            rest = rest[close.upperBound...]
+        }
+        return blocks
+    }
+
+    @Test func configExamplesLoadAndPass() async throws {
+        let blocks = try Self.examples()
+        #expect(!blocks.isEmpty, "no <!-- config-example --> block found in README.md")
+        for block in blocks {
+            let folder = try ConfigFolder(["example.yaml": block])
+            try FileManager.default.createDirectory(atPath: folder.state + "/dev", withIntermediateDirectories: true)
+            try await TestSupport.makeCertificates(in: folder.state + "/dev")
+            let config = try folder.load()
+            let (passed, failures) = RouteTestRunner(config: config).run()
+            #expect(failures.isEmpty, "\(failures)")
+            #expect(passed == config.routeTests.count)
+        }
+    }
+
+    @Test("the headers filter example in the README behaves as it says")
+    func headersExample() throws {
+        let folder = try ConfigFolder(["00-base.yaml": baseYAML + """
+        routes:
+          - name: r
+            listener: public
+            upstream: a
+            filters:
+              - headers: {request: {set: {x-env: demo}, remove: [x-debug]}}
+        """])
+        let config = try folder.load()
+        let filter = try #require(config.routes[0].filters.first)
+        let exchange = Exchange(
+            request: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["x-debug": "1", "host": "h"]),
+            requestID: "r", listener: "public", clientAddress: nil, isTLS: true,
+            eventLoop: MultiThreadedEventLoopGroup.singleton.next(), logger: Logger(label: "test"))
+        guard case .next = filter.onRequest(exchange) else {
+            Issue.record("the headers filter must pass the request on")
+            return
+        }
+        #expect(exchange.request.headers["x-debug"].isEmpty)
+        #expect(exchange.request.headers["x-env"] == ["demo"])
+    }
+}
