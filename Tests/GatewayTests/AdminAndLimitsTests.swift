@@ -86,11 +86,7 @@ struct AdminAndLimitsTests {
     func slowloris() async throws {
         let f = try await ProxyFixture.start(limits: "{header_timeout: 300ms, idle_timeout: 600ms}")
         defer { Task { await f.stop() } }
-        let script = """
-        import select, socket, ssl, sys, time
-        ctx = ssl.create_default_context(cafile=sys.argv[1])
-        ctx.set_alpn_protocols(["http/1.1"])
-        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))), server_hostname="localhost")
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
         start = time.time()
         s.sendall(b"GET /api/x HTTP/1.1\\r\\nHost: localhost\\r\\n")
         data = None
@@ -110,8 +106,7 @@ struct AdminAndLimitsTests {
         if data is None:
             data = b"still open"
         print("closed after %.2f s, got %d bytes" % (time.time() - start, len(data)))
-        """
-        let r = try await TestSupport.run("/usr/bin/env", ["python3", "-c", script, f.ca, String(f.port)])
+        """)
         #expect(r.code == 0, "\(r.stderr)")
         let seconds = Double(r.stdout.split(separator: " ")[2]) ?? 99
         #expect(seconds < 1.5, "\(r.stdout)")
@@ -123,11 +118,7 @@ struct AdminAndLimitsTests {
     func idleKeepAlive() async throws {
         let f = try await ProxyFixture.start(limits: "{idle_timeout: 300ms}")
         defer { Task { await f.stop() } }
-        let script = """
-        import socket, ssl, sys, time
-        ctx = ssl.create_default_context(cafile=sys.argv[1])
-        ctx.set_alpn_protocols(["http/1.1"])
-        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))), server_hostname="localhost")
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
         s.sendall(b"GET /api/x HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n")
         s.settimeout(5)
         buf = b""
@@ -141,8 +132,7 @@ struct AdminAndLimitsTests {
             except OSError:
                 break
         print("%.2f" % (time.time() - start))
-        """
-        let r = try await TestSupport.run("/usr/bin/env", ["python3", "-c", script, f.ca, String(f.port)])
+        """)
         #expect(r.code == 0, "\(r.stderr)")
         let waited = Double(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 99
         #expect(waited > 0.1 && waited < 2, "\(r.stdout)")
@@ -152,11 +142,7 @@ struct AdminAndLimitsTests {
     func malformedRequest() async throws {
         let f = try await ProxyFixture.start()
         defer { Task { await f.stop() } }
-        let script = """
-        import socket, ssl, sys
-        ctx = ssl.create_default_context(cafile=sys.argv[1])
-        ctx.set_alpn_protocols(["http/1.1"])
-        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))), server_hostname="localhost")
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
         s.sendall(b"GET /api/x HTTP/1.1\\r\\nHost: localhost\\r\\nBad Header\\r\\n\\r\\n")
         s.settimeout(5)
         data = b""
@@ -166,8 +152,7 @@ struct AdminAndLimitsTests {
                 break
             data += chunk
         print(data.split(b"\\r\\n")[0].decode())
-        """
-        let r = try await TestSupport.run("/usr/bin/env", ["python3", "-c", script, f.ca, String(f.port)])
+        """)
         #expect(r.stdout.hasPrefix("HTTP/1.1 400"), "\(r.stdout) \(r.stderr)")
         #expect(f.upstreamHeads == 0)
     }

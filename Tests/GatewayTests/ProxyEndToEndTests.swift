@@ -208,16 +208,11 @@ struct ProxyEndToEndTests {
     func clientDisconnectMidBody() async throws {
         let f = try await ProxyFixture.start()
         defer { Task { await f.stop() } }
-        let script = """
-        import socket, ssl, sys, time
-        ctx = ssl.create_default_context(cafile=sys.argv[1])
-        ctx.set_alpn_protocols(["http/1.1"])
-        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))), server_hostname="localhost")
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
         s.sendall(b"POST /api/upload HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 1000000\\r\\n\\r\\n" + b"a" * 100000)
         time.sleep(0.3)
         s.close()
-        """
-        let r = try await TestSupport.run("/usr/bin/env", ["python3", "-c", script, f.ca, String(f.port)])
+        """)
         #expect(r.code == 0, "\(r.stderr)")
         var incomplete: ReceivedRequest?
         for _ in 0..<100 {

@@ -86,6 +86,19 @@ enum TestSupport {
         return ProcessResult(code: process.terminationStatus, stdout: out, stderr: err)
     }
 
+    /// Runs a Python script with `s`, a TLS socket (ALPN http/1.1) already
+    /// connected to the gateway at `port` and verified against `ca`.
+    static func pythonTLSClient(ca: String, port: Int, _ body: String) async throws -> ProcessResult {
+        let script = """
+        import select, socket, ssl, sys, time
+        ctx = ssl.create_default_context(cafile=sys.argv[1])
+        ctx.set_alpn_protocols(["http/1.1"])
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))), server_hostname="localhost")
+
+        """ + body
+        return try await run("/usr/bin/env", ["python3", "-c", script, ca, String(port)])
+    }
+
     /// A dev CA and a localhost certificate, made with the openssl CLI the
     /// way `make dev-certs` makes them.
     static func makeCertificates(in dir: String) async throws {

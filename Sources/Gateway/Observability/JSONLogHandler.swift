@@ -12,11 +12,10 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?,
-             source: String, file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
         var fields = self.metadata
-        if let explicit { fields.merge(explicit) { _, new in new } }
-        var out = "{\"time\":\"\(JSONText.timestamp())\",\"level\":\"\(level)\",\"logger\":\(JSONText.quote(label)),\"message\":\(JSONText.quote(message.description))"
+        if let explicit = event.metadata { fields.merge(explicit) { _, new in new } }
+        var out = "{\"time\":\"\(JSONText.timestamp())\",\"level\":\"\(event.level)\",\"logger\":\(JSONText.quote(label)),\"message\":\(JSONText.quote(event.message.description))"
         for (k, v) in fields.sorted(by: { $0.key < $1.key }) {
             out += ",\(JSONText.quote(k)):\(JSONText.quote(v.description))"
         }

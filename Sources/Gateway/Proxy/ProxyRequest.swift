@@ -207,11 +207,11 @@ final class ProxyRequest: UpstreamDelegate {
         }
         pool.acquire().whenComplete { [self] result in
             guard phase == .acquiring else {
-                if case .success(let c) = result { pool.release(c, reusable: true) }
+                if case .success(let c) = result { pool.release(c.value, reusable: true) }
                 return
             }
             switch result {
-            case .success(let c): attach(c)
+            case .success(let c): attach(c.value)
             case .failure(let error):
                 exchange.logger.debug("upstream unavailable", metadata: ["upstream": "\(exchange.upstream)", "error": "\(error)"])
                 respondLocally(.upstreamUnavailable)
@@ -238,11 +238,11 @@ final class ProxyRequest: UpstreamDelegate {
         requestBodyBytes += buffer.readableBytes
         if requestBodyBytes > route.maxBody {
             // Never let the upstream take a truncated body for a complete one.
-            return failBody(.bodyTooLarge)
+            return fail(.bodyTooLarge, closeDownstream: true)
         }
         if framing == .none {
             // A body on a request that announced none (HTTP/2 GET with DATA).
-            return failBody(.badRequest)
+            return fail(.badRequest, closeDownstream: true)
         }
         if phase == .forwarding, let connection {
             connection.write(.body(.byteBuffer(buffer)))
@@ -277,30 +277,24 @@ final class ProxyRequest: UpstreamDelegate {
         }
     }
 
-    private func failBody(_ error: GatewayError) {
-        if let connection {
-            // Abort the upstream exchange: closing without the final chunk
-            // makes the body incomplete, never silently short.
-            dropConnection(connection)
-        }
+    /// Ends the exchange on an error: the upstream connection is closed (a
+    /// body it was receiving stays incomplete, never silently short); the
+    /// client gets the error, or, when the response already started, a
+    /// broken response instead of a short one.
+    private func fail(_ error: GatewayError, closeDownstream: Bool = false) {
+        if let connection { dropConnection(connection) }
         if responseStarted {
+            errorCode = error.errorCode
             complete(status: responseStatus)
             handler.abortResponse(self)
         } else {
-            respondLocally(error, close: true)
+            respondLocally(error, close: closeDownstream)
         }
     }
 
     private func upstreamTimedOut() {
         guard phase == .forwarding else { return }
-        if let connection { dropConnection(connection) }
-        if responseStarted {
-            errorCode = GatewayError.upstreamTimeout.errorCode
-            complete(status: responseStatus)
-            handler.abortResponse(self)
-        } else {
-            respondLocally(.upstreamTimeout)
-        }
+        fail(.upstreamTimeout)
     }
 
     // MARK: - Upstream response
@@ -350,16 +344,8 @@ final class ProxyRequest: UpstreamDelegate {
 
     func upstreamFailed(_ error: Error) {
         guard phase == .forwarding else { return }
-        if let connection { dropConnection(connection) }
-        if responseStarted {
-            // Mid-response: the client must see a broken response, not a short one.
-            errorCode = GatewayError.upstreamUnavailable.errorCode
-            complete(status: responseStatus)
-            handler.abortResponse(self)
-        } else {
-            exchange.logger.debug("upstream failed", metadata: ["upstream": "\(exchange.upstream)", "error": "\(error)"])
-            respondLocally(.upstreamUnavailable)
-        }
+        exchange.logger.debug("upstream failed", metadata: ["upstream": "\(exchange.upstream)", "error": "\(error)"])
+        fail(.upstreamUnavailable)
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {

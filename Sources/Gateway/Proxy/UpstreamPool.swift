@@ -11,7 +11,7 @@ final class UpstreamPool {
     let eventLoop: EventLoop
     private var state: PoolStateMachine
     private var connections: [Int: UpstreamConnection] = [:]
-    private var waiters: [Int: (promise: EventLoopPromise<UpstreamConnection>, timeout: Scheduled<Void>)] = [:]
+    private var waiters: [Int: (promise: EventLoopPromise<NIOLoopBound<UpstreamConnection>>, timeout: Scheduled<Void>)] = [:]
     private var nextConnectionID = 0
     private var nextWaiterID = 0
     private var nextEndpoint = 0
@@ -34,7 +34,7 @@ final class UpstreamPool {
     /// A connection for one exchange. Succeeds synchronously when an idle
     /// connection is available; fails with `Unavailable` on connect failure,
     /// saturation, or when none frees up within the connect timeout.
-    func acquire() -> EventLoopFuture<UpstreamConnection> {
+    func acquire() -> EventLoopFuture<NIOLoopBound<UpstreamConnection>> {
         eventLoop.preconditionInEventLoop()
         if isShutDown { return eventLoop.makeFailedFuture(Unavailable(reason: "pool shut down")) }
         // Drop idle connections the upstream closed since they were parked.
@@ -52,13 +52,13 @@ final class UpstreamPool {
                     continue
                 }
                 metrics.leased()
-                return eventLoop.makeSucceededFuture(connection)
+                return eventLoop.makeSucceededFuture(NIOLoopBound(connection, eventLoop: eventLoop))
             }
             if action.reject {
                 metrics.rejected()
                 return eventLoop.makeFailedFuture(Unavailable(reason: "connection pool saturated"))
             }
-            let promise = eventLoop.makePromise(of: UpstreamConnection.self)
+            let promise = eventLoop.makePromise(of: NIOLoopBound<UpstreamConnection>.self)
             let timeout = eventLoop.scheduleTask(in: definition.connectTimeout) { [weak self] in
                 guard let self, self.state.cancelWaiter(waiterID) else { return }
                 self.waiters.removeValue(forKey: waiterID)?.promise.fail(Unavailable(reason: "no connection within connect timeout"))
@@ -98,7 +98,7 @@ final class UpstreamPool {
             metrics.leased()
             if let w = waiters.removeValue(forKey: waiter) {
                 w.timeout.cancel()
-                w.promise.succeed(connection)
+                w.promise.succeed(NIOLoopBound(connection, eventLoop: eventLoop))
             }
         }
         if let cid = action.park, let connection = connections[cid] {
