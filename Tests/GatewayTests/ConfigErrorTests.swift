@@ -76,6 +76,16 @@ struct ConfigErrorTests {
         #expect(text.contains("10-a.yaml"))
     }
 
+    @Test func disabledFilterNotInDefaults() throws {
+        try expectError("""
+        routes:
+          - name: r
+            listener: public
+            upstream: a
+            disabled_filters: [headers]
+        """, contains: ["routes[0].disabled_filters[0]", "'headers' is not in listener 'public' default filters"])
+    }
+
     @Test func badRegex() throws {
         try expectError("""
         routes:

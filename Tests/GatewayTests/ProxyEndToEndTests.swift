@@ -35,6 +35,8 @@ final class ProxyFixture: @unchecked Sendable {
             address: 127.0.0.1:\(port)
             tls: {cert: localhost.pem, key: localhost-key.pem}
             limits: \(limits)
+            filters:
+              - headers: {response: {set: {x-frame-options: DENY}, remove: [server]}}
         upstreams:
           - name: svc
             endpoints: ["127.0.0.1:\(upstreamPort)"]
@@ -50,6 +52,13 @@ final class ProxyFixture: @unchecked Sendable {
             rewrite: {strip_prefix: /api}
             upstream: svc
             max_body: 8MiB
+            filters:
+              - headers: {request: {set: {x-env: test}, remove: [x-debug]}, response: {add: {x-route: svc}}}
+          - name: raw
+            listener: public
+            match: {path_prefix: /raw}
+            upstream: svc
+            disabled_filters: [headers]
           - name: down
             listener: public
             match: {path_prefix: /down}
@@ -120,6 +129,32 @@ struct ProxyEndToEndTests {
             #expect(header(got, hop).isEmpty, "hop-by-hop header \(hop) reached the upstream")
         }
         #expect(f.gateway.log.contains("\"request_id\":\"\(requestID)\""))
+    }
+
+    @Test("filter chains: listener defaults then route filters; responses and gateway errors decorated; a route can disable a default")
+    func filterChains() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let r = try await Curl.request(f.url("/api/x"), caFile: f.ca, args: ["-H", "x-debug: 1"])
+        #expect(r.status == 200)
+        let got = try #require(f.lastReceived)
+        #expect(header(got, "x-env") == ["test"])
+        #expect(header(got, "x-debug").isEmpty)
+        #expect(r.headers["x-frame-options"] == "DENY")
+        #expect(r.headers["x-route"] == "svc")
+        #expect(r.headers["server"] == nil, "the listener default removes the upstream's Server header")
+
+        let raw = try await Curl.request(f.url("/raw/x"), caFile: f.ca, args: ["-H", "x-debug: 1"])
+        #expect(raw.status == 200)
+        #expect(raw.headers["x-frame-options"] == nil)
+        #expect(raw.headers["server"] == "demo-upstream")
+        #expect(header(try #require(f.lastReceived), "x-debug") == ["1"])
+
+        let error = try await Curl.request(f.url("/down/x"), caFile: f.ca)
+        #expect(error.status == 503)
+        #expect(error.headers["x-frame-options"] == "DENY", "response filters decorate gateway errors too")
+        let notFound = try await Curl.request(f.url("/nowhere"), caFile: f.ca)
+        #expect(notFound.status == 404)
     }
 
     @Test("a large response streams back intact", arguments: ["--http1.1", "--http2"])
