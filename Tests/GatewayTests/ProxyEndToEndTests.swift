@@ -155,6 +155,22 @@ struct ProxyEndToEndTests {
         #expect(error.headers["x-frame-options"] == "DENY", "response filters decorate gateway errors too")
         let notFound = try await Curl.request(f.url("/nowhere"), caFile: f.ca)
         #expect(notFound.status == 404)
+        #expect(notFound.headers["x-frame-options"] == "DENY", "the listener's defaults decorate 404s")
+        #expect(notFound.headers["x-route"] == nil)
+    }
+
+    @Test("HEAD: headers only, the connection stays usable", arguments: ["--http1.1", "--http2"])
+    func head(version: String) async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        for extra in [[], ["-H", "x-demo-response-bytes: 1000"]] {
+            let r = try await TestSupport.run("/usr/bin/curl", ["-sS", version, "--cacert", f.ca, "-I", "-m", "5"] + extra
+                + [f.url("/only-get"), f.url("/only-get")])
+            #expect(r.code == 0, "\(r.stderr)")
+            #expect(r.stdout.components(separatedBy: " 200").count == 3, "\(r.stdout)")
+        }
+        #expect(f.upstream.received.withLockedValue { $0.allSatisfy { $0.method == "HEAD" } })
+        #expect(f.upstreamHeads == 4)
     }
 
     @Test("a large response streams back intact", arguments: ["--http1.1", "--http2"])

@@ -105,7 +105,8 @@ struct ConfigCompiler {
                 headerTimeout: l.limits.headerTimeout.timeAmount, idleTimeout: l.limits.idleTimeout.timeAmount,
                 maxConcurrentStreams: l.limits.maxConcurrentStreams)
             listeners.append(ListenerRuntime(name: name, address: address, addressText: l.address, tls: tls, limits: limits,
-                                             router: Router(routes: routesByListener[name] ?? [])))
+                                             router: Router(routes: routesByListener[name] ?? []),
+                                             defaultFilters: l.filters.map(\.filter)))
         }
         return RuntimeConfig(digest: raw.digest, adminAddress: adminAddress!, adminAddressText: raw.admin.address,
                              listeners: listeners, upstreams: upstreams, routes: allRoutes, routeTests: tests)

@@ -11,6 +11,9 @@ struct ListenerRuntime: Sendable {
     let tls: NIOSSLContext?
     let limits: ListenerLimitsRuntime
     let router: Router
+    /// The listener's default chain; its response hooks also decorate the
+    /// 404 and 405 answers of requests that matched no route.
+    let defaultFilters: [any Filter]
 }
 
 struct ListenerLimitsRuntime: Sendable {

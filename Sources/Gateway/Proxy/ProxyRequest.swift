@@ -410,7 +410,11 @@ final class ProxyRequest: UpstreamDelegate {
     }
 
     private func runResponseFilters(_ head: inout ResponseHead) {
-        guard let route else { return }
+        guard let route else {
+            // No route: only the listener's defaults can decorate the answer.
+            for filter in env.listener.defaultFilters.reversed() { filter.onResponse(exchange, &head) }
+            return
+        }
         var i = filtersReached
         while i > 0 {
             i -= 1

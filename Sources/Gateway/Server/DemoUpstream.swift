@@ -113,7 +113,7 @@ final class DemoUpstreamHandler: ChannelInboundHandler {
         if let n = h.headers.first(name: "x-demo-response-bytes").flatMap({ Int($0) }), n >= 0 {
             headers.add(name: "content-type", value: "application/octet-stream")
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
-            var left = n
+            var left = h.method == .HEAD ? 0 : n
             let chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: 64 << 10)
             while left > 0 {
                 let size = min(left, chunk.readableBytes)
@@ -131,7 +131,7 @@ final class DemoUpstreamHandler: ChannelInboundHandler {
         headers.add(name: "content-length", value: String(json.utf8.count))
         headers.add(name: "server", value: "demo-upstream")
         context.write(wrapOutboundOut(.head(HTTPResponseHead(version: h.version, status: status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil)
+        if h.method != .HEAD { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: json)))), promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 }
