@@ -29,8 +29,14 @@ public final class Exchange {
     public let isTLS: Bool
     /// The event loop the request lives on.
     public let eventLoop: EventLoop
-    /// A logger with the request id attached. Never log credentials with it.
-    public var logger: Logger
+    /// A logger with the request id attached, made on first use so that
+    /// requests that log nothing pay nothing. Never log credentials with it.
+    public lazy var logger: Logger = {
+        var l = baseLogger
+        l[metadataKey: "request_id"] = "\(requestID)"
+        return l
+    }()
+    private let baseLogger: Logger
 
     private var values: [ObjectIdentifier: Any] = [:]
 
@@ -55,7 +61,7 @@ public final class Exchange {
         self.clientAddress = clientAddress
         self.isTLS = isTLS
         self.eventLoop = eventLoop
-        self.logger = logger
+        self.baseLogger = logger
     }
 
     /// Typed per-request storage for what one filter hands to a later one

@@ -10,8 +10,6 @@ struct ConfigFile: Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable { case admin, listeners, upstreams, routes }
 
-    init() {}
-
     init(from decoder: Decoder) throws {
         let c = try decoder.strictContainer(CodingKeys.self)
         admin = try c.decodeIfPresent(AdminConfig.self, forKey: .admin)

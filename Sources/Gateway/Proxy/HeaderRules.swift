@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import Passport
 
 /// Header rules of the proxy that do not depend on configuration.
 enum HeaderRules {
@@ -28,7 +29,7 @@ enum HeaderRules {
     /// 32 lowercase hex characters from libsodium's CSPRNG.
     static func newRequestID() -> String {
         var bytes: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &bytes) { RandomSource.fill($0) }
+        withUnsafeMutableBytes(of: &bytes) { Sodium.fillRandom($0) }
         return withUnsafeBytes(of: &bytes) { raw in
             var out = [UInt8](repeating: 0, count: 32)
             let hex: [UInt8] = Array("0123456789abcdef".utf8)

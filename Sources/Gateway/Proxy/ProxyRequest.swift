@@ -54,11 +54,8 @@ final class ProxyRequest: UpstreamDelegate {
         self.startedAt = .now()
         self.method = head.method
         self.keepAlive = head.isKeepAlive
-        let requestID = HeaderRules.newRequestID()
-        var logger = env.logger
-        logger[metadataKey: "request_id"] = "\(requestID)"
-        self.exchange = Exchange(request: head, requestID: requestID, listener: env.listener.name,
-                                 clientAddress: clientAddress, isTLS: isTLS, eventLoop: eventLoop, logger: logger)
+        self.exchange = Exchange(request: head, requestID: HeaderRules.newRequestID(), listener: env.listener.name,
+                                 clientAddress: clientAddress, isTLS: isTLS, eventLoop: eventLoop, logger: env.logger)
     }
 
     var shouldPauseDownstreamReads: Bool {

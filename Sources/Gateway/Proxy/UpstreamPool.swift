@@ -124,7 +124,6 @@ final class UpstreamPool {
         let endpointText = definition.endpointTexts[index]
         let id = nextConnectionID
         nextConnectionID += 1
-        metrics.connecting()
         ClientBootstrap(group: eventLoop)
             .connectTimeout(definition.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -140,7 +139,6 @@ final class UpstreamPool {
                 switch result {
                 case .success(let connection):
                     self.connections[id] = connection
-                    self.metrics.connected()
                     if self.isShutDown { connection.close() }
                     self.run(self.state.connected(id))
                 case .failure:
@@ -176,8 +174,6 @@ final class UpstreamMetrics: Sendable {
         saturated = Counter(label: "gateway_upstream_pool_rejections_total", dimensions: d)
     }
 
-    func connecting() {}
-    func connected() {}
     func connectFailed() { connectFailures.increment() }
     func rejected() { saturated.increment() }
     func leased() { active.increment() }
