@@ -7,43 +7,42 @@ import NIOHTTP1
 /// exchange, and the response back. Created by `ProxyHandler` per request,
 /// on the request's event loop.
 final class ProxyRequest: UpstreamDelegate {
-    private unowned let handler: ProxyHandler
-    private let env: ProxyEnvironment
-    private let isHTTP2: Bool
-    private let eventLoop: EventLoop
+    unowned let handler: ProxyHandler
+    let env: ProxyEnvironment
+    let isHTTP2: Bool
+    let eventLoop: EventLoop
     let exchange: Exchange
-    private let startedAt: NIODeadline
-    private let method: HTTPMethod
-    private let keepAlive: Bool
+    let startedAt: NIODeadline
+    let method: HTTPMethod
+    let keepAlive: Bool
 
-    private var route: CompiledRoute?
+    var route: CompiledRoute?
     /// How many filters' `onRequest` was reached; their `onResponse` run.
-    private var filtersReached = 0
+    var filtersReached = 0
 
-    private enum Framing { case none, contentLength, chunked }
-    private var framing = Framing.none
+    enum Framing { case none, contentLength, chunked }
+    var framing = Framing.none
 
-    private enum Phase { case filtering, acquiring, forwarding, finished }
-    private var phase = Phase.filtering
-    private var pool: UpstreamPool?
-    private var connection: UpstreamConnection?
+    enum Phase { case filtering, acquiring, forwarding, finished }
+    var phase = Phase.filtering
+    var pool: UpstreamPool?
+    var connection: UpstreamConnection?
 
     /// Request parts that arrived before the upstream connection was ready.
-    private var pending = CircularBuffer<HTTPClientRequestPart>()
-    private var pendingBytes = 0
-    private static let pendingLimit = 256 << 10
-    private var requestBodyBytes = 0
-    private var clientEnded = false
-    private var upstreamEnded = false
+    var pending = CircularBuffer<HTTPClientRequestPart>()
+    var pendingBytes = 0
+    static let pendingLimit = 256 << 10
+    var requestBodyBytes = 0
+    var clientEnded = false
 
-    private var responseStarted = false
-    private var responseStatus: UInt = 0
-    private var responseBytes = 0
-    private var upstreamHeadAt: NIODeadline?
-    private var upstreamKeepAlive = true
-    private var timer: Scheduled<Void>?
-    private var errorCode: String?
-    private var expectsContinue = false
+    var responseStarted = false
+    var responseStatus: UInt = 0
+    var responseBytes = 0
+    var upstreamHeadAt: NIODeadline?
+    var upstreamKeepAlive = true
+    var timer: Scheduled<Void>?
+    var errorCode: String?
+    var expectsContinue = false
 
     init(handler: ProxyHandler, head: HTTPRequestHead, env: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool,
          clientAddress: SocketAddress?, eventLoop: EventLoop) {
@@ -107,7 +106,7 @@ final class ProxyRequest: UpstreamDelegate {
     }
 
     /// Rewrite, forwarding headers, hop-by-hop removal: the request as the upstream will see it.
-    private func prepareUpstreamHead(_ route: CompiledRoute) {
+    func prepareUpstreamHead(_ route: CompiledRoute) {
         var head = exchange.request
         let (path, query) = Router.split(Substring(head.uri))
         let newPath = route.rewrite.apply(path)
@@ -139,11 +138,11 @@ final class ProxyRequest: UpstreamDelegate {
 
     /// Whether the downstream connection must close after the response: the
     /// client asked for it, or a body is still on its way that nobody will read.
-    private var mustCloseDownstream: Bool {
+    var mustCloseDownstream: Bool {
         !isHTTP2 && (!keepAlive || (framing != .none && !clientEnded))
     }
 
-    private func setUpstreamHost(_ route: CompiledRoute, upstream: UpstreamDefinition) {
+    func setUpstreamHost(_ route: CompiledRoute, upstream: UpstreamDefinition) {
         if let h = route.hostRewrite {
             exchange.request.headers.replaceOrAdd(name: "host", value: h)
         } else if !route.preserveHost {
@@ -151,7 +150,7 @@ final class ProxyRequest: UpstreamDelegate {
         }
     }
 
-    private func runFilters(from index: Int) {
+    func runFilters(from index: Int) {
         guard let route, phase == .filtering else { return }
         var i = index
         while i < route.filters.count {
@@ -188,7 +187,7 @@ final class ProxyRequest: UpstreamDelegate {
         acquireUpstream()
     }
 
-    private func acquireUpstream() {
+    func acquireUpstream() {
         guard let route, let pools = env.pools.pools(for: eventLoop), let pool = pools.pools[exchange.upstream] else {
             exchange.logger.error("no pool for upstream", metadata: ["upstream": "\(exchange.upstream)"])
             return respondLocally(.upstreamUnavailable)
@@ -216,7 +215,7 @@ final class ProxyRequest: UpstreamDelegate {
         }
     }
 
-    private func attach(_ c: UpstreamConnection) {
+    func attach(_ c: UpstreamConnection) {
         connection = c
         c.delegate = self
         c.readsPaused = !handler.downstreamWritable
@@ -266,7 +265,7 @@ final class ProxyRequest: UpstreamDelegate {
     }
 
     /// The whole request is upstream: the response-head timer starts.
-    private func requestSent() {
+    func requestSent() {
         guard !responseStarted, let pool else { return }
         timer?.cancel()
         timer = eventLoop.scheduleTask(in: pool.definition.responseTimeout) { [weak self] in
@@ -278,7 +277,7 @@ final class ProxyRequest: UpstreamDelegate {
     /// body it was receiving stays incomplete, never silently short); the
     /// client gets the error, or, when the response already started, a
     /// broken response instead of a short one.
-    private func fail(_ error: GatewayError, closeDownstream: Bool = false) {
+    func fail(_ error: GatewayError, closeDownstream: Bool = false) {
         if let connection { dropConnection(connection) }
         if responseStarted {
             errorCode = error.errorCode
@@ -289,158 +288,9 @@ final class ProxyRequest: UpstreamDelegate {
         }
     }
 
-    private func upstreamTimedOut() {
+    func upstreamTimedOut() {
         guard phase == .forwarding else { return }
         fail(.upstreamTimeout)
-    }
-
-    // MARK: - Upstream response
-
-    func upstreamResponseHead(_ head: HTTPResponseHead) {
-        guard phase == .forwarding, let pool else { return }
-        if head.status.code < 200 { return }  // 1xx are not forwarded
-        responseStarted = true
-        upstreamHeadAt = .now()
-        responseStatus = head.status.code
-        upstreamKeepAlive = head.isKeepAlive
-        timer?.cancel()
-        timer = eventLoop.scheduleTask(in: pool.definition.bodyTimeout) { [weak self] in self?.upstreamTimedOut() }
-        var headers = head.headers
-        HeaderRules.removeHopByHop(&headers)
-        headers.replaceOrAdd(name: "x-request-id", value: exchange.requestID)
-        var response = ResponseHead(status: head.status, headers: headers, isLocal: false)
-        runResponseFilters(&response)
-        if mustCloseDownstream { response.headers.replaceOrAdd(name: "connection", value: "close") }
-        handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: response.status, headers: response.headers)))
-    }
-
-    func upstreamResponseBody(_ buffer: ByteBuffer) {
-        guard phase == .forwarding, responseStarted, let pool else { return }
-        responseBytes += buffer.readableBytes
-        timer?.cancel()
-        timer = eventLoop.scheduleTask(in: pool.definition.bodyTimeout) { [weak self] in self?.upstreamTimedOut() }
-        handler.write(.body(.byteBuffer(buffer)))
-    }
-
-    func upstreamResponseEnd() {
-        guard phase == .forwarding, responseStarted else { return }
-        timer?.cancel()
-        let reusable = clientEnded && upstreamKeepAlive
-        if let connection, let pool {
-            self.connection = nil
-            pool.release(connection, reusable: reusable)
-        }
-        let close = mustCloseDownstream
-        complete(status: responseStatus)
-        handler.endResponse(self, close: close, bodyPending: !clientEnded)
-    }
-
-    func upstreamReadComplete() {
-        if phase == .forwarding { handler.flush() }
-    }
-
-    func upstreamFailed(_ error: Error) {
-        guard phase == .forwarding else { return }
-        exchange.logger.debug("upstream failed", metadata: ["upstream": "\(exchange.upstream)", "error": "\(error)"])
-        fail(.upstreamUnavailable)
-    }
-
-    func upstreamWritabilityChanged(_ writable: Bool) {
-        if writable { handler.resumeReadsIfNeeded() }
-    }
-
-    func downstreamWritabilityChanged(_ writable: Bool) {
-        connection?.readsPaused = !writable
-    }
-
-    /// The client went away: cancel the upstream exchange.
-    func downstreamClosed() {
-        guard phase != .finished else { return }
-        if let connection { dropConnection(connection) }
-        errorCode = "client_closed"
-        complete(status: responseStarted ? responseStatus : 499)
-        handler.requestGone(self)
-    }
-
-    private func dropConnection(_ c: UpstreamConnection) {
-        connection = nil
-        c.delegate = nil
-        pool?.release(c, reusable: false)
-        c.close()
-    }
-
-    // MARK: - Local responses and completion
-
-    private func respondLocally(_ error: GatewayError, headers: HTTPHeaders = [:], close: Bool = false) {
-        respondLocally(FilterResponse(error: error, headers: headers), close: close)
-    }
-
-    private func respondLocally(_ response: FilterResponse, close forceClose: Bool = false) {
-        guard phase != .finished else { return }
-        timer?.cancel()
-        if let connection { dropConnection(connection) }
-        var headers = response.headers
-        var body = response.body
-        if let code = response.errorCode {
-            errorCode = code
-            var buffer = ByteBufferAllocator().buffer(capacity: 64)
-            buffer.writeString("{\"error\":\"\(code)\",\"request_id\":\"\(exchange.requestID)\"}")
-            body = buffer
-            headers.replaceOrAdd(name: "content-type", value: "application/json")
-            (route?.metrics ?? env.unrouted).rejected(code)
-        }
-        headers.replaceOrAdd(name: "content-length", value: String(body?.readableBytes ?? 0))
-        headers.replaceOrAdd(name: "x-request-id", value: exchange.requestID)
-        var head = ResponseHead(status: response.status, headers: headers, isLocal: true)
-        runResponseFilters(&head)
-        let close = !isHTTP2 && (forceClose || mustCloseDownstream)
-        if close { head.headers.replaceOrAdd(name: "connection", value: "close") }
-        responseStarted = true
-        responseStatus = head.status.code
-        handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: head.status, headers: head.headers)))
-        if let body, method != .HEAD, body.readableBytes > 0 {
-            responseBytes = body.readableBytes
-            handler.write(.body(.byteBuffer(body)))
-        }
-        complete(status: responseStatus)
-        handler.endResponse(self, close: close, bodyPending: !clientEnded)
-    }
-
-    private func runResponseFilters(_ head: inout ResponseHead) {
-        guard let route else {
-            // No route: only the listener's defaults can decorate the answer.
-            for filter in env.listener.defaultFilters.reversed() { filter.onResponse(exchange, &head) }
-            return
-        }
-        var i = filtersReached
-        while i > 0 {
-            i -= 1
-            route.filters[i].onResponse(exchange, &head)
-        }
-    }
-
-    /// Records the request (metrics, access log) once; the handler then ends,
-    /// aborts or forgets the downstream side.
-    private func complete(status: UInt) {
-        guard phase != .finished else { return }
-        phase = .finished
-        timer?.cancel()
-        pending.removeAll()
-        let end = NIODeadline.now()
-        let duration = end - startedAt
-        (route?.metrics ?? env.unrouted).record(status: Int(status), duration: duration)
-        env.accessLog.log(AccessLogEntry(
-            requestID: exchange.requestID, listener: exchange.listener, route: exchange.route, upstream: exchange.upstream,
-            method: method.rawValue, path: exchange.originalTarget, status: Int(status), bytesIn: requestBodyBytes,
-            bytesOut: responseBytes, durationNanos: duration.nanoseconds,
-            upstreamNanos: upstreamHeadAt.map { ($0 - startedAt).nanoseconds }, client: exchange.clientAddress?.ipAddress,
-            protocolName: isHTTP2 ? "HTTP/2" : "HTTP/1.1", error: errorCode))
-    }
-
-    static func headSize(_ head: HTTPRequestHead) -> Int {
-        var size = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
-        for (name, value) in head.headers { size += name.utf8.count + value.utf8.count + 4 }
-        return size
     }
 }
 

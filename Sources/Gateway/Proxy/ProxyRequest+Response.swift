@@ -1,0 +1,156 @@
+import Filters
+import NIOCore
+import NIOHTTP1
+
+/// The response side of `ProxyRequest`: the upstream's response streaming
+/// back, the gateway's own answers, and completion.
+extension ProxyRequest {
+    // MARK: - Upstream response
+
+    func upstreamResponseHead(_ head: HTTPResponseHead) {
+        guard phase == .forwarding, let pool else { return }
+        if head.status.code < 200 { return }  // 1xx are not forwarded
+        responseStarted = true
+        upstreamHeadAt = .now()
+        responseStatus = head.status.code
+        upstreamKeepAlive = head.isKeepAlive
+        timer?.cancel()
+        timer = eventLoop.scheduleTask(in: pool.definition.bodyTimeout) { [weak self] in self?.upstreamTimedOut() }
+        var headers = head.headers
+        HeaderRules.removeHopByHop(&headers)
+        headers.replaceOrAdd(name: "x-request-id", value: exchange.requestID)
+        var response = ResponseHead(status: head.status, headers: headers, isLocal: false)
+        runResponseFilters(&response)
+        if mustCloseDownstream { response.headers.replaceOrAdd(name: "connection", value: "close") }
+        handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: response.status, headers: response.headers)))
+    }
+
+    func upstreamResponseBody(_ buffer: ByteBuffer) {
+        guard phase == .forwarding, responseStarted, let pool else { return }
+        responseBytes += buffer.readableBytes
+        timer?.cancel()
+        timer = eventLoop.scheduleTask(in: pool.definition.bodyTimeout) { [weak self] in self?.upstreamTimedOut() }
+        handler.write(.body(.byteBuffer(buffer)))
+    }
+
+    func upstreamResponseEnd() {
+        guard phase == .forwarding, responseStarted else { return }
+        timer?.cancel()
+        let reusable = clientEnded && upstreamKeepAlive
+        if let connection, let pool {
+            self.connection = nil
+            pool.release(connection, reusable: reusable)
+        }
+        let close = mustCloseDownstream
+        complete(status: responseStatus)
+        handler.endResponse(self, close: close, bodyPending: !clientEnded)
+    }
+
+    func upstreamReadComplete() {
+        if phase == .forwarding { handler.flush() }
+    }
+
+    func upstreamFailed(_ error: Error) {
+        guard phase == .forwarding else { return }
+        exchange.logger.debug("upstream failed", metadata: ["upstream": "\(exchange.upstream)", "error": "\(error)"])
+        fail(.upstreamUnavailable)
+    }
+
+    func upstreamWritabilityChanged(_ writable: Bool) {
+        if writable { handler.resumeReadsIfNeeded() }
+    }
+
+    func downstreamWritabilityChanged(_ writable: Bool) {
+        connection?.readsPaused = !writable
+    }
+
+    /// The client went away: cancel the upstream exchange.
+    func downstreamClosed() {
+        guard phase != .finished else { return }
+        if let connection { dropConnection(connection) }
+        errorCode = "client_closed"
+        complete(status: responseStarted ? responseStatus : 499)
+        handler.requestGone(self)
+    }
+
+    func dropConnection(_ c: UpstreamConnection) {
+        connection = nil
+        c.delegate = nil
+        pool?.release(c, reusable: false)
+        c.close()
+    }
+
+    // MARK: - Local responses and completion
+
+    func respondLocally(_ error: GatewayError, headers: HTTPHeaders = [:], close: Bool = false) {
+        respondLocally(FilterResponse(error: error, headers: headers), close: close)
+    }
+
+    func respondLocally(_ response: FilterResponse, close forceClose: Bool = false) {
+        guard phase != .finished else { return }
+        timer?.cancel()
+        if let connection { dropConnection(connection) }
+        var headers = response.headers
+        var body = response.body
+        if let code = response.errorCode {
+            errorCode = code
+            var buffer = ByteBufferAllocator().buffer(capacity: 64)
+            buffer.writeString("{\"error\":\"\(code)\",\"request_id\":\"\(exchange.requestID)\"}")
+            body = buffer
+            headers.replaceOrAdd(name: "content-type", value: "application/json")
+            (route?.metrics ?? env.unrouted).rejected(code)
+        }
+        headers.replaceOrAdd(name: "content-length", value: String(body?.readableBytes ?? 0))
+        headers.replaceOrAdd(name: "x-request-id", value: exchange.requestID)
+        var head = ResponseHead(status: response.status, headers: headers, isLocal: true)
+        runResponseFilters(&head)
+        let close = !isHTTP2 && (forceClose || mustCloseDownstream)
+        if close { head.headers.replaceOrAdd(name: "connection", value: "close") }
+        responseStarted = true
+        responseStatus = head.status.code
+        handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: head.status, headers: head.headers)))
+        if let body, method != .HEAD, body.readableBytes > 0 {
+            responseBytes = body.readableBytes
+            handler.write(.body(.byteBuffer(body)))
+        }
+        complete(status: responseStatus)
+        handler.endResponse(self, close: close, bodyPending: !clientEnded)
+    }
+
+    func runResponseFilters(_ head: inout ResponseHead) {
+        guard let route else {
+            // No route: only the listener's defaults can decorate the answer.
+            for filter in env.listener.defaultFilters.reversed() { filter.onResponse(exchange, &head) }
+            return
+        }
+        var i = filtersReached
+        while i > 0 {
+            i -= 1
+            route.filters[i].onResponse(exchange, &head)
+        }
+    }
+
+    /// Records the request (metrics, access log) once; the handler then ends,
+    /// aborts or forgets the downstream side.
+    func complete(status: UInt) {
+        guard phase != .finished else { return }
+        phase = .finished
+        timer?.cancel()
+        pending.removeAll()
+        let end = NIODeadline.now()
+        let duration = end - startedAt
+        (route?.metrics ?? env.unrouted).record(status: Int(status), duration: duration)
+        env.accessLog.log(AccessLogEntry(
+            requestID: exchange.requestID, listener: exchange.listener, route: exchange.route, upstream: exchange.upstream,
+            method: method.rawValue, path: exchange.originalTarget, status: Int(status), bytesIn: requestBodyBytes,
+            bytesOut: responseBytes, durationNanos: duration.nanoseconds,
+            upstreamNanos: upstreamHeadAt.map { ($0 - startedAt).nanoseconds }, client: exchange.clientAddress?.ipAddress,
+            protocolName: isHTTP2 ? "HTTP/2" : "HTTP/1.1", error: errorCode))
+    }
+
+    static func headSize(_ head: HTTPRequestHead) -> Int {
+        var size = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
+        for (name, value) in head.headers { size += name.utf8.count + value.utf8.count + 4 }
+        return size
+    }
+}
