@@ -18,7 +18,7 @@ struct AdminAndLimitsTests {
         #expect(ready.stdout.hasSuffix("200"))
         let config = try await TestSupport.run("/usr/bin/curl", ["-sS", f.adminURL + "/admin/config"])
         #expect(config.stdout.contains("\"digest\":\""))
-        #expect(config.stdout.contains("\"routes\":[\"svc\",\"raw\",\"down\",\"get-only\",\"small\"]"))
+        #expect(config.stdout.contains("\"routes\":[\"svc\",\"raw\",\"down\",\"get-only\",\"small\"]}"))
         let metrics = try await TestSupport.run("/usr/bin/curl", ["-sS", f.adminURL + "/metrics"]).stdout
         #expect(metrics.contains("gateway_requests_total{route=\"svc\",status_class=\"2xx\"} 2"), "\(metrics)")
         #expect(metrics.contains("gateway_requests_total{route=\"down\",status_class=\"5xx\"} 1"))

@@ -12,14 +12,17 @@ final class ProxyFixture: @unchecked Sendable {
     let upstream: DemoUpstreamServer
     let gateway: GatewayProcess
     let port: Int
+    /// A second, plaintext listener with its own route table.
+    let plainPort: Int
     var ca: String { state + "/ca.pem" }
     func url(_ path: String) -> String { "https://localhost:\(port)\(path)" }
 
-    private init(state: String, upstream: DemoUpstreamServer, gateway: GatewayProcess, port: Int) {
+    private init(state: String, upstream: DemoUpstreamServer, gateway: GatewayProcess, port: Int, plainPort: Int) {
         self.state = state
         self.upstream = upstream
         self.gateway = gateway
         self.port = port
+        self.plainPort = plainPort
     }
 
     static func start(limits: String = "{max_body: 1MiB}", extraArgs: [String] = []) async throws -> ProxyFixture {
@@ -29,6 +32,7 @@ final class ProxyFixture: @unchecked Sendable {
         let upstreamPort = try await upstream.start(port: 0)
         let deadPort = try TestSupport.freePort()  // nothing listens there
         let port = try TestSupport.freePort()
+        let plainPort = try TestSupport.freePort()
         let yaml = """
         listeners:
           - name: public
@@ -37,6 +41,8 @@ final class ProxyFixture: @unchecked Sendable {
             limits: \(limits)
             filters:
               - headers: {response: {set: {x-frame-options: DENY}, remove: [server]}}
+          - name: internal
+            address: 127.0.0.1:\(plainPort)
         upstreams:
           - name: svc
             endpoints: ["127.0.0.1:\(upstreamPort)"]
@@ -71,10 +77,14 @@ final class ProxyFixture: @unchecked Sendable {
             listener: public
             match: {path_prefix: /small}
             upstream: svc
+          - name: internal-only
+            listener: internal
+            match: {path_prefix: /internal}
+            upstream: svc
 
         """
         let gateway = try await GatewayProcess.start(yaml: yaml, stateDir: state, extraArgs: extraArgs)
-        return ProxyFixture(state: state, upstream: upstream, gateway: gateway, port: port)
+        return ProxyFixture(state: state, upstream: upstream, gateway: gateway, port: port, plainPort: plainPort)
     }
 
     var adminURL: String { "http://127.0.0.1:\(gateway.adminPort)" }
@@ -171,6 +181,37 @@ struct ProxyEndToEndTests {
         }
         #expect(f.upstream.received.withLockedValue { $0.allSatisfy { $0.method == "HEAD" } })
         #expect(f.upstreamHeads == 4)
+    }
+
+    @Test("listeners have their own routes; a plaintext listener speaks HTTP/1.1 and says so upstream")
+    func listenersAreSeparate() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let viaTLS = try await Curl.request(f.url("/internal/x"), caFile: f.ca)
+        #expect(viaTLS.status == 404, "a route of another listener must not match")
+        let plain = try await Curl.request("http://127.0.0.1:\(f.plainPort)/internal/x", caFile: f.ca)
+        #expect(plain.status == 200)
+        let got = try #require(f.lastReceived)
+        #expect(header(got, "x-forwarded-proto") == ["http"])
+        #expect(plain.headers["x-frame-options"] == nil, "the public listener's defaults do not apply here")
+        let publicRouteOnPlain = try await Curl.request("http://127.0.0.1:\(f.plainPort)/api/x", caFile: f.ca)
+        #expect(publicRouteOnPlain.status == 404)
+        #expect(f.upstreamHeads == 1)
+    }
+
+    @Test("a listener that cannot bind: exit 1 naming it, nothing served")
+    func bindFailure() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let folder = try ConfigFolder(["00.yaml": """
+        admin: {address: "127.0.0.1:\(try TestSupport.freePort())"}
+        listeners:
+          - {name: taken, address: "127.0.0.1:\(f.plainPort)"}
+        """])
+        let r = try await TestSupport.run(try TestSupport.gatewayBinary, ["serve", "--config", folder.dir, "--state", folder.state])
+        #expect(r.code == 1)
+        #expect(r.stderr.contains("listener 'taken' cannot bind 127.0.0.1:\(f.plainPort)"))
+        #expect(!r.stderr.contains("ERROR"), "\(r.stderr)")
     }
 
     @Test("a large response streams back intact", arguments: ["--http1.1", "--http2"])
@@ -307,6 +348,8 @@ struct ProxyEndToEndTests {
         #expect(r.body.contains("\"path\":\"/slow\""))
         let code = await f.gateway.waitForExit(timeout: 10)
         #expect(code == 0)
+        #expect(!f.gateway.log.contains("ERROR"), "\(f.gateway.log)")
+        #expect(f.gateway.log.contains("\"message\":\"stopped\""))
         let after = try await Curl.request(f.url("/api/after"), caFile: f.ca)
         #expect(after.status == 0, "a new request was accepted after shutdown")
     }

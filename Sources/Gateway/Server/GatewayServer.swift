@@ -42,8 +42,10 @@ final class GatewayServer: Service, @unchecked Sendable {
     let logger: Logger
     let grace: TimeAmount
     let accessLog: AccessLog
-    private var channels: [Channel] = []
-    private let quiesce: ServerQuiescingHelper
+    /// Bound listeners, each with the helper that quiesces its connections.
+    /// Dropped before the event loops stop: a helper touches its loop when freed.
+    private var listeners: [(channel: Channel, quiesce: ServerQuiescingHelper)] = []
+    private var admin: Channel?
     private let inFlight = InFlightCounter()
     private let pools: PoolDirectory
     /// Addresses actually bound, by listener name ("admin" for the admin listener).
@@ -56,7 +58,6 @@ final class GatewayServer: Service, @unchecked Sendable {
         self.logger = logger
         self.grace = grace
         self.accessLog = accessLog
-        self.quiesce = ServerQuiescingHelper(group: group)
         self.pools = PoolDirectory(group: group, upstreams: config.upstreams)
     }
 
@@ -64,6 +65,7 @@ final class GatewayServer: Service, @unchecked Sendable {
         do {
             try await start()
         } catch {
+            await closeAll()
             try? await group.shutdownGracefully()
             throw error
         }
@@ -87,12 +89,13 @@ final class GatewayServer: Service, @unchecked Sendable {
             let env = ProxyEnvironment(listener: listener, pools: pools, accessLog: accessLog, inFlight: inFlight,
                                        logger: logger, unrouted: RouteMetrics(route: ""))
             let channel: Channel
+            let quiesce = ServerQuiescingHelper(group: group)
             do {
                 channel = try await ListenerBootstrap.bind(listener, group: group, quiesce: quiesce, environment: env)
+                listeners.append((channel, quiesce))
             } catch {
                 throw StartupError(message: "listener '\(listener.name)' cannot bind \(listener.addressText): \(error)")
             }
-            channels.append(channel)
             if let a = channel.localAddress { boundAddresses.withLockedValue { $0[listener.name] = a } }
             logger.info("listening", metadata: ["listener": "\(listener.name)", "address": "\(channel.localAddress.map { "\($0)" } ?? listener.addressText)",
                                                 "tls": "\(listener.tls != nil)"])
@@ -112,7 +115,7 @@ final class GatewayServer: Service, @unchecked Sendable {
         } catch {
             throw StartupError(message: "admin listener cannot bind \(config.adminAddressText): \(error)")
         }
-        channels.append(admin)
+        self.admin = admin
         if let a = admin.localAddress { boundAddresses.withLockedValue { $0["admin"] = a } }
         logger.info("admin listening", metadata: ["address": "\(admin.localAddress.map { "\($0)" } ?? config.adminAddressText)"])
         Gauge(label: "gateway_config_info", dimensions: [("digest", config.digest)]).record(1)
@@ -123,11 +126,17 @@ final class GatewayServer: Service, @unchecked Sendable {
     /// Stops accepting, waits for in-flight requests up to the grace period.
     func drain() async {
         state.setReady(false)
-        let promise = group.next().makePromise(of: Void.self)
-        quiesce.initiateShutdown(promise: promise)
-        let deadline = NIODeadline.now() + grace
+        // Each listener stops accepting; its connections get ChannelShouldQuiesceEvent:
+        // idle HTTP/1.1 connections close, busy ones close after their response,
+        // HTTP/2 connections send GOAWAY and close when their streams finish.
+        let quiesced = listeners.map { entry -> EventLoopFuture<Void> in
+            let promise = group.next().makePromise(of: Void.self)
+            entry.quiesce.initiateShutdown(promise: promise)
+            return promise.futureResult
+        }
         let done = NIOLockedValueBox(false)
-        promise.futureResult.whenComplete { _ in done.withLockedValue { $0 = true } }
+        EventLoopFuture.andAllComplete(quiesced, on: group.next()).whenComplete { _ in done.withLockedValue { $0 = true } }
+        let deadline = NIODeadline.now() + grace
         while NIODeadline.now() < deadline {
             if done.withLockedValue({ $0 }) || inFlight.value == 0 { break }
             try? await Task.sleep(nanoseconds: 20_000_000)
@@ -135,10 +144,21 @@ final class GatewayServer: Service, @unchecked Sendable {
         if inFlight.value > 0 {
             logger.warning("grace period over; closing requests still in flight", metadata: ["in_flight": "\(inFlight.value)"])
         }
-        for c in channels { try? await c.close() }
+        await closeAll()
         pools.shutdown()
         logger.info("stopped")
         LogSink.shared.drain()
+    }
+}
+
+extension GatewayServer {
+    /// Closes the listeners and the admin endpoint and drops the quiescing
+    /// helpers while the event loops still run.
+    fileprivate func closeAll() async {
+        for entry in listeners { try? await entry.channel.close() }
+        listeners.removeAll()
+        try? await admin?.close()
+        admin = nil
     }
 }
 
