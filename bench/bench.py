@@ -1,0 +1,471 @@
+#!/usr/bin/env python3
+"""`make bench`: the gateway against nginx and HAProxy on the same box.
+
+One nginx upstream serves a fixed 200-byte response with keep-alive. Each
+contender terminates TLS with the same certificate and proxies to it over
+keep-alive HTTP/1.1. Every proxy gets core 0 (taskset); the load generator and
+the upstream share core 1. Loads alternate between contenders (A B C A B C ...)
+for ROUNDS rounds and the medians are reported. Then 5,000 idle TLS
+connections are opened to each proxy and its RSS growth per connection is
+measured.
+
+Environment: BENCH_SECONDS (default 10), BENCH_WARMUP (default 2),
+BENCH_ROUNDS (default 3), BENCH_IDLE (default 5000), BENCH_ONLY (comma list of
+contenders, for quick looks). Writes bench/results.json and prints a table.
+"""
+import asyncio
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STATE = os.environ.get("STATE", os.path.join(ROOT, ".state"))
+CERT = os.path.join(STATE, "dev", "localhost.pem")
+KEY = os.path.join(STATE, "dev", "localhost-key.pem")
+CA = os.path.join(STATE, "dev", "ca.pem")
+GATEWAY = os.path.join(ROOT, ".build", "release", "gateway")
+
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+IDLE = int(os.environ.get("BENCH_IDLE", "5000"))
+ONLY = [c for c in os.environ.get("BENCH_ONLY", "").split(",") if c]
+
+PROXY_CORE = "0"
+LOAD_CORE = "1"
+UPSTREAM_PORT = 18080
+BODY = "x" * 199 + "\n"  # 200 bytes
+
+PORTS = {"nginx": 18443, "haproxy": 18444, "gateway_plain": 18445, "gateway_full": 18445}
+PATHS = {"direct": "/plain", "nginx": "/plain", "haproxy": "/plain", "gateway_plain": "/plain", "gateway_full": "/full"}
+# Which process a contender runs in (the two gateway routes share one process).
+PROCESS = {"nginx": "nginx", "haproxy": "haproxy", "gateway_plain": "gateway", "gateway_full": "gateway"}
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def write(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+
+
+class Proc:
+    """A started server, pinned to a core; `pids` are the processes whose CPU and RSS count."""
+
+    def __init__(self, name, argv, core, workdir, ready_port, use_tls):
+        self.name = name
+        self.log = open(os.path.join(workdir, name + ".log"), "w")
+        self.p = subprocess.Popen(["taskset", "-c", core] + argv, stdout=self.log, stderr=subprocess.STDOUT,
+                                  start_new_session=True)
+        wait_port(ready_port)
+        if use_tls:
+            wait_tls(ready_port)
+
+    def pids(self):
+        out = [self.p.pid]
+        try:
+            children = subprocess.run(["pgrep", "-P", str(self.p.pid)], capture_output=True, text=True).stdout.split()
+            out += [int(c) for c in children]
+        except OSError:
+            pass
+        return out
+
+    def cpu_seconds(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                total += int(fields[11]) + int(fields[12])
+            except OSError:
+                pass
+        return total / os.sysconf("SC_CLK_TCK")
+
+    def rss_kib(self):
+        total = 0
+        for pid in self.pids():
+            try:
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total
+
+    def stop(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            self.p.wait(timeout=10)
+        except Exception:
+            try:
+                os.killpg(self.p.pid, signal.SIGKILL)
+            except Exception:
+                pass
+
+
+def wait_port(port, timeout=20):
+    import socket
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listens on port {port}")
+
+
+def wait_tls(port):
+    r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", CA,
+                        f"https://localhost:{port}/plain"], capture_output=True, text=True)
+    if r.stdout != "200":
+        raise SystemExit(f"port {port} does not answer 200 over TLS: {r.stdout} {r.stderr}")
+
+
+def start_servers(work):
+    combined = os.path.join(work, "combined.pem")
+    write(combined, open(CERT).read() + open(KEY).read())
+    write(os.path.join(work, "upstream.conf"), f"""
+worker_processes 1;
+daemon off;
+user root;
+pid {work}/upstream.pid;
+error_log {work}/upstream-error.log warn;
+worker_rlimit_nofile 19000;
+events {{ worker_connections 9000; }}
+http {{
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  client_body_temp_path {work}/up-body;
+  server {{
+    listen 127.0.0.1:{UPSTREAM_PORT} reuseport backlog=4096;
+    location / {{ default_type text/plain; return 200 "{BODY[:-1]}\\n"; }}
+  }}
+}}
+""")
+    write(os.path.join(work, "nginx.conf"), f"""
+worker_processes 1;
+daemon off;
+user root;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log warn;
+worker_rlimit_nofile 19000;
+events {{ worker_connections 9000; }}
+http {{
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 600s;
+  client_header_timeout 120s;
+  client_body_temp_path {work}/nginx-body;
+  proxy_temp_path {work}/nginx-proxy;
+  upstream up {{ server 127.0.0.1:{UPSTREAM_PORT}; keepalive 512; keepalive_requests 100000000; }}
+  server {{
+    listen 127.0.0.1:{PORTS['nginx']} ssl http2 backlog=4096;
+    ssl_certificate {CERT};
+    ssl_certificate_key {KEY};
+    ssl_protocols TLSv1.3;
+    http2_max_concurrent_streams 128;
+    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+""")
+    write(os.path.join(work, "haproxy.cfg"), f"""
+global
+  nbthread 1
+  maxconn 9000
+  ssl-default-bind-options ssl-min-ver TLSv1.3
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 600s
+  timeout server 600s
+  timeout http-request 120s
+  timeout http-keep-alive 600s
+  http-reuse always
+frontend fe
+  bind 127.0.0.1:{PORTS['haproxy']} ssl crt {combined} alpn h2,http/1.1
+  maxconn 9000
+  default_backend be
+backend be
+  server up 127.0.0.1:{UPSTREAM_PORT} maxconn 512
+""")
+    config = os.path.join(work, "filters.d")
+    os.makedirs(config, exist_ok=True)
+    write(os.path.join(config, "bench.yaml"), f"""
+admin:
+  address: 127.0.0.1:19901
+listeners:
+  - name: bench
+    address: 127.0.0.1:{PORTS['gateway_plain']}
+    tls: {{cert: {CERT}, key: {KEY}}}
+    limits: {{header_timeout: 120s, idle_timeout: 600s, max_concurrent_streams: 128}}
+upstreams:
+  - name: up
+    endpoints: ["127.0.0.1:{UPSTREAM_PORT}"]
+    max_connections: 512
+    keepalive_timeout: 600s
+routes:
+  - name: plain
+    listener: bench
+    match: {{path_prefix: /plain}}
+    upstream: up
+  - name: full
+    listener: bench
+    match: {{path_prefix: /full}}
+    upstream: up
+    filters:
+      - headers: {{request: {{set: {{x-env: bench}}, remove: [x-debug]}}, response: {{set: {{x-content-type-options: nosniff}}}}}}
+""")
+    for d in ["up-body", "nginx-body", "nginx-proxy"]:
+        os.makedirs(os.path.join(work, d), exist_ok=True)
+    procs = {}
+    procs["upstream"] = Proc("upstream", ["nginx", "-p", work, "-c", os.path.join(work, "upstream.conf")], LOAD_CORE, work,
+                             UPSTREAM_PORT, False)
+    wanted = set(PROCESS.get(c, "upstream") for c in contenders())
+    if "nginx" in wanted:
+        procs["nginx"] = Proc("nginx", ["nginx", "-p", work, "-c", os.path.join(work, "nginx.conf")], PROXY_CORE, work,
+                              PORTS["nginx"], True)
+    if "haproxy" in wanted:
+        procs["haproxy"] = Proc("haproxy", ["haproxy", "-db", "-f", os.path.join(work, "haproxy.cfg")], PROXY_CORE, work,
+                                PORTS["haproxy"], True)
+    if "gateway" in wanted:
+        procs["gateway"] = Proc("gateway", [GATEWAY, "serve", "--config", config, "--state", work, "--threads", "1",
+                                            "--no-access-log", "--log-level", "warning"], PROXY_CORE, work,
+                                PORTS["gateway_plain"], True)
+    return procs
+
+
+def contenders():
+    all_ = ["direct", "nginx", "haproxy", "gateway_plain", "gateway_full"]
+    return [c for c in all_ if not ONLY or c in ONLY]
+
+
+def url(contender):
+    if contender == "direct":
+        return f"http://127.0.0.1:{UPSTREAM_PORT}{PATHS['direct']}"
+    return f"https://localhost:{PORTS[contender]}{PATHS[contender]}"
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+
+def run_wrk(target, connections, seconds, parse=True):
+    out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", target],
+                         capture_output=True, text=True).stdout
+    if not parse:
+        return None
+    if "Requests/sec" not in out or not re.search(r"99%\s+\S+", out):
+        raise SystemExit(f"wrk against {target} produced no result:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    socket_errors = re.search(r"Socket errors: (.*)", out)
+    return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": total,
+            "errors": int(errors.group(1)) if errors else 0, "socket_errors": socket_errors.group(1) if socket_errors else ""}
+
+
+def run_h2load(target, seconds, work):
+    logfile = os.path.join(work, "h2load.log")
+    if os.path.exists(logfile):
+        os.remove(logfile)
+    out = subprocess.run(["taskset", "-c", LOAD_CORE, "h2load", "-c8", "-m32", "-D", str(seconds), "--log-file", logfile, target],
+                         capture_output=True, text=True).stdout
+    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
+    done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
+    latencies = []
+    with open(logfile) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 3:
+                latencies.append(int(parts[2]) / 1000.0)
+    latencies.sort()
+    pct = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] if latencies else 0.0
+    succeeded = int(done.group(2)) if done else 0
+    total = int(done.group(1)) if done else 0
+    return {"rps": float(m.group(1)) if m else 0.0, "p50_ms": pct(0.50), "p99_ms": pct(0.99), "requests": total,
+            "errors": total - succeeded, "socket_errors": ""}
+
+
+LOADS = [("h1", 64), ("h1", 256), ("h2", 256)]
+
+
+def measure(procs, work):
+    samples = {}
+    for rnd in range(ROUNDS):
+        for protocol, connections in LOADS:
+            for c in contenders():
+                if protocol == "h2" and c == "direct":
+                    continue
+                target = url(c)
+                proc = procs.get(PROCESS.get(c, ""), procs["upstream"])
+                if protocol == "h1":
+                    run_wrk(target, connections, WARMUP, parse=False)
+                    cpu0 = proc.cpu_seconds()
+                    r = run_wrk(target, connections, SECONDS)
+                else:
+                    run_h2load(target, WARMUP, work)
+                    cpu0 = proc.cpu_seconds()
+                    r = run_h2load(target, SECONDS, work)
+                cpu = proc.cpu_seconds() - cpu0
+                r["cpu_us_per_req"] = cpu * 1e6 / r["requests"] if r["requests"] else 0.0
+                r["rss_mib"] = proc.rss_kib() / 1024
+                samples.setdefault((c, protocol, connections), []).append(r)
+                log(f"round {rnd + 1}/{ROUNDS} {c:14} {protocol} c={connections:<3} {r['rps']:9.0f} req/s "
+                    f"p50 {r['p50_ms']:6.2f} ms p99 {r['p99_ms']:6.2f} ms cpu {r['cpu_us_per_req']:5.1f} us/req "
+                    f"errors {r['errors']} {r['socket_errors']}")
+    runs = []
+    for (c, protocol, connections), rs in samples.items():
+        runs.append({
+            "contender": c, "protocol": protocol, "connections": connections,
+            "rps": statistics.median(r["rps"] for r in rs),
+            "p50_ms": statistics.median(r["p50_ms"] for r in rs),
+            "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+            "rss_mib": statistics.median(r["rss_mib"] for r in rs),
+            "cpu_us_per_req": statistics.median(r["cpu_us_per_req"] for r in rs),
+            "errors": sum(r["errors"] for r in rs),
+        })
+    return runs
+
+
+async def open_idle(port, count):
+    ctx = ssl.create_default_context(cafile=CA)
+    ctx.set_alpn_protocols(["http/1.1"])
+    sem = asyncio.Semaphore(200)
+    conns = []
+
+    async def one():
+        async with sem:
+            for _ in range(3):
+                try:
+                    r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+                    conns.append(w)
+                    return
+                except OSError:
+                    await asyncio.sleep(0.1)
+    await asyncio.gather(*(one() for _ in range(count)))
+    return conns
+
+
+def idle_memory(procs):
+    result = {}
+    for c in contenders():
+        if c in ("direct", "gateway_full"):
+            continue
+        proc = procs[PROCESS[c]]
+        before = proc.rss_kib()
+
+        async def go():
+            conns = await open_idle(PORTS[c], IDLE)
+            await asyncio.sleep(1.0)
+            after = proc.rss_kib()
+            for w in conns:
+                w.close()
+            await asyncio.sleep(0.5)
+            return len(conns), after
+        opened, after = asyncio.run(go())
+        per = (after - before) / opened if opened else 0.0
+        result[c] = round(per, 2)
+        log(f"idle {c:14} {opened} TLS connections: RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, {per:.2f} KiB per connection")
+    return result
+
+
+def negotiated(port):
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost", "-alpn", "http/1.1"],
+                       input="", capture_output=True, text=True, timeout=10)
+    m = re.search(r"New, (TLSv[\d.]+), Cipher is (\S+)", r.stdout)
+    return f"{m.group(1)} {m.group(2)}" if m else "?"
+
+
+def machine():
+    model = "?"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    return f"{model}, {os.cpu_count()} cores, Linux {platform.release()}"
+
+
+def ratio(runs, a, b, protocol, connections, field="rps"):
+    def get(c):
+        for r in runs:
+            if r["contender"] == c and r["protocol"] == protocol and r["connections"] == connections:
+                return r[field]
+        return None
+    x, y = get(a), get(b)
+    return round(x / y, 3) if x and y else None
+
+
+def main():
+    for f in [GATEWAY, CERT, KEY]:
+        if not os.path.exists(f):
+            raise SystemExit(f"missing {f}: run `make bench` (it builds the release binary and the dev certificates)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 65536
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(want, hard)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    work = tempfile.mkdtemp(prefix="gateway-bench-")
+    procs = {}
+    try:
+        procs = start_servers(work)
+        ciphers = {c: negotiated(PORTS[c]) for c in contenders() if c in PORTS}
+        for c, v in ciphers.items():
+            log(f"{c:14} negotiates {v}")
+        runs = measure(procs, work)
+        idle = idle_memory(procs) if IDLE > 0 else {}
+    finally:
+        for p in procs.values():
+            p.stop()
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+    results = {
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d"),
+        "method": {"seconds": SECONDS, "warmup": WARMUP, "rounds": ROUNDS, "idle_connections": IDLE,
+                   "proxy_core": PROXY_CORE, "load_and_upstream_core": LOAD_CORE, "tls": ciphers},
+        "runs": runs,
+        "idle_kib_per_conn": idle,
+        "ratios": {
+            "gateway_plain_vs_nginx_h1_64": ratio(runs, "gateway_plain", "nginx", "h1", 64),
+            "gateway_plain_vs_nginx_h1_256": ratio(runs, "gateway_plain", "nginx", "h1", 256),
+            "gateway_plain_vs_nginx_h2": ratio(runs, "gateway_plain", "nginx", "h2", 256),
+            "gateway_full_vs_nginx_h1_64": ratio(runs, "gateway_full", "nginx", "h1", 64),
+            "gateway_p99_vs_nginx_h1_64": ratio(runs, "gateway_plain", "nginx", "h1", 64, "p99_ms"),
+            "gateway_p99_vs_nginx_h2": ratio(runs, "gateway_plain", "nginx", "h2", 256, "p99_ms"),
+        },
+    }
+    os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
+    with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"machine: {results['machine']}")
+    print(f"{'contender':15} {'load':10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'RSS MiB':>8} {'errors':>6}")
+    for r in sorted(runs, key=lambda r: (r["protocol"], r["connections"], contenders().index(r["contender"]))):
+        print(f"{r['contender']:15} {r['protocol'] + ' c=' + str(r['connections']):10} {r['rps']:9.0f} {r['p50_ms']:8.2f} "
+              f"{r['p99_ms']:8.2f} {r['cpu_us_per_req']:10.1f} {r['rss_mib']:8.1f} {r['errors']:6}")
+    for c, v in idle.items():
+        print(f"idle {c:15} {v:8.2f} KiB per TLS connection")
+    for k, v in results["ratios"].items():
+        print(f"{k:32} {v}")
+    print("written: bench/results.json")
+
+
+if __name__ == "__main__":
+    main()
