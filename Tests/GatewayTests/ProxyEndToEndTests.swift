@@ -320,6 +320,37 @@ struct ProxyEndToEndTests {
         #expect(f.gateway.log.contains("\"error\":\"client_closed\""))
     }
 
+    @Test("pipelined HTTP/1.1 requests are answered one after another, in order")
+    func pipelining() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
+        reqs = b""
+        for p in ["/api/one", "/nowhere", "/api/two", "/api/three"]:
+            reqs += ("GET %s HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n" % p).encode()
+        reqs += b"GET /api/last HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n"
+        s.sendall(reqs)
+        s.settimeout(5)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        import re
+        for status in re.findall(rb"HTTP/1.1 (\\d{3})", data):
+            print(status.decode())
+        for path in re.findall(rb'"path":"([^"]*)"', data):
+            print("path " + path.decode())
+        """)
+        #expect(r.code == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").map(String.init)
+        let statuses = lines.filter { $0.count == 3 }
+        #expect(statuses == ["200", "404", "200", "200", "200"], "\(r.stdout)")
+        let paths = lines.filter { $0.hasPrefix("path ") }.map { String($0.dropFirst(5)) }
+        #expect(paths == ["/one", "/two", "/three", "/last"], "\(r.stdout)")
+    }
+
     @Test("keep-alive: several requests on one h1 connection reuse it")
     func keepAlive() async throws {
         let f = try await ProxyFixture.start()

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOHTTP1
-import Passport
 
 /// Header rules of the proxy that do not depend on configuration.
 enum HeaderRules {
@@ -11,7 +10,14 @@ enum HeaderRules {
     ]
 
     /// Removes hop-by-hop headers and every header named in `Connection`.
+    /// One pass finds whether there is anything to remove: usually nothing.
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        var found = false
+        for (name, _) in headers where isHopByHop(name) {
+            found = true
+            break
+        }
+        guard found else { return }
         var named: [String] = []
         for value in headers[canonicalForm: "connection"] {
             let token = value.trimmingSpaces().lowercased()
@@ -21,24 +27,31 @@ enum HeaderRules {
         for name in named { headers.remove(name: name) }
     }
 
+    /// Whether `name` is one of `hopByHop`, ASCII case-insensitively, without allocating.
+    static func isHopByHop(_ name: String) -> Bool {
+        name.utf8.withContiguousStorageIfAvailable { b -> Bool in
+            func equals(_ lower: StaticString) -> Bool {
+                guard lower.utf8CodeUnitCount == b.count else { return false }
+                let l = lower.utf8Start
+                for i in 0..<b.count where b[i] | 0x20 != l[i] | 0x20 { return false }
+                return true
+            }
+            switch b.count {
+            case 2: return equals("te")
+            case 7: return equals("trailer") || equals("upgrade")
+            case 10: return equals("connection") || equals("keep-alive")
+            case 16: return equals("proxy-connection")
+            case 17: return equals("transfer-encoding")
+            case 18: return equals("proxy-authenticate")
+            case 19: return equals("proxy-authorization")
+            default: return false
+            }
+        } ?? hopByHop.contains(name.lowercased())
+    }
+
     /// The `for=` address of a client: IP without port.
     static func clientIP(_ address: SocketAddress?) -> String? {
         address?.ipAddress
-    }
-
-    /// 32 lowercase hex characters from libsodium's CSPRNG.
-    static func newRequestID() -> String {
-        var bytes: (UInt64, UInt64) = (0, 0)
-        withUnsafeMutableBytes(of: &bytes) { Sodium.fillRandom($0) }
-        return withUnsafeBytes(of: &bytes) { raw in
-            var out = [UInt8](repeating: 0, count: 32)
-            let hex: [UInt8] = Array("0123456789abcdef".utf8)
-            for i in 0..<16 {
-                out[2 * i] = hex[Int(raw[i] >> 4)]
-                out[2 * i + 1] = hex[Int(raw[i] & 0x0F)]
-            }
-            return String(decoding: out, as: UTF8.self)
-        }
     }
 }
 

@@ -1,35 +1,74 @@
 import Logging
 import NIOCore
+import Passport
 
-/// The pools of every upstream for one event loop.
-final class LoopPools {
+/// What belongs to one event loop: the pools of every upstream and the
+/// request-id randomness. Only touched on its own loop.
+final class LoopLocal {
     let pools: [String: UpstreamPool]
+    private var random = [UInt8](repeating: 0, count: 4096)
+    private var randomOffset = 4096
+
     init(pools: [String: UpstreamPool]) { self.pools = pools }
+
+    /// 32 lowercase hex characters from libsodium's CSPRNG, drawn 4 KiB at a
+    /// time so that a request costs no system call.
+    func newRequestID() -> String {
+        if randomOffset + 16 > random.count {
+            random.withUnsafeMutableBytes { Sodium.fillRandom($0) }
+            randomOffset = 0
+        }
+        let start = randomOffset
+        randomOffset += 16
+        return random.withUnsafeBufferPointer { bytes in
+            String(unsafeUninitializedCapacity: 32) { out in
+                let hex: StaticString = "0123456789abcdef"
+                hex.withUTF8Buffer { digits in
+                    for i in 0..<16 {
+                        let b = bytes[start + i]
+                        out[2 * i] = digits[Int(b >> 4)]
+                        out[2 * i + 1] = digits[Int(b & 0x0F)]
+                    }
+                }
+                return 32
+            }
+        }
+    }
 }
 
-/// Per-loop pools for every event loop of the group, built once at start.
-/// Each `LoopPools` is only touched on its own loop.
-final class PoolDirectory: @unchecked Sendable {
-    private let byLoop: [ObjectIdentifier: LoopPools]
+@available(*, unavailable)
+extension LoopLocal: Sendable {}
+
+/// The `LoopLocal` of every event loop of the group, built once at start.
+final class LoopDirectory: @unchecked Sendable {
+    private let byLoop: [ObjectIdentifier: LoopLocal]
+    private let loops: [EventLoop]
 
     init(group: EventLoopGroup, upstreams: [String: UpstreamDefinition]) {
         var metrics: [String: UpstreamMetrics] = [:]
         for name in upstreams.keys { metrics[name] = UpstreamMetrics(upstream: name) }
-        var byLoop: [ObjectIdentifier: LoopPools] = [:]
+        var byLoop: [ObjectIdentifier: LoopLocal] = [:]
+        var loops: [EventLoop] = []
         for loop in group.makeIterator() {
             var pools: [String: UpstreamPool] = [:]
             for (name, def) in upstreams { pools[name] = UpstreamPool(definition: def, eventLoop: loop, metrics: metrics[name]!) }
-            byLoop[ObjectIdentifier(loop)] = LoopPools(pools: pools)
+            byLoop[ObjectIdentifier(loop)] = LoopLocal(pools: pools)
+            loops.append(loop)
         }
         self.byLoop = byLoop
+        self.loops = loops
     }
 
-    func pools(for loop: EventLoop) -> LoopPools? { byLoop[ObjectIdentifier(loop)] }
+    /// The loop's state; every loop of the group has one.
+    func local(for loop: EventLoop) -> LoopLocal? { byLoop[ObjectIdentifier(loop)] }
 
     func shutdown() {
-        for (_, lp) in byLoop {
-            guard let any = lp.pools.values.first else { continue }
-            any.eventLoop.execute { for p in lp.pools.values { p.shutdown() } }
+        for loop in loops {
+            loop.execute { [self] in
+                // On the loop that owns them.
+                guard let local = self.local(for: loop) else { return }
+                for p in local.pools.values { p.shutdown() }
+            }
         }
     }
 }
@@ -37,7 +76,7 @@ final class PoolDirectory: @unchecked Sendable {
 /// What every downstream connection of a listener shares.
 struct ProxyEnvironment: @unchecked Sendable {
     let listener: ListenerRuntime
-    let pools: PoolDirectory
+    let loops: LoopDirectory
     let accessLog: AccessLog
     let inFlight: InFlightCounter
     let logger: Logger

@@ -19,13 +19,18 @@ final class ProxyHandler: ChannelDuplexHandler {
     private let isHTTP2: Bool
     private let isTLS: Bool
     private var context: ChannelHandlerContext!
+    private(set) var loop: LoopLocal!
     private var request: ProxyRequest?
+    /// Whether the current request's `.end` has arrived.
+    private var requestEnded = true
     /// Parts of a request the gateway already answered are dropped until its end.
     private var discardingBody = false
+    /// HTTP/1.1 requests pipelined behind the current one, replayed in order
+    /// once its response ends. Reads pause while any wait, so this stays small.
+    private var queued = CircularBuffer<HTTPServerRequestPart>()
     private var readPending = false
-    private var waitTimer: Scheduled<Void>?
     private var quiescing = false
-    private var requestsOnConnection = 0
+    private var timer = DeadlineTimer()
 
     init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool) {
         self.env = environment
@@ -37,25 +42,29 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if !isHTTP2 { armWaitTimer(env.listener.limits.headerTimeout) }
+        self.loop = env.loops.local(for: context.eventLoop)
+        if !isHTTP2 { setDeadline(.awaitingHead, in: env.listener.limits.headerTimeout) }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        waitTimer?.cancel()
+        timer.cancel()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        dispatch(unwrapInboundIn(data))
+    }
+
+    private func dispatch(_ part: HTTPServerRequestPart) {
+        if request != nil && requestEnded || !queued.isEmpty {
+            // A pipelined request: it waits for the current response.
+            queued.append(part)
+            return
+        }
+        switch part {
         case .head(let head):
-            waitTimer?.cancel()
-            waitTimer = nil
             discardingBody = false
-            guard request == nil else {
-                // The pipelining helper serialises requests; this is a peer bug.
-                context.close(promise: nil)
-                return
-            }
-            requestsOnConnection += 1
+            requestEnded = false
+            clearDeadline()
             startRequest(head)
         case .body(let buffer):
             if discardingBody { return }
@@ -65,6 +74,7 @@ final class ProxyHandler: ChannelDuplexHandler {
                 discardingBody = false
                 return
             }
+            requestEnded = true
             request?.receivedEnd()
         }
     }
@@ -75,7 +85,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        waitTimer?.cancel()
+        timer.cancel()
+        queued.removeAll()
         request?.downstreamClosed()
         context.fireChannelInactive()
     }
@@ -87,6 +98,8 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
+            // HTTP/1.1: close now if idle, else after the current response.
+            // HTTP/2 streams finish; the connection handler sends GOAWAY.
             quiescing = true
             if request == nil && !isHTTP2 { context.close(promise: nil) }
             return
@@ -101,9 +114,11 @@ final class ProxyHandler: ChannelDuplexHandler {
         context.close(promise: nil)
     }
 
-    /// Holds reads back while the upstream cannot take more request bytes.
+    /// Holds reads back while pipelined requests wait or the upstream cannot
+    /// take more request bytes. Reads are otherwise never toggled, so a
+    /// keep-alive connection costs no epoll change per request.
     func read(context: ChannelHandlerContext) {
-        if let request, request.shouldPauseDownstreamReads {
+        if !queued.isEmpty || request?.shouldPauseDownstreamReads == true {
             readPending = true
         } else {
             context.read()
@@ -111,7 +126,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func resumeReadsIfNeeded() {
-        guard readPending, !(request?.shouldPauseDownstreamReads ?? false) else { return }
+        guard readPending, queued.isEmpty, !(request?.shouldPauseDownstreamReads ?? false) else { return }
         readPending = false
         context.read()
     }
@@ -126,24 +141,32 @@ final class ProxyHandler: ChannelDuplexHandler {
         r.start()
     }
 
-    /// Writes the response's end; then closes the connection, or waits for
+    /// Writes the response's end; then closes the connection, or goes on with
     /// the next request on it.
     func endResponse(_ r: ProxyRequest, close: Bool, bodyPending: Bool) {
         guard request === r else { return }
         request = nil
         env.inFlight.decrement()
+        clearDeadline()
         let ctx = context!
         if isHTTP2 {
             ctx.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             return
         }
         if close || quiescing {
+            queued.removeAll()
             ctx.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in ctx.close(promise: nil) }
             return
         }
         ctx.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         if bodyPending { discardingBody = true }
-        armWaitTimer(env.listener.limits.idleTimeout)
+        requestEnded = true
+        setDeadline(.awaitingHead, in: env.listener.limits.idleTimeout)
+        if !queued.isEmpty {
+            var parts = CircularBuffer<HTTPServerRequestPart>()
+            swap(&parts, &queued)
+            while let part = parts.popFirst() { dispatch(part) }
+        }
         resumeReadsIfNeeded()
     }
 
@@ -153,6 +176,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         guard request === r else { return }
         request = nil
         env.inFlight.decrement()
+        clearDeadline()
         context.close(promise: nil)
     }
 
@@ -161,6 +185,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         guard request === r else { return }
         request = nil
         env.inFlight.decrement()
+        clearDeadline()
     }
 
     func write(_ part: HTTPServerResponsePart) {
@@ -171,15 +196,77 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     var downstreamWritable: Bool { context.channel.isWritable }
 
-    private func armWaitTimer(_ timeout: TimeAmount) {
-        waitTimer?.cancel()
-        let ctx = context!
-        waitTimer = ctx.eventLoop.scheduleTask(in: timeout) { [weak self] in
-            guard let self, self.request == nil else { return }
-            ctx.close(promise: nil)
+    // MARK: - The connection's one timer
+
+    /// Sets the deadline that applies now: waiting for a request head, or the
+    /// current request waiting on its upstream.
+    func setDeadline(_ kind: DeadlineTimer.Kind, in amount: TimeAmount) {
+        if timer.set(kind, at: .now() + amount) { scheduleTimer() }
+    }
+
+    func clearDeadline() { timer.clear() }
+
+    private func scheduleTimer() {
+        timer.scheduled = context.eventLoop.scheduleTask(deadline: timer.fireAt) { [weak self] in self?.timerFired() }
+    }
+
+    private func timerFired() {
+        switch timer.fired(now: .now()) {
+        case .none:
+            return
+        case .reschedule:
+            scheduleTimer()
+        case .expired(.awaitingHead):
+            if request == nil { context.close(promise: nil) }
+        case .expired(.upstream):
+            request?.upstreamTimedOut()
         }
     }
 }
 
 @available(*, unavailable)
 extension ProxyHandler: Sendable {}
+
+/// One timer per connection for whichever deadline applies, so that a
+/// keep-alive request costs no timer scheduling: a deadline later than the
+/// scheduled firing only moves a number; the timer, when it fires early,
+/// schedules itself again for the deadline.
+struct DeadlineTimer {
+    enum Kind { case awaitingHead, upstream }
+    enum Outcome { case none, reschedule, expired(Kind) }
+
+    private(set) var kind: Kind?
+    private(set) var deadline = NIODeadline.distantFuture
+    private(set) var fireAt = NIODeadline.distantFuture
+    var scheduled: Scheduled<Void>?
+
+    /// Returns true when the timer must be (re)scheduled at `fireAt`.
+    mutating func set(_ kind: Kind, at deadline: NIODeadline) -> Bool {
+        self.kind = kind
+        self.deadline = deadline
+        if scheduled != nil && fireAt <= deadline { return false }
+        scheduled?.cancel()
+        fireAt = deadline
+        return true
+    }
+
+    mutating func clear() { kind = nil }
+
+    mutating func fired(now: NIODeadline) -> Outcome {
+        scheduled = nil
+        fireAt = .distantFuture
+        guard let kind else { return .none }
+        if now < deadline {
+            fireAt = deadline
+            return .reschedule
+        }
+        self.kind = nil
+        return .expired(kind)
+    }
+
+    mutating func cancel() {
+        scheduled?.cancel()
+        scheduled = nil
+        kind = nil
+    }
+}

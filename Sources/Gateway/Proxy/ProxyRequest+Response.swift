@@ -14,8 +14,7 @@ extension ProxyRequest {
         upstreamHeadAt = .now()
         responseStatus = head.status.code
         upstreamKeepAlive = head.isKeepAlive
-        timer?.cancel()
-        timer = eventLoop.scheduleTask(in: pool.definition.bodyTimeout) { [weak self] in self?.upstreamTimedOut() }
+        handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
         var headers = head.headers
         HeaderRules.removeHopByHop(&headers)
         headers.replaceOrAdd(name: "x-request-id", value: exchange.requestID)
@@ -28,14 +27,12 @@ extension ProxyRequest {
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard phase == .forwarding, responseStarted, let pool else { return }
         responseBytes += buffer.readableBytes
-        timer?.cancel()
-        timer = eventLoop.scheduleTask(in: pool.definition.bodyTimeout) { [weak self] in self?.upstreamTimedOut() }
+        handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
         handler.write(.body(.byteBuffer(buffer)))
     }
 
     func upstreamResponseEnd() {
         guard phase == .forwarding, responseStarted else { return }
-        timer?.cancel()
         let reusable = clientEnded && upstreamKeepAlive
         if let connection, let pool {
             self.connection = nil
@@ -88,7 +85,6 @@ extension ProxyRequest {
 
     func respondLocally(_ response: FilterResponse, close forceClose: Bool = false) {
         guard phase != .finished else { return }
-        timer?.cancel()
         if let connection { dropConnection(connection) }
         var headers = response.headers
         var body = response.body
@@ -135,7 +131,6 @@ extension ProxyRequest {
     func complete(status: UInt) {
         guard phase != .finished else { return }
         phase = .finished
-        timer?.cancel()
         pending.removeAll()
         let end = NIODeadline.now()
         let duration = end - startedAt

@@ -40,7 +40,6 @@ final class ProxyRequest: UpstreamDelegate {
     var responseBytes = 0
     var upstreamHeadAt: NIODeadline?
     var upstreamKeepAlive = true
-    var timer: Scheduled<Void>?
     var errorCode: String?
     var expectsContinue = false
 
@@ -53,7 +52,7 @@ final class ProxyRequest: UpstreamDelegate {
         self.startedAt = .now()
         self.method = head.method
         self.keepAlive = head.isKeepAlive
-        self.exchange = Exchange(request: head, requestID: HeaderRules.newRequestID(), listener: env.listener.name,
+        self.exchange = Exchange(request: head, requestID: handler.loop.newRequestID(), listener: env.listener.name,
                                  clientAddress: clientAddress, isTLS: isTLS, eventLoop: eventLoop, logger: env.logger)
     }
 
@@ -188,7 +187,7 @@ final class ProxyRequest: UpstreamDelegate {
     }
 
     func acquireUpstream() {
-        guard let route, let pools = env.pools.pools(for: eventLoop), let pool = pools.pools[exchange.upstream] else {
+        guard let route, let pool = handler.loop.pools[exchange.upstream] else {
             exchange.logger.error("no pool for upstream", metadata: ["upstream": "\(exchange.upstream)"])
             return respondLocally(.upstreamUnavailable)
         }
@@ -267,10 +266,7 @@ final class ProxyRequest: UpstreamDelegate {
     /// The whole request is upstream: the response-head timer starts.
     func requestSent() {
         guard !responseStarted, let pool else { return }
-        timer?.cancel()
-        timer = eventLoop.scheduleTask(in: pool.definition.responseTimeout) { [weak self] in
-            self?.upstreamTimedOut()
-        }
+        handler.setDeadline(.upstream, in: pool.definition.responseTimeout)
     }
 
     /// Ends the exchange on an error: the upstream connection is closed (a

@@ -47,7 +47,7 @@ final class GatewayServer: Service, @unchecked Sendable {
     private var listeners: [(channel: Channel, quiesce: ServerQuiescingHelper)] = []
     private var admin: Channel?
     private let inFlight = InFlightCounter()
-    private let pools: PoolDirectory
+    private let loops: LoopDirectory
     /// Addresses actually bound, by listener name ("admin" for the admin listener).
     let boundAddresses = NIOLockedValueBox<[String: SocketAddress]>([:])
 
@@ -58,7 +58,7 @@ final class GatewayServer: Service, @unchecked Sendable {
         self.logger = logger
         self.grace = grace
         self.accessLog = accessLog
-        self.pools = PoolDirectory(group: group, upstreams: config.upstreams)
+        self.loops = LoopDirectory(group: group, upstreams: config.upstreams)
     }
 
     func run() async throws {
@@ -86,7 +86,7 @@ final class GatewayServer: Service, @unchecked Sendable {
     func start() async throws {
         state.setConfig(config)
         for listener in config.listeners {
-            let env = ProxyEnvironment(listener: listener, pools: pools, accessLog: accessLog, inFlight: inFlight,
+            let env = ProxyEnvironment(listener: listener, loops: loops, accessLog: accessLog, inFlight: inFlight,
                                        logger: logger, unrouted: RouteMetrics(route: ""))
             let channel: Channel
             let quiesce = ServerQuiescingHelper(group: group)
@@ -145,7 +145,7 @@ final class GatewayServer: Service, @unchecked Sendable {
             logger.warning("grace period over; closing requests still in flight", metadata: ["in_flight": "\(inFlight.value)"])
         }
         await closeAll()
-        pools.shutdown()
+        loops.shutdown()
         logger.info("stopped")
         LogSink.shared.drain()
     }

@@ -61,7 +61,9 @@ enum ListenerBootstrap {
 
     static func configureHTTP1(channel: Channel, environment: ProxyEnvironment, isTLS: Bool) throws {
         let sync = channel.pipeline.syncOperations
-        try sync.configureHTTPServerPipeline(withPipeliningAssistance: true, withErrorHandling: true)
+        // No pipelining helper: ProxyHandler serialises pipelined requests itself
+        // without toggling read interest on every request.
+        try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
         try sync.addHandler(ProxyHandler(environment: environment, isHTTP2: false, isTLS: isTLS))
     }
 
