@@ -31,6 +31,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var readPending = false
     private var quiescing = false
     private var timer = DeadlineTimer()
+    /// The peer's address and its text form, looked up once per connection.
+    private(set) lazy var remoteAddress: SocketAddress? = context.channel.remoteAddress
+    private(set) lazy var clientIP: String? = remoteAddress?.ipAddress
 
     init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool) {
         self.env = environment
@@ -135,7 +138,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func startRequest(_ head: HTTPRequestHead) {
         let r = ProxyRequest(handler: self, head: head, env: env, isHTTP2: isHTTP2, isTLS: isTLS,
-                             clientAddress: context.channel.remoteAddress, eventLoop: context.eventLoop)
+                             clientAddress: remoteAddress, eventLoop: context.eventLoop)
         request = r
         env.inFlight.increment()
         r.start()

@@ -16,8 +16,7 @@ extension ProxyRequest {
         upstreamKeepAlive = head.isKeepAlive
         handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
         var headers = head.headers
-        HeaderRules.removeHopByHop(&headers)
-        headers.replaceOrAdd(name: "x-request-id", value: exchange.requestID)
+        HeaderRules.prepareResponseHeaders(&headers, requestID: exchange.requestID)
         var response = ResponseHead(status: head.status, headers: headers, isLocal: false)
         runResponseFilters(&response)
         if mustCloseDownstream { response.headers.replaceOrAdd(name: "connection", value: "close") }

@@ -111,25 +111,9 @@ final class ProxyRequest: UpstreamDelegate {
         let newPath = route.rewrite.apply(path)
         head.uri = query.map { newPath + "?" + $0 } ?? newPath
         head.version = .http1_1
-        var headers = head.headers
-        let expectsContinue = headers.first(name: "expect")?.lowercased() == "100-continue"
-        HeaderRules.removeHopByHop(&headers)
-        headers.remove(name: "expect")
-        headers.remove(name: "x-request-id")
-        headers.remove(name: "forwarded")
-        headers.replaceOrAdd(name: "x-request-id", value: exchange.requestID)
-        if let ip = HeaderRules.clientIP(exchange.clientAddress) {
-            headers.replaceOrAdd(name: "x-forwarded-for", value: ip)
-        } else {
-            headers.remove(name: "x-forwarded-for")
-        }
-        headers.replaceOrAdd(name: "x-forwarded-proto", value: exchange.isTLS ? "https" : "http")
-        if exchange.originalHost.isEmpty {
-            headers.remove(name: "x-forwarded-host")
-        } else {
-            headers.replaceOrAdd(name: "x-forwarded-host", value: exchange.originalHost)
-        }
-        if framing == .chunked { headers.replaceOrAdd(name: "transfer-encoding", value: "chunked") }
+        let (headers, expectsContinue) = HeaderRules.upstreamRequestHeaders(
+            from: head.headers, requestID: exchange.requestID, clientIP: handler.clientIP, isTLS: exchange.isTLS,
+            originalHost: exchange.originalHost, chunked: framing == .chunked)
         head.headers = headers
         exchange.request = head
         self.expectsContinue = expectsContinue && !isHTTP2

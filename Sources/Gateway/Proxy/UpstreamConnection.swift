@@ -49,6 +49,8 @@ final class UpstreamConnection {
         let connection = UpstreamConnection(id: id, channel: channel, endpoint: endpoint)
         let handler = UpstreamHandler(connection: connection, onClose: onClose)
         connection.handler = handler
+        // Outbound header validation stays on: a filter that copies untrusted
+        // bytes into a request header must not be able to split the request.
         try channel.pipeline.syncOperations.addHTTPClientHandlers()
         try channel.pipeline.syncOperations.addHandler(handler)
         return connection

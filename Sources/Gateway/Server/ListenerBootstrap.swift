@@ -63,6 +63,8 @@ enum ListenerBootstrap {
         let sync = channel.pipeline.syncOperations
         // No pipelining helper: ProxyHandler serialises pipelined requests itself
         // without toggling read interest on every request.
+        // Outbound header validation stays on: it is the last guard against a
+        // filter that copies untrusted bytes into a response header.
         try sync.configureHTTPServerPipeline(withPipeliningAssistance: false, withErrorHandling: true)
         try sync.addHandler(ProxyHandler(environment: environment, isHTTP2: false, isTLS: isTLS))
     }
@@ -83,6 +85,7 @@ enum ListenerBootstrap {
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: limits.idleTimeout, maxAge: nil, maxGraceTime: nil, keepalive: nil))
+        try sync.addHandler(FlushCoalescer())
         _ = try sync.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: streams,
             streamDelegate: management.http2StreamDelegate
