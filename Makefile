@@ -6,7 +6,7 @@ SWIFT ?= swift
 APT_PACKAGES := libsodium-dev libssl-dev pkg-config openssl curl python3 python3-pip
 PY_PACKAGES := pynacl pyjwt
 
-.PHONY: run test build release deps test-deps dev-certs check clean
+.PHONY: run test build release deps test-deps bench-deps dev-certs check bench bench-micro clean
 
 ## Install the system packages the build needs, if any is missing.
 deps:
@@ -66,6 +66,23 @@ run: release dev-certs
 test: test-deps
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
+
+## The contenders and load generators of the benchmark (Debian packages).
+bench-deps: deps
+	@missing=""; for p in nginx haproxy wrk nghttp2-client util-linux; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+## The gateway against nginx and HAProxy (bench/README.md), then the microbenchmarks.
+bench: release dev-certs bench-deps
+	python3 bench/bench.py
+	.build/release/gateway bench-micro
+
+bench-micro: release
+	.build/release/gateway bench-micro
 
 clean:
 	rm -rf .build $(STATE)

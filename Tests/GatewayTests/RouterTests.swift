@@ -94,6 +94,26 @@ struct RouterTests {
         #expect(r.routes.map(\.name) == ["broad", "narrow"])
     }
 
+    @Test("the first-segment index keeps declaration order across indexed and unindexed routes")
+    func indexKeepsOrder() throws {
+        let (_, r) = try router("""
+        routes:
+          - {name: regex-first, listener: public, upstream: a, match: {path_regex: "/api/special/.*"}}
+          - {name: api, listener: public, upstream: a, match: {path_prefix: /api}}
+          - {name: root, listener: public, upstream: a, match: {path_prefix: /}}
+          - {name: api-late, listener: public, upstream: a, match: {path: /api/late}}
+          - {name: tmpl, listener: public, upstream: a, match: {path_template: "/{tenant}/items"}}
+          - {name: slash-prefix, listener: public, upstream: a, match: {path_prefix: /static/}}
+        """)
+        #expect(match(r, "/api/special/x") == "regex-first")
+        #expect(match(r, "/api/late") == "api")
+        #expect(match(r, "/api") == "api")
+        #expect(match(r, "/apix") == "root")
+        #expect(match(r, "/acme/items") == "root")
+        #expect(match(r, "/static/app.js") == "root")
+        #expect(match(r, "") == "404")
+    }
+
     @Test("405 lists the methods of every route that matched all but the method")
     func methodNotAllowed() throws {
         let (_, r) = try router("""

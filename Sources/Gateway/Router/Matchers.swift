@@ -84,16 +84,39 @@ enum PathMatcher: @unchecked Sendable {
         return .template(segments, rest: rest)
     }
 
+    /// The first path segment every matching path must have, when the
+    /// predicate fixes one; the router indexes routes by it.
+    var firstSegment: String? {
+        func first(_ p: String, boundaryAfter: Bool) -> String? {
+            guard p.hasPrefix("/") else { return nil }
+            let rest = p.dropFirst()
+            if let slash = rest.firstIndex(of: "/") { return rest[..<slash].isEmpty ? nil : String(rest[..<slash]) }
+            // "/api" as a prefix ends on a segment boundary, so "api" is the whole first segment.
+            return boundaryAfter && !rest.isEmpty ? String(rest) : nil
+        }
+        switch self {
+        case .any, .regex: return nil
+        case .exact(let p): return first(p, boundaryAfter: true)
+        case .prefix(let p): return first(p, boundaryAfter: true)
+        case .template(let segments, _):
+            if case .literal(let l)? = segments.first, !l.isEmpty { return l }
+            return nil
+        }
+    }
+
     func matches(_ path: Substring) -> Bool {
         switch self {
         case .any:
             return true
         case .exact(let p):
-            return path == p
+            // Paths compare as bytes: no Unicode equivalence in routing.
+            return path.utf8.elementsEqual(p.utf8)
         case .prefix(let p):
-            guard path.hasPrefix(p) else { return false }
-            if p.hasSuffix("/") || path.count == p.count { return true }
-            return path[path.index(path.startIndex, offsetBy: p.count)] == "/"
+            let pu = p.utf8
+            let u = path.utf8
+            guard u.starts(with: pu) else { return false }
+            if pu.last == UInt8(ascii: "/") || u.count == pu.count { return true }
+            return u[u.index(u.startIndex, offsetBy: pu.count)] == UInt8(ascii: "/")
         case .template(let segments, let rest):
             guard path.hasPrefix("/") else { return false }
             var parts = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)[...]

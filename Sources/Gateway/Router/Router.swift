@@ -8,6 +8,26 @@ import NIOHTTP1
 /// the methods of those routes.
 struct Router: Sendable {
     let routes: [CompiledRoute]
+    /// Route indexes by the first path segment their path predicate fixes.
+    private let bySegment: [Substring: [Int]]
+    /// Routes whose path predicate fixes no first segment (regex, `/`, templates
+    /// starting with a variable): candidates for every request.
+    private let unindexed: [Int]
+
+    init(routes: [CompiledRoute]) {
+        self.routes = routes
+        var bySegment: [Substring: [Int]] = [:]
+        var unindexed: [Int] = []
+        for (i, route) in routes.enumerated() {
+            if let segment = route.path.firstSegment {
+                bySegment[Substring(segment), default: []].append(i)
+            } else {
+                unindexed.append(i)
+            }
+        }
+        self.bySegment = bySegment
+        self.unindexed = unindexed
+    }
 
     enum Result {
         case matched(CompiledRoute)
@@ -17,13 +37,35 @@ struct Router: Sendable {
 
     func match(method: String, host: Substring, target: Substring, headers: HTTPHeaders) -> Result {
         let (path, query) = Router.split(target)
+        let indexed = bySegment[Router.firstSegment(path)] ?? []
+        // Candidates in declaration order: merge the two ascending index lists.
         var allowed: Set<String>?
-        for route in routes where route.matchesIgnoringMethod(host: host, path: path, query: query, headers: headers) {
+        var a = 0
+        var b = 0
+        while a < indexed.count || b < unindexed.count {
+            let i: Int
+            if b >= unindexed.count || (a < indexed.count && indexed[a] < unindexed[b]) {
+                i = indexed[a]
+                a += 1
+            } else {
+                i = unindexed[b]
+                b += 1
+            }
+            let route = routes[i]
+            guard route.matchesIgnoringMethod(host: host, path: path, query: query, headers: headers) else { continue }
             if route.allows(method: method) { return .matched(route) }
             allowed = (allowed ?? []).union(route.methods ?? [])
         }
         if let allowed { return .methodNotAllowed(allow: allowed.sorted()) }
         return .noRoute
+    }
+
+    /// `api` of `/api/v1`; empty for `/` or a path without a leading slash.
+    static func firstSegment(_ path: Substring) -> Substring {
+        guard path.utf8.first == UInt8(ascii: "/") else { return "" }
+        let rest = path.dropFirst()
+        if let slash = rest.utf8.firstIndex(of: UInt8(ascii: "/")) { return rest[..<slash] }
+        return rest
     }
 
     /// Splits `/a/b?x=1` into path and query (without `?`).

@@ -1,0 +1,135 @@
+import ArgumentParser
+import Filters
+import Foundation
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+
+/// `gateway bench-micro`: operations per second of the pieces of the request
+/// path, in this process, single-threaded. Run on a release build
+/// (`make bench-micro`). Pieces that do not exist yet print `n/a`.
+struct BenchMicro: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-micro", abstract: "Microbenchmarks of the request path (release build).")
+
+    @Option(help: "Seconds per benchmark.") var seconds: Double = 1.0
+
+    func run() throws {
+        let results = try MicroBenchmarks(seconds: seconds).all()
+        print("benchmark                                   ops/s        ns/op")
+        for r in results {
+            if let ops = r.opsPerSecond {
+                print(r.name.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%12.0f %12.1f", ops, 1e9 / ops))
+            } else {
+                print(r.name.padding(toLength: 40, withPad: " ", startingAt: 0) + "         n/a  (\(r.note))")
+            }
+        }
+    }
+}
+
+struct MicroBenchmarks {
+    let seconds: Double
+
+    struct Result {
+        var name: String
+        var opsPerSecond: Double?
+        var note = ""
+    }
+
+    /// Runs `body` in batches until `seconds` pass; returns operations per second.
+    func measure(_ body: () -> Void) -> Double {
+        for _ in 0..<1000 { body() }  // warm-up
+        var ops = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        let end = start + UInt64(seconds * 1e9)
+        var now = start
+        while now < end {
+            for _ in 0..<1000 { body() }
+            ops += 1000
+            now = DispatchTime.now().uptimeNanoseconds
+        }
+        return Double(ops) / (Double(now - start) / 1e9)
+    }
+
+    func all() throws -> [Result] {
+        var results: [Result] = []
+        let config = try Self.config(routes: 1000, filtersPerRoute: 0)
+        let router = config.listeners[0].router
+        var headers = HTTPHeaders()
+        headers.add(name: "host", value: "api.example.com")
+        headers.add(name: "user-agent", value: "bench")
+        var sink = 0
+        for (name, target) in [("route match, 1,000 routes, first", "/svc0/items/42"),
+                               ("route match, 1,000 routes, last", "/svc999/items/42"),
+                               ("route match, 1,000 routes, no route", "/nowhere/42")] {
+            let ops = measure {
+                if case .matched(let r) = router.match(method: "GET", host: "api.example.com", target: Substring(target), headers: headers) {
+                    sink &+= r.maxBody
+                }
+            }
+            results.append(Result(name: name, opsPerSecond: ops))
+        }
+
+        // Filter chain overhead: a chain of N `headers` filters that set one header each.
+        let loop = EmbeddedEventLoop()
+        for n in [0, 1, 5] {
+            let chained = try Self.config(routes: 1, filtersPerRoute: n)
+            let route = chained.routes[0]
+            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/svc0/x", headers: headers)
+            let ops = measure {
+                let exchange = Exchange(request: head, requestID: "r", listener: "l", clientAddress: nil, isTLS: true,
+                                        eventLoop: loop, logger: Logger(label: "bench"))
+                for f in route.filters {
+                    if case .next = f.onRequest(exchange) { continue }
+                    break
+                }
+                var response = ResponseHead(status: .ok, headers: [:], isLocal: false)
+                for f in route.filters.reversed() { f.onResponse(exchange, &response) }
+                sink &+= exchange.request.headers.count
+            }
+            results.append(Result(name: "exchange + chain of \(n) headers filters", opsPerSecond: ops))
+        }
+
+        let local = LoopLocal(pools: [:])
+        results.append(Result(name: "request id", opsPerSecond: measure { sink &+= local.newRequestID().utf8.count }))
+        var client = headers
+        client.add(name: "accept", value: "*/*")
+        client.add(name: "authorization", value: "Bearer x")
+        client.add(name: "content-type", value: "application/json")
+        results.append(Result(name: "upstream request headers", opsPerSecond: measure {
+            let (h, _) = HeaderRules.upstreamRequestHeaders(from: client, requestID: "0123456789abcdef0123456789abcdef",
+                                                            clientIP: "127.0.0.1", isTLS: true, originalHost: "api.example.com", chunked: false)
+            sink &+= h.count
+        }))
+        for (name, issue) in [("passport mint (cached, uncached)", "issue 5"), ("passport verify", "issue 5"),
+                              ("request signature verify", "issue 6"), ("AEAD open (XChaCha20-Poly1305)", "issue 6"),
+                              ("nonce store insert", "issue 6")] {
+            results.append(Result(name: name, opsPerSecond: nil, note: "comes with \(issue)"))
+        }
+        if sink == 42 { print("") }  // keeps the work observable
+        try? loop.syncShutdownGracefully()
+        return results
+    }
+
+    /// A config with `routes` prefix routes on one listener, each with `filtersPerRoute` headers filters.
+    static func config(routes: Int, filtersPerRoute: Int) throws -> RuntimeConfig {
+        let dir = NSTemporaryDirectory() + "gateway-bench-micro-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var yaml = """
+        listeners:
+          - {name: public, address: "127.0.0.1:0"}
+        upstreams:
+          - {name: svc, endpoints: ["127.0.0.1:9"]}
+        routes:
+
+        """
+        let filters = (0..<filtersPerRoute).map { "{headers: {request: {set: {x-f\($0): v}}}}" }.joined(separator: ", ")
+        for i in 0..<routes {
+            yaml += "  - {name: r\(i), listener: public, upstream: svc, match: {path_prefix: /svc\(i), methods: [GET]}, filters: [\(filters)]}\n"
+        }
+        try yaml.write(toFile: dir + "/routes.yaml", atomically: true, encoding: .utf8)
+        return try RuntimeConfig.load(directory: dir, stateDirectory: dir, registry: try FilterRegistry())
+    }
+}
