@@ -259,9 +259,11 @@ def url(contender):
 
 
 def to_ms(text):
-    m = re.match(r"([\d.]+)(us|ms|s)", text)
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    if not m:
+        raise ValueError(f"cannot read latency {text!r}")
     value, unit = float(m.group(1)), m.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    return {"us": value / 1000, "ms": value, "s": value * 1000, "m": value * 60000}[unit]
 
 
 def run_wrk(target, connections, seconds, parse=True):
@@ -269,11 +271,14 @@ def run_wrk(target, connections, seconds, parse=True):
                          capture_output=True, text=True).stdout
     if not parse:
         return None
-    if "Requests/sec" not in out or not re.search(r"99%\s+\S+", out):
+    if "Requests/sec" not in out or not re.search(r"^\s*99%\s+\S+", out, re.M):
         raise SystemExit(f"wrk against {target} produced no result:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    try:
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+        p50 = to_ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))
+        p99 = to_ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))
+    except (AttributeError, ValueError) as e:
+        raise SystemExit(f"cannot read wrk's output against {target} ({e}):\n{out}")
     total = int(re.search(r"(\d+) requests in", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
