@@ -18,7 +18,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     private let env: ProxyEnvironment
     private let isHTTP2: Bool
     private let isTLS: Bool
-    private var context: ChannelHandlerContext!
+    /// Set while the handler is in a pipeline; dropped on removal, or the
+    /// context and the handler would keep each other alive.
+    private var context: ChannelHandlerContext?
     private(set) var loop: LoopLocal!
     private var request: ProxyRequest?
     /// Whether the current request's `.end` has arrived.
@@ -32,7 +34,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var quiescing = false
     private var timer = DeadlineTimer()
     /// The peer's address and its text form, looked up once per connection.
-    private(set) lazy var remoteAddress: SocketAddress? = context.channel.remoteAddress
+    private(set) lazy var remoteAddress: SocketAddress? = context?.channel.remoteAddress
     private(set) lazy var clientIP: String? = remoteAddress?.ipAddress
 
     init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool) {
@@ -51,6 +53,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timer.cancel()
+        self.context = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -131,12 +134,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     func resumeReadsIfNeeded() {
         guard readPending, queued.isEmpty, !(request?.shouldPauseDownstreamReads ?? false) else { return }
         readPending = false
-        context.read()
+        context?.read()
     }
 
     // MARK: - Requests
 
     private func startRequest(_ head: HTTPRequestHead) {
+        guard let context else { return }
         let r = ProxyRequest(handler: self, head: head, env: env, isHTTP2: isHTTP2, isTLS: isTLS,
                              clientAddress: remoteAddress, eventLoop: context.eventLoop)
         request = r
@@ -151,7 +155,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         request = nil
         env.inFlight.decrement()
         clearDeadline()
-        let ctx = context!
+        guard let ctx = context else { return }
         if isHTTP2 {
             ctx.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
             return
@@ -180,7 +184,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         request = nil
         env.inFlight.decrement()
         clearDeadline()
-        context.close(promise: nil)
+        context?.close(promise: nil)
     }
 
     /// The client went away during the request.
@@ -192,12 +196,12 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func write(_ part: HTTPServerResponsePart) {
-        context.write(wrapOutboundOut(part), promise: nil)
+        context?.write(wrapOutboundOut(part), promise: nil)
     }
 
-    func flush() { context.flush() }
+    func flush() { context?.flush() }
 
-    var downstreamWritable: Bool { context.channel.isWritable }
+    var downstreamWritable: Bool { context?.channel.isWritable ?? false }
 
     // MARK: - The connection's one timer
 
@@ -210,6 +214,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     func clearDeadline() { timer.clear() }
 
     private func scheduleTimer() {
+        guard let context else { return }
         timer.scheduled = context.eventLoop.scheduleTask(deadline: timer.fireAt) { [weak self] in self?.timerFired() }
     }
 
@@ -220,7 +225,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .reschedule:
             scheduleTimer()
         case .expired(.awaitingHead):
-            if request == nil { context.close(promise: nil) }
+            if request == nil { context?.close(promise: nil) }
         case .expired(.upstream):
             request?.upstreamTimedOut()
         }

@@ -1,0 +1,44 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOHTTP1
+import Testing
+
+@testable import Gateway
+
+@Suite("proxy handler on an embedded channel")
+struct ProxyHandlerTests {
+    func environment(loop: EmbeddedEventLoop) throws -> ProxyEnvironment {
+        let config = try ConfigFolder(["00-base.yaml": baseYAML + """
+        routes:
+          - {name: r, listener: public, upstream: a, match: {path_prefix: /api}}
+        """]).load()
+        return ProxyEnvironment(listener: config.listeners[0], loops: LoopDirectory(group: loop, upstreams: config.upstreams),
+                                accessLog: AccessLog(enabled: false), inFlight: InFlightCounter(), logger: Logger(label: "test"),
+                                unrouted: RouteMetrics(route: ""))
+    }
+
+    @Test("answers 404 itself, and neither the handler nor its context outlives the channel", arguments: [false, true])
+    func noLeak(isHTTP2: Bool) throws {
+        weak var weakHandler: ProxyHandler?
+        let loop = EmbeddedEventLoop()
+        let env = try environment(loop: loop)
+        do {
+            let channel = EmbeddedChannel(loop: loop)
+            let handler = ProxyHandler(environment: env, isHTTP2: isHTTP2, isTLS: true)
+            weakHandler = handler
+            try channel.pipeline.syncOperations.addHandler(handler)
+            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/nowhere", headers: ["host": "localhost"])
+            try channel.writeInbound(HTTPServerRequestPart.head(head))
+            try channel.writeInbound(HTTPServerRequestPart.end(nil))
+            guard case .head(let response)? = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
+                Issue.record("no response head")
+                return
+            }
+            #expect(response.status == .notFound)
+            #expect(env.inFlight.value == 0)
+            _ = try channel.finish(acceptAlreadyClosed: true)
+        }
+        #expect(weakHandler == nil, "the handler leaked (a retain cycle through its stored context)")
+    }
+}
