@@ -144,13 +144,7 @@ struct AdminAndLimitsTests {
         defer { Task { await f.stop() } }
         let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
         s.sendall(b"GET /api/x HTTP/1.1\\r\\nHost: localhost\\r\\nBad Header\\r\\n\\r\\n")
-        s.settimeout(5)
-        data = b""
-        while True:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            data += chunk
+        data = read_all()
         print(data.split(b"\\r\\n")[0].decode())
         """)
         #expect(r.stdout.hasPrefix("HTTP/1.1 400"), "\(r.stdout) \(r.stderr)")

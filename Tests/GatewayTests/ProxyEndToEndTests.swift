@@ -330,13 +330,7 @@ struct ProxyEndToEndTests {
             reqs += ("GET %s HTTP/1.1\\r\\nHost: localhost\\r\\n\\r\\n" % p).encode()
         reqs += b"GET /api/last HTTP/1.1\\r\\nHost: localhost\\r\\nConnection: close\\r\\n\\r\\n"
         s.sendall(reqs)
-        s.settimeout(5)
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
+        data = read_all()
         import re
         for status in re.findall(rb"HTTP/1.1 (\\d{3})", data):
             print(status.decode())

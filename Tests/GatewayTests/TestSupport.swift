@@ -87,13 +87,23 @@ enum TestSupport {
     }
 
     /// Runs a Python script with `s`, a TLS socket (ALPN http/1.1) already
-    /// connected to the gateway at `port` and verified against `ca`.
+    /// connected to the gateway at `port` and verified against `ca`, and
+    /// `read_all()`, which reads until the gateway closes (5 s at most).
     static func pythonTLSClient(ca: String, port: Int, _ body: String) async throws -> ProcessResult {
         let script = """
         import select, socket, ssl, sys, time
         ctx = ssl.create_default_context(cafile=sys.argv[1])
         ctx.set_alpn_protocols(["http/1.1"])
         s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2]))), server_hostname="localhost")
+
+        def read_all():
+            s.settimeout(5)
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    return data
+                data += chunk
 
         """ + body
         return try await run("/usr/bin/env", ["python3", "-c", script, ca, String(port)])
