@@ -41,7 +41,7 @@ struct AdminAndLimitsTests {
         ])
         #expect(r.status == 200)
         let requestID = try #require(r.headers["x-request-id"])
-        try await Task.sleep(nanoseconds: 200_000_000)
+        #expect(await f.gateway.logEventually(contains: requestID))
         let lines = f.gateway.log.split(separator: "\n").filter { $0.contains("\"type\":\"access\"") }
         #expect(lines.count == 1)
         let line = try #require(lines.first)

@@ -174,6 +174,17 @@ final class GatewayProcess: @unchecked Sendable {
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    /// Whether the log comes to contain `text` within `timeout` seconds (log
+    /// lines are written in batches, at most 50 ms late).
+    func logEventually(contains text: String, timeout: Double = 2) async -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if log.contains(text) { return true }
+            try? await Task.sleep(nanoseconds: 20_000_000)
+        }
+        return log.contains(text)
+    }
+
     func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
 
     /// Waits for exit (up to `timeout` seconds); returns the exit status or nil.

@@ -26,6 +26,10 @@ struct JSONLogHandler: LogHandler {
 
 enum JSONText {
     static func quote(_ s: String) -> String {
+        // Fast path: printable ASCII without quotes or backslashes (paths, names, ids).
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+            return "\"" + s + "\""
+        }
         var out = "\""
         out.reserveCapacity(s.utf8.count + 2)
         for scalar in s.unicodeScalars {
@@ -47,13 +51,30 @@ enum JSONText {
         return out
     }
 
-    /// RFC 3339 UTC with milliseconds.
-    static func timestamp(_ date: Date = Date()) -> String {
-        var t = time_t(date.timeIntervalSince1970)
+    /// RFC 3339 UTC with milliseconds, e.g. `2026-11-27T17:14:13.283Z`.
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var t = now.tv_sec
         var tm = tm()
         gmtime_r(&t, &tm)
-        let ms = Int((date.timeIntervalSince1970 - Double(t)) * 1000)
-        return String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                      tm.tm_hour, tm.tm_min, tm.tm_sec, ms)
+        let ms = Int(now.tv_nsec / 1_000_000)
+        return String(unsafeUninitializedCapacity: 24) { out in
+            var i = 0
+            func put(_ value: Int, _ digits: Int) {
+                var v = value
+                for k in stride(from: digits - 1, through: 0, by: -1) {
+                    out[i + k] = UInt8(ascii: "0") + UInt8(v % 10)
+                    v /= 10
+                }
+                i += digits
+            }
+            func sep(_ c: UInt8) { out[i] = c; i += 1 }
+            put(Int(tm.tm_year) + 1900, 4); sep(UInt8(ascii: "-")); put(Int(tm.tm_mon) + 1, 2); sep(UInt8(ascii: "-"))
+            put(Int(tm.tm_mday), 2); sep(UInt8(ascii: "T")); put(Int(tm.tm_hour), 2); sep(UInt8(ascii: ":"))
+            put(Int(tm.tm_min), 2); sep(UInt8(ascii: ":")); put(Int(tm.tm_sec), 2); sep(UInt8(ascii: "."))
+            put(ms, 3); sep(UInt8(ascii: "Z"))
+            return i
+        }
     }
 }

@@ -3,8 +3,10 @@ import NIOConcurrencyHelpers
 
 /// Writes log lines to stdout from its own thread, so an event loop never
 /// blocks on a slow terminal or pipe. Lines are queued under a lock and
-/// written in batches; when more than `maxQueued` bytes wait, new lines are
-/// dropped and counted rather than let memory grow.
+/// written in batches: the writer wakes every 50 ms, or at once when 64 KiB
+/// wait, so a request costs a lock and a copy, never a thread wake-up. When
+/// more than `maxQueued` bytes wait, new lines are dropped and counted
+/// rather than let memory grow.
 final class LogSink: @unchecked Sendable {
     static let shared = LogSink()
 
@@ -12,6 +14,7 @@ final class LogSink: @unchecked Sendable {
     private var queue: [UInt8] = []
     private var dropped = 0
     private let maxQueued = 8 << 20
+    private let wakeAt = 64 << 10
     private var thread: Thread?
 
     private init() {
@@ -28,9 +31,14 @@ final class LogSink: @unchecked Sendable {
             condition.unlock(withValue: 1)
             return
         }
+        let before = queue.count
         queue.append(contentsOf: line.utf8)
         queue.append(0x0A)
-        condition.unlock(withValue: 1)
+        if before < wakeAt && queue.count >= wakeAt {
+            condition.unlock(withValue: 1)
+        } else {
+            condition.unlock()
+        }
     }
 
     /// Blocks until everything queued so far is written (shutdown, tests).
@@ -47,7 +55,7 @@ final class LogSink: @unchecked Sendable {
 
     private func run() {
         while true {
-            condition.lock(whenValue: 1)
+            if !condition.lock(whenValue: 1, timeoutSeconds: 0.05) { condition.lock() }
             var batch: [UInt8] = []
             swap(&batch, &queue)
             let lost = dropped
