@@ -37,10 +37,16 @@ final class ProxyHandler: ChannelDuplexHandler {
     private(set) lazy var remoteAddress: SocketAddress? = context?.channel.remoteAddress
     private(set) lazy var clientIP: String? = remoteAddress?.ipAddress
 
-    init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool) {
+    /// The deadlines of the HTTP/2 connection this stream belongs to, and
+    /// this stream's own (nil when it waits on nothing).
+    private let streamDeadlines: StreamDeadlines?
+    private(set) var streamDeadline: NIODeadline?
+
+    init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool, streamDeadlines: StreamDeadlines? = nil) {
         self.env = environment
         self.isHTTP2 = isHTTP2
         self.isTLS = isTLS
+        self.streamDeadlines = streamDeadlines
     }
 
     // MARK: - Channel events
@@ -53,6 +59,8 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timer.cancel()
+        if streamDeadline != nil { streamDeadlines?.unregister(self) }
+        streamDeadline = nil
         self.context = nil
     }
 
@@ -206,12 +214,32 @@ final class ProxyHandler: ChannelDuplexHandler {
     // MARK: - The connection's one timer
 
     /// Sets the deadline that applies now: waiting for a request head, or the
-    /// current request waiting on its upstream.
+    /// current request waiting on its upstream. HTTP/2 streams share their
+    /// connection's sweep instead of a timer each.
     func setDeadline(_ kind: DeadlineTimer.Kind, in amount: TimeAmount) {
+        if let streamDeadlines {
+            if streamDeadline == nil { streamDeadlines.register(self) }
+            streamDeadline = .now() + amount
+            return
+        }
         if timer.set(kind, at: .now() + amount) { scheduleTimer() }
     }
 
-    func clearDeadline() { timer.clear() }
+    func clearDeadline() {
+        if let streamDeadlines {
+            if streamDeadline != nil { streamDeadlines.unregister(self) }
+            streamDeadline = nil
+            return
+        }
+        timer.clear()
+    }
+
+    /// Called by the connection's `StreamDeadlines` when this stream's request
+    /// waited on its upstream for too long.
+    func streamDeadlineExpired() {
+        streamDeadline = nil
+        request?.upstreamTimedOut()
+    }
 
     private func scheduleTimer() {
         guard let context else { return }

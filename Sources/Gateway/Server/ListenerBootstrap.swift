@@ -86,6 +86,9 @@ enum ListenerBootstrap {
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: limits.idleTimeout, maxAge: nil, maxGraceTime: nil, keepalive: nil))
         try sync.addHandler(FlushCoalescer())
+        let deadlines = StreamDeadlines(eventLoop: channel.eventLoop)
+        let boundDeadlines = NIOLoopBound(deadlines, eventLoop: channel.eventLoop)
+        channel.closeFuture.whenComplete { _ in boundDeadlines.value.cancel() }
         _ = try sync.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: streams,
             streamDelegate: management.http2StreamDelegate
@@ -93,7 +96,7 @@ enum ListenerBootstrap {
             stream.eventLoop.makeCompletedFuture {
                 let s = stream.pipeline.syncOperations
                 try s.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
-                try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true))
+                try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true, streamDeadlines: deadlines))
             }
         }
         try sync.addHandler(management)
