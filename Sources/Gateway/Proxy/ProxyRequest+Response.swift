@@ -49,6 +49,16 @@ extension ProxyRequest {
     func upstreamFailed(_ error: Error) {
         guard phase == .forwarding else { return }
         exchange.logger.debug("upstream failed", metadata: ["upstream": "\(exchange.upstream)", "error": "\(error)"])
+        // A pooled connection the upstream closed just as it was reused (its
+        // keep-alive ran out): nothing of the response came, and a request
+        // without a body can be sent again as it was, once, on a new connection.
+        if let connection, connection.exchanges > 1, !responseStarted, !retried, framing == .none, clientEnded {
+            retried = true
+            dropConnection(connection)
+            pool?.metricsRetried()
+            acquireUpstream()
+            return
+        }
         fail(.upstreamUnavailable)
     }
 

@@ -42,6 +42,8 @@ final class ProxyRequest: UpstreamDelegate {
     var upstreamKeepAlive = true
     var errorCode: String?
     var expectsContinue = false
+    /// Whether the request was already sent again after a reused connection failed.
+    var retried = false
 
     init(handler: ProxyHandler, head: HTTPRequestHead, env: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool,
          clientAddress: SocketAddress?, eventLoop: EventLoop) {
@@ -205,7 +207,13 @@ final class ProxyRequest: UpstreamDelegate {
         c.exchanges += 1
         phase = .forwarding
         c.write(.head(exchange.request))
-        while let part = pending.popFirst() { c.write(part) }
+        var endWritten = false
+        while let part = pending.popFirst() {
+            if case .end = part { endWritten = true }
+            c.write(part)
+        }
+        // A retry of a bodiless request: its end went to the failed connection.
+        if clientEnded && !endWritten { c.write(.end(nil)) }
         pendingBytes = 0
         c.flush()
         if clientEnded { requestSent() }

@@ -80,6 +80,9 @@ final class UpstreamPool {
         run(state.released(connection.id, reusable: ok))
     }
 
+    /// Counts a request sent again after its reused connection failed.
+    func metricsRetried() { metrics.retried() }
+
     func shutdown() {
         isShutDown = true
         for (_, c) in connections { c.close() }
@@ -165,6 +168,7 @@ final class UpstreamMetrics: Sendable {
     private let idle: Meter
     private let connectFailures: Counter
     private let saturated: Counter
+    private let retries: Counter
 
     init(upstream: String) {
         let d = [("upstream", upstream)]
@@ -172,10 +176,12 @@ final class UpstreamMetrics: Sendable {
         idle = Meter(label: "gateway_upstream_connections_idle", dimensions: d)
         connectFailures = Counter(label: "gateway_upstream_connect_failures_total", dimensions: d)
         saturated = Counter(label: "gateway_upstream_pool_rejections_total", dimensions: d)
+        retries = Counter(label: "gateway_upstream_stale_retries_total", dimensions: d)
     }
 
     func connectFailed() { connectFailures.increment() }
     func rejected() { saturated.increment() }
+    func retried() { retries.increment() }
     func leased() { active.increment() }
     func released() { active.decrement() }
     func parked() { idle.increment() }

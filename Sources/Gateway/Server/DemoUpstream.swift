@@ -19,7 +19,8 @@ struct ReceivedRequest: Sendable {
 /// request with JSON describing what it received. Request headers steer it:
 /// `x-demo-delay: 500ms` waits before answering, `x-demo-status: 503` sets the
 /// status, `x-demo-response-bytes: N` streams an N-byte body in 64 KiB chunks,
-/// `x-demo-stall: 1` sends the head and then nothing.
+/// `x-demo-stall: 1` sends the head and then nothing, `x-demo-drop-next: 1`
+/// closes the connection when its next request arrives.
 final class DemoUpstreamServer: @unchecked Sendable {
     let name: String
     let group: EventLoopGroup
@@ -60,12 +61,20 @@ final class DemoUpstreamHandler: ChannelInboundHandler {
     private var head: HTTPRequestHead?
     private var hasher = SHA256Hasher()
     private var bytes = 0
+    /// Set by `x-demo-drop-next: 1`: the next request on this connection is
+    /// met with a close, as when a server's keep-alive runs out.
+    private var dropNext = false
 
     init(server: DemoUpstreamServer) { self.server = server }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let h):
+            if dropNext {
+                context.close(promise: nil)
+                return
+            }
+            dropNext = h.headers.first(name: "x-demo-drop-next") == "1"
             head = h
             hasher = SHA256Hasher()
             bytes = 0
