@@ -345,7 +345,7 @@ struct ProxyEndToEndTests {
         #expect(paths == ["/one", "/two", "/three", "/last"], "\(r.stdout)")
     }
 
-    @Test("a pooled connection the upstream closed as it was reused: a bodiless request is sent again once; one with a body gets 503")
+    @Test("a pooled connection the upstream closed as it was reused: a bodiless GET is sent again once; a POST gets 503")
     func staleConnectionRetry() async throws {
         let f = try await ProxyFixture.start()
         defer { Task { await f.stop() } }
@@ -366,7 +366,7 @@ struct ProxyEndToEndTests {
             "-H", "x-demo-drop-next: 1", f.url("/api/third"),
             "--next", "-sS", "--http1.1", "--cacert", f.ca, "-w", "\n%{http_code}\n", "-d", "body", f.url("/api/fourth"),
         ])
-        #expect(post.stdout.hasSuffix("503\n"), "a request with a body must not be sent twice: \(post.stdout)")
+        #expect(post.stdout.hasSuffix("503\n"), "a POST must not be sent twice: \(post.stdout)")
         #expect(post.stdout.contains("\"error\":\"upstream_unavailable\""))
         #expect(!f.upstream.received.withLockedValue { $0.contains { $0.uri == "/fourth" } })
     }

@@ -27,23 +27,25 @@ enum TestSupport {
         return dir
     }
 
-    /// A free TCP port on 127.0.0.1 (bound, then released).
+    /// A free TCP port on 127.0.0.1, checked by binding it, taken from below
+    /// the kernel's ephemeral range so that no client connection (curl's own
+    /// source ports) can take it between this check and the gateway's bind.
     static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestError("socket() failed") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = 0
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sp in
-                bind(fd, sp, len) == 0 && getsockname(fd, sp, &len) == 0
+        for _ in 0..<200 {
+            let port = Int.random(in: 20_000..<32_000)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { throw TestError("socket() failed") }
+            defer { close(fd) }
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let ok = withUnsafePointer(to: &addr) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
             }
+            if ok { return port }
         }
-        guard ok else { throw TestError("bind() failed") }
-        return Int(UInt16(bigEndian: addr.sin_port))
+        throw TestError("no free port found")
     }
 
     struct ProcessResult {
@@ -168,8 +170,9 @@ final class GatewayProcess: @unchecked Sendable {
             try await Task.sleep(nanoseconds: 50_000_000)
         }
         let log2 = (try? String(contentsOfFile: gw.logPath, encoding: .utf8)) ?? ""
+        let exit = gw.process.isRunning ? "still running" : "exited with \(gw.process.terminationStatus) (\(gw.process.terminationReason == .uncaughtSignal ? "signal" : "exit"))"
         gw.stop()
-        throw TestError("gateway did not become ready; log:\n\(log2)")
+        throw TestError("gateway did not become ready (\(exit)); log:\n\(log2)")
     }
 
     var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }

@@ -46,13 +46,22 @@ extension ProxyRequest {
         if phase == .forwarding { handler.flush() }
     }
 
+    static func isIdempotent(_ method: HTTPMethod) -> Bool {
+        switch method {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: return true
+        default: return false
+        }
+    }
+
     func upstreamFailed(_ error: Error) {
         guard phase == .forwarding else { return }
         exchange.logger.debug("upstream failed", metadata: ["upstream": "\(exchange.upstream)", "error": "\(error)"])
         // A pooled connection the upstream closed just as it was reused (its
-        // keep-alive ran out): nothing of the response came, and a request
-        // without a body can be sent again as it was, once, on a new connection.
-        if let connection, connection.exchanges > 1, !responseStarted, !retried, framing == .none, clientEnded {
+        // keep-alive ran out): nothing of the response came, and an idempotent
+        // request (RFC 9110 9.2.2) without a body can be sent again as it was,
+        // once, on a new connection.
+        if let connection, connection.exchanges > 1, !responseStarted, !retried, framing == .none, clientEnded,
+           Self.isIdempotent(method) {
             retried = true
             dropConnection(connection)
             pool?.metricsRetried()
