@@ -63,7 +63,7 @@ struct RouteTestRunner {
             }
             if let h = e.host {
                 let upstreamName = route.targets.forcedUpstream(headers) ?? route.targets.weighted.first?.0 ?? ""
-                let actual = route.hostRewrite ?? (route.preserveHost ? (test.request.host ?? "localhost") : (config.upstreams[upstreamName]?.host ?? ""))
+                let actual = route.upstreamHost(clientHost: test.request.host ?? "localhost", upstream: config.upstreams[upstreamName])
                 if h != actual { problems.append("\(method) \(test.request.path): expected Host '\(h)', got '\(actual)'") }
             }
         }

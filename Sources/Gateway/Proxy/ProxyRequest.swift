@@ -73,15 +73,15 @@ final class ProxyRequest: UpstreamDelegate {
         }
         let hosts = head.headers[canonicalForm: "host"]
         if hosts.count > 1 || (!isHTTP2 && head.version.minor >= 1 && hosts.isEmpty) {
-            return respondLocally(.badRequest)
+            return respondLocally(.badRequest, close: true)
         }
         let target = Substring(head.uri)
-        guard target.hasPrefix("/") else { return respondLocally(.badRequest) }
+        guard target.hasPrefix("/") else { return respondLocally(.badRequest, close: true) }
 
         // Framing of the body to send upstream.
         let lengths = head.headers[canonicalForm: "content-length"]
         if let cl = lengths.first {
-            guard lengths.count == 1, let n = Int(cl), n >= 0 else { return respondLocally(.badRequest) }
+            guard lengths.count == 1, let n = Int(cl), n >= 0 else { return respondLocally(.badRequest, close: true) }
             framing = .contentLength
         } else if head.headers.contains(name: "transfer-encoding") {
             framing = .chunked
@@ -128,10 +128,9 @@ final class ProxyRequest: UpstreamDelegate {
     }
 
     func setUpstreamHost(_ route: CompiledRoute, upstream: UpstreamDefinition) {
-        if let h = route.hostRewrite {
-            exchange.request.headers.replaceOrAdd(name: "host", value: h)
-        } else if !route.preserveHost {
-            exchange.request.headers.replaceOrAdd(name: "host", value: upstream.host)
+        let host = route.upstreamHost(clientHost: exchange.originalHost, upstream: upstream)
+        if host != exchange.originalHost || exchange.request.headers["host"].isEmpty {
+            exchange.request.headers.replaceOrAdd(name: "host", value: host)
         }
     }
 

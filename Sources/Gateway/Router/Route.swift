@@ -55,6 +55,12 @@ final class CompiledRoute: @unchecked Sendable {
     }
 
     func allows(method: String) -> Bool { methods?.contains(method) ?? true }
+
+    /// The `Host` the upstream receives: the route's rewrite, else the
+    /// client's when the route preserves it, else the upstream's own.
+    func upstreamHost(clientHost: String, upstream: UpstreamDefinition?) -> String {
+        hostRewrite ?? (preserveHost ? clientHost : upstream?.host ?? "")
+    }
 }
 
 /// Parsed `a=1&b=2`, only built for routes that match on the query.
@@ -166,9 +172,6 @@ struct UpstreamTargets: Sendable {
         self.forceHeader = forceHeader?.lowercased()
         self.forced = forced
     }
-
-    /// All upstreams this route can send to.
-    var names: [String] { weighted.map(\.0) + forced.values.sorted() }
 
     /// The forced upstream if the request carries the header with a known value.
     func forcedUpstream(_ headers: HTTPHeaders) -> String? {
