@@ -10,8 +10,15 @@ public final class Exchange {
     /// The request as it will be sent upstream. Filters may change method,
     /// `uri` (path and query) and headers.
     public var request: HTTPRequestHead
-    /// The request target exactly as the client sent it, before any rewrite.
+    /// The request target exactly as the client sent it, before the gateway
+    /// canonicalized its path or any rewrite (what PROTOCOL 2.2 signs).
     public let originalTarget: String
+    /// The target after path canonicalization and before any rewrite: what
+    /// routing saw. Equal to `originalTarget` when the path was canonical.
+    public internal(set) var canonicalTarget: String
+    /// A limit on the request body lower than the route's, set by a filter
+    /// (`sanitize`'s `max_body`); the gateway enforces it while the body streams.
+    public var bodyLimit: Int?
     /// The `Host` (or `:authority`) the client sent.
     public let originalHost: String
     /// The gateway's id for this request, also sent upstream and to the client
@@ -53,6 +60,7 @@ public final class Exchange {
     ) {
         self.request = request
         self.originalTarget = request.uri
+        self.canonicalTarget = request.uri
         self.originalHost = request.headers.first(name: "host") ?? ""
         self.requestID = requestID
         self.listener = listener
@@ -73,6 +81,12 @@ public final class Exchange {
 
     /// Used by the gateway once the route is known.
     public func setRoute(_ name: String) { route = name }
+
+    /// Used by the gateway once the path is canonical, before routing.
+    public func setCanonicalTarget(_ target: String) {
+        canonicalTarget = target
+        request.uri = target
+    }
 }
 
 /// A key for `Exchange`'s typed storage.

@@ -77,11 +77,27 @@ public protocol Filter: Sendable {
     /// Called for each response, gateway errors included, in reverse order,
     /// for every filter whose `onRequest` was reached.
     func onResponse(_ exchange: Exchange, _ response: inout ResponseHead)
+    /// Whether this filter reads the app channel's `X-Gw-*` request headers
+    /// (PROTOCOL 2.2). On routes where no filter does, the gateway removes
+    /// them before any filter runs, so no client can send them to a service.
+    var readsAppChannelHeaders: Bool { get }
+    /// Whether this filter needs the whole request body (`onRequestBody`).
+    /// On routes where one does, the body is buffered up to the route's limit
+    /// after every `onRequest` passed, and the upstream gets it with a
+    /// `Content-Length`.
+    var needsRequestBody: Bool { get }
+    /// Called with the whole body, in the route's order, for the filters that
+    /// need it, after all `onRequest` calls passed. A filter may replace the
+    /// body (decryption); the gateway sets `Content-Length` afterwards.
+    func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction
 }
 
 extension Filter {
     public func onRequest(_ exchange: Exchange) -> FilterAction { .next }
     public func onResponse(_ exchange: Exchange, _ response: inout ResponseHead) {}
+    public var readsAppChannelHeaders: Bool { false }
+    public var needsRequestBody: Bool { false }
+    public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction { .next }
 
     /// Builds the filter from its YAML, decoding and validating the configuration.
     public static func make(from decoder: Decoder) throws -> any Filter {

@@ -1,56 +1,46 @@
 import NIOHTTP1
 
 /// The one error type of the gateway: a code that maps to a status and a JSON
-/// body, per PROTOCOL.md section 4. A struct around a private enum, so codes can
-/// be added without breaking anybody who switches over them.
+/// body, per PROTOCOL.md section 4. The well-known codes are constants; a
+/// filter that needs finer codes for one status (the `sanitize` filter's
+/// distinct 400s) makes them with `rejection(_:status:)`.
 public struct GatewayError: Error, Hashable, Sendable, CustomStringConvertible {
-    private enum Code: String, Hashable, Sendable {
-        case noRoute = "no_route"
-        case methodNotAllowed = "method_not_allowed"
-        case headTooLarge = "request_header_fields_too_large"
-        case bodyTooLarge = "body_too_large"
-        case badRequest = "bad_request"
-        case invalidToken = "invalid_token"
-        case forbidden = "forbidden"
-        case rateLimited = "rate_limited"
-        case upstreamUnavailable = "upstream_unavailable"
-        case upstreamTimeout = "upstream_timeout"
-        case internalError = "internal_error"
+    /// The machine-readable code that goes into the JSON body and metrics.
+    public let errorCode: String
+    private let statusCode: Int
+
+    private init(_ code: String, _ status: Int) {
+        self.errorCode = code
+        self.statusCode = status
     }
 
-    private let code: Code
+    public static let noRoute = GatewayError("no_route", 404)
+    public static let methodNotAllowed = GatewayError("method_not_allowed", 405)
+    public static let headTooLarge = GatewayError("request_header_fields_too_large", 431)
+    public static let bodyTooLarge = GatewayError("body_too_large", 413)
+    /// Malformed or ambiguous HTTP; the connection is closed after the answer.
+    public static let badRequest = GatewayError("bad_request", 400)
+    /// A path that has no canonical form (encoded slash, `..` above the root, ...).
+    public static let invalidPath = GatewayError("invalid_path", 400)
+    /// A `Host` or `:authority` that is not `host[:port]`, or that disagrees with the other.
+    public static let invalidHost = GatewayError("invalid_host", 400)
+    public static let invalidToken = GatewayError("invalid_token", 401)
+    public static let forbidden = GatewayError("forbidden", 403)
+    public static let rateLimited = GatewayError("rate_limited", 429)
+    public static let upstreamUnavailable = GatewayError("upstream_unavailable", 503)
+    public static let upstreamTimeout = GatewayError("upstream_timeout", 504)
+    public static let internalError = GatewayError("internal_error", 500)
 
-    public static let noRoute = GatewayError(code: .noRoute)
-    public static let methodNotAllowed = GatewayError(code: .methodNotAllowed)
-    public static let headTooLarge = GatewayError(code: .headTooLarge)
-    public static let bodyTooLarge = GatewayError(code: .bodyTooLarge)
-    public static let badRequest = GatewayError(code: .badRequest)
-    public static let invalidToken = GatewayError(code: .invalidToken)
-    public static let forbidden = GatewayError(code: .forbidden)
-    public static let rateLimited = GatewayError(code: .rateLimited)
-    public static let upstreamUnavailable = GatewayError(code: .upstreamUnavailable)
-    public static let upstreamTimeout = GatewayError(code: .upstreamTimeout)
-    public static let internalError = GatewayError(code: .internalError)
-
-    /// The machine-readable code that goes into the JSON body and metrics.
-    public var errorCode: String { code.rawValue }
+    /// A rejection with its own code, e.g. `rejection("invalid_json")` for a
+    /// 400. Codes are lowercase snake case: they go into metrics labels.
+    public static func rejection(_ code: String, status: HTTPResponseStatus = .badRequest) -> GatewayError {
+        precondition(!code.isEmpty && code.utf8.allSatisfy { ($0 >= 97 && $0 <= 122) || $0 == 95 || ($0 >= 48 && $0 <= 57) },
+                     "error codes are lowercase snake case")
+        return GatewayError(code, Int(status.code))
+    }
 
     /// The HTTP status PROTOCOL.md assigns to this code.
-    public var status: HTTPResponseStatus {
-        switch code {
-        case .noRoute: return .notFound
-        case .methodNotAllowed: return .methodNotAllowed
-        case .headTooLarge: return .requestHeaderFieldsTooLarge
-        case .bodyTooLarge: return .payloadTooLarge
-        case .badRequest: return .badRequest
-        case .invalidToken: return .unauthorized
-        case .forbidden: return .forbidden
-        case .rateLimited: return .tooManyRequests
-        case .upstreamUnavailable: return .serviceUnavailable
-        case .upstreamTimeout: return .gatewayTimeout
-        case .internalError: return .internalServerError
-        }
-    }
+    public var status: HTTPResponseStatus { HTTPResponseStatus(statusCode: statusCode) }
 
-    public var description: String { "\(status.code) \(errorCode)" }
+    public var description: String { "\(statusCode) \(errorCode)" }
 }

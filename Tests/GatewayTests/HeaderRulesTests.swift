@@ -8,9 +8,11 @@ struct HeaderRulesTests {
     @Test("classification is ASCII case-insensitive", arguments: [
         ("TE", HeaderRules.Kind.hopByHop), ("Transfer-Encoding", .hopByHop), ("KEEP-ALIVE", .hopByHop),
         ("Proxy-Connection", .hopByHop), ("Proxy-Authorization", .hopByHop), ("Upgrade", .hopByHop), ("trailer", .hopByHop),
-        ("Connection", .connection), ("Expect", .expect), ("X-Request-ID", .gatewaySet), ("x-forwarded-for", .gatewaySet),
+        ("Connection", .connection), ("Expect", .expect), ("X-Request-ID", .requestID), ("x-forwarded-for", .gatewaySet),
         ("X-Forwarded-Proto", .gatewaySet), ("X-Forwarded-Host", .gatewaySet), ("Forwarded", .gatewaySet),
         ("X-Forwarded-Port", .other), ("Content-Type", .other), ("tee", .other), ("connections", .other),
+        ("X-Passport", .passport), ("x-passport", .passport), ("X-Gw-Kid", .appChannel), ("x-gw-", .appChannel),
+        ("X-GW-SIGNATURE", .appChannel), ("x-gwx", .other), ("X-Forwarded-Client-Cert", .clientCert),
     ])
     func kinds(name: String, kind: HeaderRules.Kind) {
         #expect(HeaderRules.kind(name) == kind)
@@ -24,7 +26,8 @@ struct HeaderRulesTests {
             "Accept": "a", "Transfer-Encoding": "chunked",
         ]
         let (out, expects) = HeaderRules.upstreamRequestHeaders(
-            from: client, requestID: "rid", clientIP: "10.0.0.1", isTLS: true, originalHost: "api.example.com", chunked: true)
+            from: client, requestID: "rid", clientIP: "10.0.0.1", isTLS: true, originalHost: "api.example.com", chunked: true,
+            policy: SanitizePolicy(), keepAppChannel: false)
         #expect(expects)
         #expect(out["host"] == ["api.example.com"])
         #expect(out["accept"] == ["a"])
@@ -40,12 +43,74 @@ struct HeaderRulesTests {
     func responseHeaders() {
         var h: HTTPHeaders = ["Connection": "close, X-Internal", "X-Internal": "1", "Transfer-Encoding": "chunked",
                               "X-Request-Id": "upstream's", "Content-Type": "text/plain"]
-        HeaderRules.prepareResponseHeaders(&h, requestID: "rid")
+        HeaderRules.prepareResponseHeaders(&h, requestID: "rid", policy: SanitizePolicy())
         #expect(h["x-request-id"] == ["rid"])
         #expect(h["x-internal"].isEmpty && h["connection"].isEmpty && h["transfer-encoding"].isEmpty)
         #expect(h["content-type"] == ["text/plain"])
         var plain: HTTPHeaders = ["Content-Type": "text/plain"]
-        HeaderRules.prepareResponseHeaders(&plain, requestID: "rid")
+        HeaderRules.prepareResponseHeaders(&plain, requestID: "rid", policy: SanitizePolicy())
         #expect(plain.count == 2)
+    }
+
+    @Test("owned request headers: X-Passport, X-Gw-* (unless the route reads them), XFCC (unless trusted), the configured list")
+    func ownedRequestHeaders() {
+        let client: HTTPHeaders = [
+            "Host": "a", "X-Passport": "forged", "X-Gw-Kid": "k1", "X-Forwarded-Client-Cert": "Hash=1", "X-User-Id": "7",
+            "X-Internal-Role": "admin", "X-Internals": "kept? no: prefix x-internal-", "Accept": "a",
+        ]
+        var policy = SanitizePolicy()
+        policy.stripRequest = HeaderNameSet(["x-user-id", "x-internal-*"])
+        let (out, _) = HeaderRules.upstreamRequestHeaders(
+            from: client, requestID: "rid", clientIP: nil, isTLS: true, originalHost: "a", chunked: false, policy: policy,
+            keepAppChannel: false)
+        for gone in ["x-passport", "x-gw-kid", "x-forwarded-client-cert", "x-user-id", "x-internal-role"] {
+            #expect(out[gone].isEmpty, "\(gone) reached the upstream")
+        }
+        #expect(out["x-internals"].count == 1)
+        #expect(out["accept"] == ["a"])
+        policy.trustXFCC = true
+        let (kept, _) = HeaderRules.upstreamRequestHeaders(
+            from: client, requestID: "rid", clientIP: nil, isTLS: true, originalHost: "a", chunked: false, policy: policy,
+            keepAppChannel: true)
+        #expect(kept["x-gw-kid"] == ["k1"])
+        #expect(kept["x-forwarded-client-cert"] == ["Hash=1"])
+        #expect(kept["x-passport"].isEmpty)
+    }
+
+    @Test("owned response headers and security headers")
+    func ownedResponseHeaders() {
+        var policy = SanitizePolicy()
+        policy.stripResponse = HeaderNameSet(["server", "x-powered-by"])
+        policy.hsts = "max-age=1"
+        policy.contentTypeOptions = true
+        var h: HTTPHeaders = ["X-Passport": "leak", "X-Gw-Debug": "1", "Server": "tomcat", "X-Powered-By": "PHP",
+                              "Content-Type": "text/plain", "X-Content-Type-Options": "other"]
+        HeaderRules.prepareResponseHeaders(&h, requestID: "rid", policy: policy)
+        for gone in ["x-passport", "x-gw-debug", "server", "x-powered-by"] { #expect(h[gone].isEmpty, "\(gone)") }
+        #expect(h["content-type"] == ["text/plain"])
+        #expect(h["strict-transport-security"] == ["max-age=1"])
+        #expect(h["x-content-type-options"] == ["nosniff"])
+        var own: HTTPHeaders = ["Strict-Transport-Security": "max-age=99; preload"]
+        HeaderRules.prepareResponseHeaders(&own, requestID: "rid", policy: policy)
+        #expect(own["strict-transport-security"] == ["max-age=99; preload"])
+    }
+
+    @Test("trailers never carry framing, routing, credentials or owned headers")
+    func trailers() {
+        for bad in ["Content-Length", "transfer-encoding", "Host", "X-Passport", "x-gw-kid", "Authorization", "Cookie",
+                    "X-Request-Id", "X-Forwarded-For", "Connection", "Trailer", "Content-Type"] {
+            #expect(!HeaderRules.isForwardableTrailer(bad), "\(bad)")
+        }
+        #expect(HeaderRules.isForwardableTrailer("x-checksum"))
+        #expect(HeaderRules.isForwardableTrailer("grpc-status"))
+    }
+
+    @Test("client request ids are accepted only when short and plain")
+    func requestIDs() {
+        #expect(SanitizePolicy.isAcceptableRequestID("abc-123_DEF.4"))
+        #expect(!SanitizePolicy.isAcceptableRequestID(""))
+        #expect(!SanitizePolicy.isAcceptableRequestID("a b"))
+        #expect(!SanitizePolicy.isAcceptableRequestID("a\"b"))
+        #expect(!SanitizePolicy.isAcceptableRequestID(String(repeating: "a", count: 129)))
     }
 }

@@ -99,9 +99,17 @@ struct MicroBenchmarks {
         client.add(name: "content-type", value: "application/json")
         results.append(Result(name: "upstream request headers", opsPerSecond: measure {
             let (h, _) = HeaderRules.upstreamRequestHeaders(from: client, requestID: "0123456789abcdef0123456789abcdef",
-                                                            clientIP: "127.0.0.1", isTLS: true, originalHost: "api.example.com", chunked: false)
+                                                            clientIP: "127.0.0.1", isTLS: true, originalHost: "api.example.com", chunked: false,
+                                                            policy: SanitizePolicy(), keepAppChannel: false)
             sink &+= h.count
         }))
+        for (name, path) in [("path canonical, already canonical", "/api/v1/accounts/42/transactions"),
+                             ("path canonical, dot segments and escapes", "/api/v1/./accounts/%34%32/x/../transactions")] {
+            let canonicalizer = PathCanonicalizer()
+            results.append(Result(name: name, opsPerSecond: measure {
+                if case .success(let p) = canonicalizer.canonicalize(Substring(path)) { sink &+= p.utf8.count }
+            }))
+        }
         for (name, issue) in [("passport mint (cached, uncached)", "issue 5"), ("passport verify", "issue 5"),
                               ("request signature verify", "issue 6"), ("AEAD open (XChaCha20-Poly1305)", "issue 6"),
                               ("nonce store insert", "issue 6")] {

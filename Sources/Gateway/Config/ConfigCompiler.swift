@@ -67,6 +67,7 @@ struct ConfigCompiler {
             var tls: NIOSSLContext?
             if let t = l.tls { tls = makeTLS(t, src) }
             validateLimits(l.limits, src)
+            validateSanitize(l, src)
             if let address, l.tls == nil || tls != nil { listenerParts[l.name] = (address, tls) }
         }
         if raw.listeners.isEmpty {
@@ -106,10 +107,56 @@ struct ConfigCompiler {
                 maxConcurrentStreams: l.limits.maxConcurrentStreams)
             listeners.append(ListenerRuntime(name: name, address: address, addressText: l.address, tls: tls, limits: limits,
                                              router: Router(routes: routesByListener[name] ?? []),
-                                             defaultFilters: l.filters.map(\.filter)))
+                                             defaultFilters: l.filters.map(\.filter), sanitize: Self.sanitizePolicy(l)))
         }
         return RuntimeConfig(digest: raw.digest, adminAddress: adminAddress!, adminAddressText: raw.admin.address,
                              listeners: listeners, upstreams: upstreams, routes: allRoutes, routeTests: tests)
+    }
+
+    static func sanitizePolicy(_ l: ListenerConfig) -> SanitizePolicy {
+        var p = SanitizePolicy()
+        p.paths.duplicateSlashes = PathCanonicalizer.DuplicateSlashes(rawValue: l.sanitize.duplicateSlashes) ?? .reject
+        p.paths.allowSemicolons = l.sanitize.allowSemicolons
+        p.stripRequest = HeaderNameSet(l.sanitize.stripRequestHeaders)
+        p.stripResponse = HeaderNameSet(l.sanitize.stripResponseHeaders)
+        p.trustRequestID = l.trustRequestID
+        let security = l.securityHeaders ?? SecurityHeadersConfig(enabled: l.tls != nil)
+        if security.enabled {
+            p.hsts = l.tls != nil ? security.hsts : nil  // HSTS means nothing over plain HTTP (RFC 6797 8.1)
+            p.contentTypeOptions = security.contentTypeOptions
+        }
+        return p
+    }
+
+    private mutating func validateSanitize(_ l: ListenerConfig, _ src: Source) {
+        if PathCanonicalizer.DuplicateSlashes(rawValue: l.sanitize.duplicateSlashes) == nil {
+            fail(src, "sanitize.duplicate_slashes", "'\(l.sanitize.duplicateSlashes)' is not one of reject, merge, keep")
+        }
+        for (key, list) in [("strip_request_headers", l.sanitize.stripRequestHeaders), ("strip_response_headers", l.sanitize.stripResponseHeaders)] {
+            for (i, name) in list.enumerated() where !HeaderNameSet.isValidPattern(name) {
+                fail(src, "sanitize.\(key)[\(i)]", "'\(name)' is not a header name (a trailing '*' makes it a prefix)")
+            }
+        }
+        for (i, name) in l.sanitize.stripRequestHeaders.enumerated() where ["host", "content-length", "transfer-encoding"].contains(name.lowercased()) {
+            fail(src, "sanitize.strip_request_headers[\(i)]", "'\(name)' frames or routes the request and cannot be stripped")
+        }
+        if let hsts = l.securityHeaders?.hsts, !hsts.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) || hsts.isEmpty {
+            fail(src, "security_headers.hsts", "must be a non-empty printable header value, e.g. '\(SecurityHeadersConfig.defaultHSTS)'")
+        }
+    }
+
+    /// Route predicates on headers the gateway removes or sets would match on
+    /// what a client forged, or never match: refused at load.
+    private mutating func validateOwnedHeaderMatch(_ name: String, _ src: Source, _ key: String, listener: ListenerConfig) {
+        let owned: Bool
+        switch HeaderRules.kind(name) {
+        case .other, .expect: owned = HeaderNameSet(listener.sanitize.stripRequestHeaders).contains(name)
+        case .requestID: owned = !listener.trustRequestID
+        case .hopByHop, .connection, .gatewaySet, .passport, .appChannel, .clientCert: owned = true
+        }
+        if owned {
+            fail(src, key, "'\(name)' is removed or set by the gateway before routing; a route cannot match on it")
+        }
     }
 
     private mutating func fail(_ source: Source, _ rest: String, _ message: String) {
@@ -189,6 +236,7 @@ struct ConfigCompiler {
         }
         var headers: [ValueMatcher] = []
         for (i, h) in m.headers.enumerated() {
+            validateOwnedHeaderMatch(h.name, src, "match.headers[\(i)].name", listener: listener)
             do { headers.append(try ValueMatcher(h, lowercaseName: true)) } catch { fail(src, "match.headers[\(i)]", "\(error)") }
         }
         var query: [ValueMatcher] = []
@@ -242,6 +290,8 @@ struct ConfigCompiler {
             if r.upstreams == nil { fail(src, "force_upstream", "needs 'upstreams' (weighted targets)") }
             if force.header.isEmpty || !force.header.utf8.allSatisfy(HTTPToken.isTokenByte) {
                 fail(src, "force_upstream.header", "'\(force.header)' is not a header name")
+            } else {
+                validateOwnedHeaderMatch(force.header, src, "force_upstream.header", listener: listener)
             }
             for (value, name) in force.values.sorted(by: { $0.key < $1.key }) where upstreams[name] == nil {
                 fail(src, "force_upstream.values.\(value)", unknownUpstream(name))
@@ -261,7 +311,7 @@ struct ConfigCompiler {
         guard problems.count == before else { return nil }
         return CompiledRoute(name: r.name, listener: r.listener, host: host, path: path, methods: methods, headers: headers,
                              query: query, rewrite: rewrite, hostRewrite: hostRewrite, preserveHost: r.preserveHost,
-                             targets: targets, filters: chain, maxBody: maxBody)
+                             targets: targets, filters: chain, maxBody: maxBody, allowTrailers: r.allowTrailers)
     }
 
     private func unknownUpstream(_ name: String) -> String {

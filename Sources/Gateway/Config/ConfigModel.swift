@@ -110,8 +110,15 @@ struct ListenerConfig: Decodable {
     var tls: TLSConfig?
     var limits = ListenerLimits()
     var filters: [FilterEntry] = []
+    var sanitize = ListenerSanitizeConfig()
+    /// nil: the default (on for TLS listeners); `false`: off.
+    var securityHeaders: SecurityHeadersConfig?
+    var trustRequestID = false
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case name, address, tls, limits, filters }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, address, tls, limits, filters, sanitize
+        case securityHeaders = "security_headers", trustRequestID = "trust_request_id"
+    }
 
     init(from decoder: Decoder) throws {
         let c = try decoder.strictContainer(CodingKeys.self)
@@ -120,6 +127,62 @@ struct ListenerConfig: Decodable {
         tls = try c.decodeIfPresent(TLSConfig.self, forKey: .tls)
         limits = try c.decodeIfPresent(ListenerLimits.self, forKey: .limits) ?? limits
         filters = try c.decodeIfPresent([FilterEntry].self, forKey: .filters) ?? []
+        sanitize = try c.decodeIfPresent(ListenerSanitizeConfig.self, forKey: .sanitize) ?? sanitize
+        securityHeaders = try c.decodeIfPresent(SecurityHeadersConfig.self, forKey: .securityHeaders)
+        trustRequestID = try c.decodeIfPresent(Bool.self, forKey: .trustRequestID) ?? false
+    }
+}
+
+/// What the protocol-level sanitizing of a listener removes and how it
+/// canonicalizes paths. The rest of it (framing, header syntax, owned
+/// headers) is always on.
+struct ListenerSanitizeConfig: Decodable {
+    /// Client headers removed before routing and filters; `x-internal-*` is a prefix.
+    var stripRequestHeaders: [String] = []
+    /// Upstream response headers removed before the client sees them.
+    var stripResponseHeaders: [String] = []
+    var duplicateSlashes = "reject"
+    var allowSemicolons = false
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case stripRequestHeaders = "strip_request_headers", stripResponseHeaders = "strip_response_headers"
+        case duplicateSlashes = "duplicate_slashes", allowSemicolons = "allow_semicolons"
+    }
+
+    init() {}
+    init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(CodingKeys.self)
+        stripRequestHeaders = try c.decodeIfPresent([String].self, forKey: .stripRequestHeaders) ?? []
+        stripResponseHeaders = try c.decodeIfPresent([String].self, forKey: .stripResponseHeaders) ?? []
+        duplicateSlashes = try c.decodeIfPresent(String.self, forKey: .duplicateSlashes) ?? duplicateSlashes
+        allowSemicolons = try c.decodeIfPresent(Bool.self, forKey: .allowSemicolons) ?? false
+    }
+}
+
+/// `security_headers: false`, or a map of the headers added to every response.
+struct SecurityHeadersConfig: Decodable {
+    var enabled = true
+    var hsts: String? = SecurityHeadersConfig.defaultHSTS
+    var contentTypeOptions = true
+
+    static let defaultHSTS = "max-age=31536000; includeSubDomains"
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case hsts, contentTypeOptions = "content_type_options" }
+
+    init(enabled: Bool) { self.enabled = enabled }
+    init(from decoder: Decoder) throws {
+        if let flag = try? decoder.singleValueContainer().decode(Bool.self) {
+            enabled = flag
+            return
+        }
+        let c = try decoder.strictContainer(CodingKeys.self)
+        // `hsts: false` turns HSTS off alone.
+        if let flag = try? c.decodeIfPresent(Bool.self, forKey: .hsts) {
+            hsts = flag ? Self.defaultHSTS : nil
+        } else {
+            hsts = try c.decodeIfPresent(String.self, forKey: .hsts) ?? hsts
+        }
+        contentTypeOptions = try c.decodeIfPresent(Bool.self, forKey: .contentTypeOptions) ?? true
     }
 }
 
@@ -322,12 +385,13 @@ struct RouteConfig: Decodable {
     var disabledFilters: [String] = []
     var maxBody: ConfigSize?
     var preserveHost = false
+    var allowTrailers = false
     var tests: [RouteTestConfig] = []
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, listener, match, rewrite, upstream, upstreams, filters, tests
         case forceUpstream = "force_upstream", disabledFilters = "disabled_filters"
-        case maxBody = "max_body", preserveHost = "preserve_host"
+        case maxBody = "max_body", preserveHost = "preserve_host", allowTrailers = "allow_trailers"
     }
 
     init(from decoder: Decoder) throws {
@@ -343,6 +407,7 @@ struct RouteConfig: Decodable {
         disabledFilters = try c.decodeIfPresent([String].self, forKey: .disabledFilters) ?? []
         maxBody = try c.decodeIfPresent(ConfigSize.self, forKey: .maxBody)
         preserveHost = try c.decodeIfPresent(Bool.self, forKey: .preserveHost) ?? false
+        allowTrailers = try c.decodeIfPresent(Bool.self, forKey: .allowTrailers) ?? false
         tests = try c.decodeIfPresent([RouteTestConfig].self, forKey: .tests) ?? []
     }
 }

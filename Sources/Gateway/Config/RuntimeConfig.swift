@@ -14,6 +14,8 @@ struct ListenerRuntime: Sendable {
     /// The listener's default chain; its response hooks also decorate the
     /// 404 and 405 answers of requests that matched no route.
     let defaultFilters: [any Filter]
+    /// Path canonicalization, headers removed, security headers.
+    let sanitize: SanitizePolicy
 }
 
 struct ListenerLimitsRuntime: Sendable {

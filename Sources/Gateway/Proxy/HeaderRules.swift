@@ -21,8 +21,17 @@ enum HeaderRules {
         /// `Expect`: answered by the gateway, never forwarded.
         case expect
         /// Headers the gateway sets itself on the way upstream:
-        /// `X-Request-Id`, `X-Forwarded-For/-Proto/-Host`, `Forwarded`.
+        /// `X-Forwarded-For/-Proto/-Host`, `Forwarded`.
         case gatewaySet
+        /// `X-Request-Id`: the gateway's, or the client's on a trusting listener.
+        case requestID
+        /// `X-Passport`: minted by the gateway only, never taken from a client
+        /// or passed back from an upstream.
+        case passport
+        /// `X-Gw-*`: the app channel's headers (PROTOCOL 2.2).
+        case appChannel
+        /// `X-Forwarded-Client-Cert`: only from a trusted hop.
+        case clientCert
     }
 
     /// Classifies `name` ASCII case-insensitively, without allocating.
@@ -33,15 +42,20 @@ enum HeaderRules {
                 for i in 0..<b.count where b[i] | 0x20 != l[i] { return false }
                 return true
             }
+            if b.count >= 5 && b[0] | 0x20 == UInt8(ascii: "x") && b[1] == UInt8(ascii: "-") && b[2] | 0x20 == UInt8(ascii: "g")
+                && b[3] | 0x20 == UInt8(ascii: "w") && b[4] == UInt8(ascii: "-") {
+                return .appChannel
+            }
             switch b.count {
             case 2: return equals("te") ? .hopByHop : .other
             case 6: return equals("expect") ? .expect : .other
             case 7: return equals("trailer") || equals("upgrade") ? .hopByHop : .other
             case 9: return equals("forwarded") ? .gatewaySet : .other
             case 10:
+                if equals("x-passport") { return .passport }
                 if equals("connection") { return .connection }
                 return equals("keep-alive") ? .hopByHop : .other
-            case 12: return equals("x-request-id") ? .gatewaySet : .other
+            case 12: return equals("x-request-id") ? .requestID : .other
             case 15: return equals("x-forwarded-for") ? .gatewaySet : .other
             case 16:
                 if equals("proxy-connection") { return .hopByHop }
@@ -51,6 +65,7 @@ enum HeaderRules {
                 return equals("x-forwarded-proto") ? .gatewaySet : .other
             case 18: return equals("proxy-authenticate") ? .hopByHop : .other
             case 19: return equals("proxy-authorization") ? .hopByHop : .other
+            case 23: return equals("x-forwarded-client-cert") ? .clientCert : .other
             default: return .other
             }
         } ?? slowKind(name.lowercased())
@@ -60,8 +75,13 @@ enum HeaderRules {
         switch lower {
         case "connection": return .connection
         case "expect": return .expect
-        case "x-request-id", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded": return .gatewaySet
-        default: return hopByHop.contains(lower) ? .hopByHop : .other
+        case "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded": return .gatewaySet
+        case "x-request-id": return .requestID
+        case "x-passport": return .passport
+        case "x-forwarded-client-cert": return .clientCert
+        default:
+            if lower.hasPrefix("x-gw-") { return .appChannel }
+            return hopByHop.contains(lower) ? .hopByHop : .other
         }
     }
 
@@ -79,19 +99,26 @@ enum HeaderRules {
     }
 
     /// The headers to send upstream: the client's, minus hop-by-hop ones, the
-    /// ones named in `Connection`, `Expect`, and those the gateway sets; plus
-    /// the gateway's own. Returns whether the client sent `Expect: 100-continue`.
+    /// ones named in `Connection`, `Expect`, those the gateway sets or owns
+    /// (`X-Passport`, `X-Gw-*` unless the route's filters read them,
+    /// `X-Forwarded-Client-Cert` unless trusted) and the listener's
+    /// `strip_request_headers`; plus the gateway's own. Returns whether the
+    /// client sent `Expect: 100-continue`.
     static func upstreamRequestHeaders(
-        from client: HTTPHeaders, requestID: String, clientIP: String?, isTLS: Bool, originalHost: String, chunked: Bool
+        from client: HTTPHeaders, requestID: String, clientIP: String?, isTLS: Bool, originalHost: String, chunked: Bool,
+        policy: SanitizePolicy, keepAppChannel: Bool
     ) -> (HTTPHeaders, expectsContinue: Bool) {
         var out = HTTPHeaders()
         out.reserveCapacity(client.count + 5)
         var expectsContinue = false
         var connectionValues: [String] = []
+        let strip = policy.stripRequest
         for (name, value) in client {
             switch kind(name) {
-            case .other: out.add(name: name, value: value)
-            case .hopByHop, .gatewaySet: break
+            case .other: if !strip.contains(name) { out.add(name: name, value: value) }
+            case .hopByHop, .gatewaySet, .requestID, .passport: break
+            case .appChannel: if keepAppChannel { out.add(name: name, value: value) }
+            case .clientCert: if policy.trustXFCC && !strip.contains(name) { out.add(name: name, value: value) }
             case .connection: connectionValues.append(value)
             case .expect: expectsContinue = value.lowercased() == "100-continue"
             }
@@ -105,24 +132,52 @@ enum HeaderRules {
         return (out, expectsContinue)
     }
 
-    /// Removes hop-by-hop headers (and those named in `Connection`) from an
-    /// upstream response and sets `X-Request-Id`. Usually a single scan.
-    static func prepareResponseHeaders(_ headers: inout HTTPHeaders, requestID: String) {
+    /// Request trailers a route may forward: none that frames, routes,
+    /// authenticates or that the gateway owns (RFC 9110 6.5.1), so a trailer
+    /// can never smuggle what the head was checked for.
+    static func isForwardableTrailer(_ name: String) -> Bool {
+        guard kind(name) == .other else { return false }
+        switch name.lowercased() {
+        case "content-length", "content-type", "content-encoding", "content-range", "host", "authorization", "cookie",
+             "set-cookie", "expect", "max-forwards", "cache-control", "pragma", "range", "if-match", "if-none-match",
+             "if-modified-since", "if-unmodified-since", "if-range", "www-authenticate", "age", "date", "location",
+             "retry-after", "vary", "warning", "trailer":
+            return false
+        default:
+            return true
+        }
+    }
+
+    /// Removes hop-by-hop headers (and those named in `Connection`), the ones
+    /// the gateway owns (`X-Passport`, `X-Gw-*`) and the listener's
+    /// `strip_response_headers` from an upstream response; sets `X-Request-Id`
+    /// and the listener's security headers. Usually a single scan.
+    static func prepareResponseHeaders(_ headers: inout HTTPHeaders, requestID: String, policy: SanitizePolicy) {
         var slow = false
+        let strip = policy.stripResponse
         for (name, _) in headers {
             switch kind(name) {
-            case .other, .expect: continue
-            case .hopByHop, .connection, .gatewaySet: slow = true
+            case .other, .expect: if strip.contains(name) { slow = true }
+            case .hopByHop, .connection, .gatewaySet, .requestID, .passport, .appChannel, .clientCert: slow = true
             }
             if slow { break }
         }
         if slow {
             let named = connectionTokens(headers[canonicalForm: "connection"].map(String.init))
-            for name in hopByHop { headers.remove(name: name) }
-            for name in named { headers.remove(name: name) }
-            headers.remove(name: "x-request-id")
+            var kept = HTTPHeaders()
+            kept.reserveCapacity(headers.count)
+            for (name, value) in headers {
+                switch kind(name) {
+                case .hopByHop, .connection, .requestID, .passport, .appChannel: continue
+                case .other, .expect, .gatewaySet, .clientCert:
+                    if strip.contains(name) || named.contains(name.lowercased()) { continue }
+                    kept.add(name: name, value: value)
+                }
+            }
+            headers = kept
         }
         headers.add(name: "x-request-id", value: requestID)
+        policy.addSecurityHeaders(&headers)
     }
 }
 

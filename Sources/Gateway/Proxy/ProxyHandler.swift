@@ -2,6 +2,7 @@ import Filters
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// The request path of one downstream HTTP/1.1 connection or one HTTP/2
 /// stream (HTTP/2 streams arrive here as HTTP/1 parts): route, filters,
@@ -64,7 +65,13 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.context = nil
     }
 
+    /// True from a read's first message to its `channelReadComplete`: the
+    /// upstream is flushed once per read, after the parser has seen every
+    /// byte of it, so a request refused later in the same read never leaves.
+    private(set) var reading = false
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        reading = true
         dispatch(unwrapInboundIn(data))
     }
 
@@ -83,17 +90,18 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .body(let buffer):
             if discardingBody { return }
             request?.receivedBody(buffer)
-        case .end:
+        case .end(let trailers):
             if discardingBody {
                 discardingBody = false
                 return
             }
             requestEnded = true
-            request?.receivedEnd()
+            request?.receivedEnd(trailers)
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
         request?.flushUpstream()
         context.fireChannelReadComplete()
     }
@@ -122,10 +130,64 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        // Protocol errors are answered by NIO's error handler before us;
-        // anything else ends the connection.
         env.logger.debug("downstream error", metadata: ["error": "\(error)", "listener": "\(env.listener.name)"])
-        context.close(promise: nil)
+        if let parserError = error as? HTTPParserError, parserError != .invalidEOFState, context.channel.isActive {
+            // HTTP/1.1: the parser stopped at bytes it cannot read; nothing
+            // after them is read. Requests before them are answered first.
+            protocolError(parserError == .headerOverflow ? .headTooLarge : .badRequest)
+        } else if isHTTP2, context.channel.isActive, !(error is ChannelError), !(error is NIOSSLError) {
+            // A stream the HTTP/2-to-HTTP/1 codec could not translate (e.g.
+            // CONNECT, which has no path). Answered on the next tick: NIOHTTP2
+            // has not activated the stream yet when the first HEADERS fail.
+            context.eventLoop.execute { [self] in protocolError(.badRequest) }
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    /// Set when a request the parser refused waits behind earlier ones.
+    private var protocolErrorQueued: GatewayError?
+
+    private func protocolError(_ error: GatewayError) {
+        // A client that left mid-request is `client_closed`, in channelInactive.
+        guard let context, context.channel.isActive else { return }
+        if let request, !requestEnded {
+            // The body of the current request is what is broken: never let the
+            // upstream take what arrived of it for the whole.
+            request.fail(error, closeDownstream: true)
+            return
+        }
+        if request != nil || !queued.isEmpty {
+            protocolErrorQueued = error
+            return
+        }
+        respondWithoutRequest(error)
+    }
+
+    /// Answers a request that has no usable head (the parser refused it) with
+    /// the gateway's JSON error, then closes the connection (HTTP/1.1) or
+    /// ends the stream (HTTP/2).
+    private func respondWithoutRequest(_ error: GatewayError) {
+        guard let context else { return }
+        let requestID = loop.newRequestID()
+        let body = "{\"error\":\"\(error.errorCode)\",\"request_id\":\"\(requestID)\"}"
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "content-length", value: String(body.utf8.count))
+        headers.add(name: "x-request-id", value: requestID)
+        if !isHTTP2 { headers.add(name: "connection", value: "close") }
+        env.listener.sanitize.addSecurityHeaders(&headers)
+        env.unrouted.rejected(error.errorCode)
+        env.unrouted.record(status: Int(error.status.code), duration: .zero)
+        env.accessLog.log(AccessLogEntry(
+            requestID: requestID, listener: env.listener.name, route: "", upstream: "", method: "-", path: "-",
+            status: Int(error.status.code), bytesIn: 0, bytesOut: body.utf8.count, durationNanos: 0, upstreamNanos: nil,
+            client: clientIP, protocolName: isHTTP2 ? "HTTP/2" : "HTTP/1.1", error: error.errorCode))
+        let version: HTTPVersion = isHTTP2 ? .http2 : .http1_1
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: error.status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        queued.removeAll()
+        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
     }
 
     /// Holds reads back while pipelined requests wait or the upstream cannot
@@ -181,6 +243,11 @@ final class ProxyHandler: ChannelDuplexHandler {
             var parts = CircularBuffer<HTTPServerRequestPart>()
             swap(&parts, &queued)
             while let part = parts.popFirst() { dispatch(part) }
+        }
+        if let error = protocolErrorQueued, request == nil, queued.isEmpty {
+            protocolErrorQueued = nil
+            respondWithoutRequest(error)
+            return
         }
         resumeReadsIfNeeded()
     }

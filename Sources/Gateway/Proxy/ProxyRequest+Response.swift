@@ -16,7 +16,7 @@ extension ProxyRequest {
         upstreamKeepAlive = head.isKeepAlive
         handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
         var headers = head.headers
-        HeaderRules.prepareResponseHeaders(&headers, requestID: exchange.requestID)
+        HeaderRules.prepareResponseHeaders(&headers, requestID: exchange.requestID, policy: env.listener.sanitize)
         var response = ResponseHead(status: head.status, headers: headers, isLocal: false)
         runResponseFilters(&response)
         if mustCloseDownstream { response.headers.replaceOrAdd(name: "connection", value: "close") }
@@ -116,6 +116,7 @@ extension ProxyRequest {
         }
         headers.replaceOrAdd(name: "content-length", value: String(body?.readableBytes ?? 0))
         headers.replaceOrAdd(name: "x-request-id", value: exchange.requestID)
+        env.listener.sanitize.addSecurityHeaders(&headers)
         var head = ResponseHead(status: response.status, headers: headers, isLocal: true)
         runResponseFilters(&head)
         let close = !isHTTP2 && (forceClose || mustCloseDownstream)

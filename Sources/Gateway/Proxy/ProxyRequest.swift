@@ -23,7 +23,7 @@ final class ProxyRequest: UpstreamDelegate {
     enum Framing { case none, contentLength, chunked }
     var framing = Framing.none
 
-    enum Phase { case filtering, acquiring, forwarding, finished }
+    enum Phase { case filtering, buffering, acquiring, forwarding, finished }
     var phase = Phase.filtering
     var pool: UpstreamPool?
     var connection: UpstreamConnection?
@@ -34,6 +34,8 @@ final class ProxyRequest: UpstreamDelegate {
     static let pendingLimit = 256 << 10
     var requestBodyBytes = 0
     var clientEnded = false
+    /// The whole body, on routes with a filter that needs it.
+    var bufferedBody: ByteBuffer?
 
     var responseStarted = false
     var responseStatus: UInt = 0
@@ -54,8 +56,19 @@ final class ProxyRequest: UpstreamDelegate {
         self.startedAt = .now()
         self.method = head.method
         self.keepAlive = head.isKeepAlive
-        self.exchange = Exchange(request: head, requestID: handler.loop.newRequestID(), listener: env.listener.name,
+        var requestID: String?
+        if env.listener.sanitize.trustRequestID, let given = head.headers.first(name: "x-request-id"),
+           SanitizePolicy.isAcceptableRequestID(given) {
+            requestID = given
+        }
+        self.exchange = Exchange(request: head, requestID: requestID ?? handler.loop.newRequestID(), listener: env.listener.name,
                                  clientAddress: clientAddress, isTLS: isTLS, eventLoop: eventLoop, logger: env.logger)
+    }
+
+    var bodyLimit: Int {
+        let routeLimit = route?.maxBody ?? env.listener.limits.maxBody
+        guard let own = exchange.bodyLimit else { return routeLimit }
+        return min(own, routeLimit)
     }
 
     var shouldPauseDownstreamReads: Bool {
@@ -69,26 +82,49 @@ final class ProxyRequest: UpstreamDelegate {
         let head = exchange.request
         let limits = env.listener.limits
         if head.headers.count > limits.maxHeaders || Self.headSize(head) > limits.maxHeadSize {
-            return respondLocally(.headTooLarge)
+            return respondLocally(.headTooLarge, close: true)
         }
-        let hosts = head.headers[canonicalForm: "host"]
-        if hosts.count > 1 || (!isHTTP2 && head.version.minor >= 1 && hosts.isEmpty) {
+        // Framing: exactly one way to read where the body ends, or nothing is
+        // forwarded (PROTOCOL 4; RFC 9112 6.1-6.3). The parser already refused
+        // most ambiguity; these are the forms it lets through.
+        let lengths = head.headers["content-length"]
+        let codings = head.headers["transfer-encoding"]
+        if !codings.isEmpty {
+            // Only `chunked`, spelled exactly so, once, on HTTP/1.1 (HTTP/2
+            // streams arrive here with `chunked` added by the codec).
+            guard codings.count == 1, codings[0] == "chunked", lengths.isEmpty, isHTTP2 || head.version == .http1_1 else {
+                return respondLocally(.badRequest, close: true)
+            }
+            framing = .chunked
+        } else if !lengths.isEmpty {
+            guard lengths.count == 1, Self.isPlainLength(lengths[0]) else { return respondLocally(.badRequest, close: true) }
+            framing = .contentLength
+        }
+        // Host: one, well-formed; required on HTTP/1.1 (RFC 9112 3.2).
+        let hosts = head.headers["host"]
+        if hosts.count > 1 { return respondLocally(.invalidHost, close: true) }
+        if let host = hosts.first {
+            guard HostSyntax.isValid(host) else { return respondLocally(.invalidHost, close: true) }
+        } else if !isHTTP2 && head.version.minor >= 1 {
             return respondLocally(.badRequest, close: true)
         }
-        let target = Substring(head.uri)
-        guard target.hasPrefix("/") else { return respondLocally(.badRequest, close: true) }
-
-        // Framing of the body to send upstream.
-        let lengths = head.headers[canonicalForm: "content-length"]
-        if let cl = lengths.first {
-            guard lengths.count == 1, let n = Int(cl), n >= 0 else { return respondLocally(.badRequest, close: true) }
-            framing = .contentLength
-        } else if head.headers.contains(name: "transfer-encoding") {
-            framing = .chunked
+        // One canonical path for routing and the upstream; the raw target stays in `originalTarget`.
+        let (rawPath, query) = Router.split(Substring(head.uri))
+        guard rawPath.hasPrefix("/") else { return respondLocally(.badRequest, close: true) }
+        if let query, !Self.isCleanQuery(query) { return respondLocally(.badRequest, close: true) }
+        let path: String
+        switch env.listener.sanitize.paths.canonicalize(rawPath) {
+        case .success(let p): path = p
+        case .failure(.invalid(let reason)):
+            exchange.logger.debug("path refused", metadata: ["reason": "\(reason)"])
+            return respondLocally(.invalidPath, close: true)
+        }
+        if path.utf8.count != rawPath.utf8.count || path != rawPath {
+            exchange.setCanonicalTarget(query.map { path + "?" + $0 } ?? path)
         }
 
         switch env.listener.router.match(method: head.method.rawValue, host: Substring(exchange.originalHost),
-                                         target: target, headers: head.headers) {
+                                         target: Substring(exchange.canonicalTarget), headers: head.headers) {
         case .noRoute:
             return respondLocally(.noRoute)
         case .methodNotAllowed(let allow):
@@ -96,7 +132,7 @@ final class ProxyRequest: UpstreamDelegate {
         case .matched(let route):
             self.route = route
             exchange.setRoute(route.name)
-            if let cl = head.headers.first(name: "content-length"), let n = Int(cl), n > route.maxBody {
+            if framing == .contentLength, let n = Int(lengths[0]), n > route.maxBody {
                 return respondLocally(.bodyTooLarge)
             }
             var rng = SystemRandomNumberGenerator()
@@ -104,6 +140,19 @@ final class ProxyRequest: UpstreamDelegate {
             prepareUpstreamHead(route)
             runFilters(from: 0)
         }
+    }
+
+    /// `Content-Length`: 1 to 18 digits and nothing else (no sign, no
+    /// spaces, no list), so that every parser reads the same number.
+    static func isPlainLength(_ value: String) -> Bool {
+        let u = value.utf8
+        return !u.isEmpty && u.count <= 18 && u.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+    }
+
+    /// A query of printable ASCII without spaces or `#` (HTTP/2 `:path` is not
+    /// checked by an HTTP/1 parser).
+    static func isCleanQuery(_ query: Substring) -> Bool {
+        query.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "#") }
     }
 
     /// Rewrite, forwarding headers, hop-by-hop removal: the request as the upstream will see it.
@@ -115,7 +164,8 @@ final class ProxyRequest: UpstreamDelegate {
         head.version = .http1_1
         let (headers, expectsContinue) = HeaderRules.upstreamRequestHeaders(
             from: head.headers, requestID: exchange.requestID, clientIP: handler.clientIP, isTLS: exchange.isTLS,
-            originalHost: exchange.originalHost, chunked: framing == .chunked)
+            originalHost: exchange.originalHost, chunked: framing == .chunked, policy: env.listener.sanitize,
+            keepAppChannel: route.keepsAppChannelHeaders)
         head.headers = headers
         exchange.request = head
         self.expectsContinue = expectsContinue && !isHTTP2
@@ -168,6 +218,59 @@ final class ProxyRequest: UpstreamDelegate {
                 return
             }
         }
+        filtersPassed()
+    }
+
+    /// Every `onRequest` passed: on to the upstream, or first collect the body
+    /// for the filters that need it.
+    func filtersPassed() {
+        guard let route else { return }
+        guard route.buffersBody else { return acquireUpstream() }
+        phase = .buffering
+        if expectsContinue {
+            expectsContinue = false
+            handler.write(.head(HTTPResponseHead(version: .http1_1, status: .continue)))
+            handler.flush()
+        }
+        if clientEnded { runBodyFilters(from: 0) }
+    }
+
+    /// Runs `onRequestBody` of the filters that need the body, in order, then
+    /// sends the (possibly replaced) body upstream with a `Content-Length`.
+    func runBodyFilters(from index: Int) {
+        guard let route, phase == .buffering else { return }
+        var body = bufferedBody ?? ByteBuffer()
+        bufferedBody = nil
+        var i = index
+        while i < route.filters.count {
+            let filter = route.filters[i]
+            i += 1
+            guard filter.needsRequestBody else { continue }
+            switch filter.onRequestBody(exchange, &body) {
+            case .next:
+                continue
+            case .respond(let response):
+                return respondLocally(response)
+            case .suspend(let future):
+                bufferedBody = body
+                let next = i
+                future.hop(to: eventLoop).whenComplete { [self] result in
+                    guard phase == .buffering else { return }
+                    switch result {
+                    case .success(.next), .success(.suspend): runBodyFilters(from: next)
+                    case .success(.respond(let response)): respondLocally(response)
+                    case .failure: respondLocally(.internalError)
+                    }
+                }
+                return
+            }
+        }
+        exchange.request.headers.remove(name: "transfer-encoding")
+        exchange.request.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        framing = .contentLength
+        pending.removeAll()
+        if body.readableBytes > 0 { pending.append(.body(.byteBuffer(body))) }
+        pending.append(.end(nil))
         acquireUpstream()
     }
 
@@ -214,7 +317,10 @@ final class ProxyRequest: UpstreamDelegate {
         // A retry of a bodiless request: its end went to the failed connection.
         if clientEnded && !endWritten { c.write(.end(nil)) }
         pendingBytes = 0
-        c.flush()
+        // Inside a downstream read, the flush waits for the read's end: bytes
+        // further on that the parser refuses then cancel the request before
+        // any of it leaves (see `ProxyHandler.reading`).
+        if !handler.reading { c.flush() }
         if clientEnded { requestSent() }
         handler.resumeReadsIfNeeded()
     }
@@ -222,7 +328,7 @@ final class ProxyRequest: UpstreamDelegate {
     func receivedBody(_ buffer: ByteBuffer) {
         guard phase != .finished, let route else { return }
         requestBodyBytes += buffer.readableBytes
-        if requestBodyBytes > route.maxBody {
+        if requestBodyBytes > bodyLimit {
             // Never let the upstream take a truncated body for a complete one.
             return fail(.bodyTooLarge, closeDownstream: true)
         }
@@ -230,7 +336,14 @@ final class ProxyRequest: UpstreamDelegate {
             // A body on a request that announced none (HTTP/2 GET with DATA).
             return fail(.badRequest, closeDownstream: true)
         }
-        if phase == .forwarding, let connection {
+        if route.buffersBody {
+            if bufferedBody == nil {
+                bufferedBody = buffer
+            } else {
+                var b = buffer
+                bufferedBody!.writeBuffer(&b)
+            }
+        } else if phase == .forwarding, let connection {
             connection.write(.body(.byteBuffer(buffer)))
         } else {
             pending.append(.body(.byteBuffer(buffer)))
@@ -238,15 +351,27 @@ final class ProxyRequest: UpstreamDelegate {
         }
     }
 
-    func receivedEnd() {
+    func receivedEnd(_ trailers: HTTPHeaders? = nil) {
         guard phase != .finished else { return }
         clientEnded = true
+        if route?.buffersBody == true {
+            if phase == .buffering { runBodyFilters(from: 0) }
+            return
+        }
+        // Trailers only where the route allows them, only on a chunked
+        // upstream request, and never one that frames, routes or is owned.
+        var forwarded: HTTPHeaders?
+        if let trailers, !trailers.isEmpty, route?.allowTrailers == true, framing == .chunked {
+            var kept = HTTPHeaders()
+            for (name, value) in trailers where HeaderRules.isForwardableTrailer(name) { kept.add(name: name, value: value) }
+            if !kept.isEmpty { forwarded = kept }
+        }
         if phase == .forwarding, let connection {
-            connection.write(.end(nil))
-            connection.flush()
+            connection.write(.end(forwarded))
+            if !handler.reading { connection.flush() }
             requestSent()
         } else {
-            pending.append(.end(nil))
+            pending.append(.end(forwarded))
         }
     }
 

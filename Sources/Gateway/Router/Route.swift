@@ -21,10 +21,17 @@ final class CompiledRoute: @unchecked Sendable {
     let filterNames: [String]
     let maxBody: Int
     let metrics: RouteMetrics
+    /// Whether a filter of the chain reads `X-Gw-*`; otherwise they are removed.
+    let keepsAppChannelHeaders: Bool
+    /// Whether a filter of the chain needs the whole request body.
+    let buffersBody: Bool
+    /// Whether request trailers (minus framing, routing and owned fields) go upstream.
+    let allowTrailers: Bool
 
     init(name: String, listener: String, host: HostMatcher?, path: PathMatcher, methods: Set<String>?,
          headers: [ValueMatcher], query: [ValueMatcher], rewrite: PathRewrite, hostRewrite: String?,
-         preserveHost: Bool, targets: UpstreamTargets, filters: [(String, any Filter)], maxBody: Int) {
+         preserveHost: Bool, targets: UpstreamTargets, filters: [(String, any Filter)], maxBody: Int,
+         allowTrailers: Bool = false) {
         self.name = name
         self.listener = listener
         self.host = host
@@ -40,6 +47,9 @@ final class CompiledRoute: @unchecked Sendable {
         self.filterNames = filters.map(\.0)
         self.maxBody = maxBody
         self.metrics = RouteMetrics(route: name)
+        self.keepsAppChannelHeaders = filters.contains { $0.1.readsAppChannelHeaders }
+        self.buffersBody = filters.contains { $0.1.needsRequestBody }
+        self.allowTrailers = allowTrailers
     }
 
     /// Everything but the method.

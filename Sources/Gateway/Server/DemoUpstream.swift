@@ -13,6 +13,7 @@ struct ReceivedRequest: Sendable {
     var bodyBytes: Int
     var bodySHA256: String
     var complete: Bool
+    var trailers: [(String, String)] = []
 }
 
 /// A small upstream service for `make run` and the tests: answers every
@@ -82,12 +83,13 @@ final class DemoUpstreamHandler: ChannelInboundHandler {
         case .body(let buffer):
             bytes += buffer.readableBytes
             buffer.withUnsafeReadableBytes { hasher.update($0) }
-        case .end:
+        case .end(let trailers):
             guard let h = head else { return }
             head = nil
             let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
             let record = ReceivedRequest(method: h.method.rawValue, uri: h.uri, headers: h.headers.map { ($0.name, $0.value) },
-                                         bodyBytes: bytes, bodySHA256: digest, complete: true)
+                                         bodyBytes: bytes, bodySHA256: digest, complete: true,
+                                         trailers: trailers.map { $0.map { ($0.name, $0.value) } } ?? [])
             server.received.withLockedValue { $0.append(record) }
             let delay = h.headers.first(name: "x-demo-delay").flatMap { try? ConfigDuration(parsing: $0) }
             if let delay {

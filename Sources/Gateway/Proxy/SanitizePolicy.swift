@@ -1,0 +1,129 @@
+import Filters
+import NIOHTTP1
+
+/// The protocol-level sanitizing of one listener, compiled once per config
+/// version: how paths are canonicalized, which headers the gateway removes in
+/// each direction beyond the ones it always owns, and the security headers it
+/// adds to responses.
+struct SanitizePolicy: Sendable {
+    var paths = PathCanonicalizer()
+    /// Client headers removed before routing and filters (`strip_request_headers`).
+    var stripRequest = HeaderNameSet([])
+    /// Upstream response headers removed before the client sees them (`strip_response_headers`).
+    var stripResponse = HeaderNameSet([])
+    /// Whether a client's `X-Request-Id` (if well-formed) becomes the request's id.
+    var trustRequestID = false
+    /// Whether `X-Forwarded-Client-Cert` from clients is kept (issue 7 gives it meaning).
+    var trustXFCC = false
+    /// `Strict-Transport-Security`, added to responses that do not carry their own.
+    var hsts: String?
+    /// `X-Content-Type-Options: nosniff` on every response.
+    var contentTypeOptions = false
+
+    /// Adds the listener's security headers to a response about to be sent.
+    func addSecurityHeaders(_ headers: inout HTTPHeaders) {
+        if let hsts, !headers.contains(name: "strict-transport-security") {
+            headers.add(name: "strict-transport-security", value: hsts)
+        }
+        if contentTypeOptions { headers.replaceOrAdd(name: "x-content-type-options", value: "nosniff") }
+    }
+
+    /// A client's `X-Request-Id` is used only when the listener trusts it and
+    /// it is 1 to 128 characters of `A-Z a-z 0-9 . _ -`, so that no client can
+    /// put arbitrary bytes into logs and upstream headers through it.
+    static func isAcceptableRequestID(_ value: String) -> Bool {
+        let u = value.utf8
+        guard !u.isEmpty, u.count <= 128 else { return false }
+        return u.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A)
+                || b == UInt8(ascii: "-") || b == UInt8(ascii: "_") || b == UInt8(ascii: ".")
+        }
+    }
+}
+
+/// Header names, exact or `prefix-*`, compared ASCII case-insensitively
+/// without allocating.
+struct HeaderNameSet: Sendable {
+    private let exact: [[UInt8]]
+    private let prefixes: [[UInt8]]
+    var isEmpty: Bool { exact.isEmpty && prefixes.isEmpty }
+
+    init(_ patterns: [String]) {
+        var exact: [[UInt8]] = []
+        var prefixes: [[UInt8]] = []
+        for p in patterns {
+            let lower = Array(p.lowercased().utf8)
+            if lower.last == UInt8(ascii: "*") { prefixes.append(Array(lower.dropLast())) } else { exact.append(lower) }
+        }
+        self.exact = exact
+        self.prefixes = prefixes
+    }
+
+    /// Whether `pattern` is a valid entry: a header name, or one followed by `*`.
+    static func isValidPattern(_ pattern: String) -> Bool {
+        var body = Substring(pattern)
+        if body.hasSuffix("*") { body = body.dropLast() }
+        return !body.isEmpty && body.utf8.allSatisfy { HTTPToken.isTokenByte($0) && $0 != UInt8(ascii: "*") }
+    }
+
+    func contains(_ name: String) -> Bool {
+        if isEmpty { return false }
+        var name = name
+        return name.withUTF8 { b in
+            for e in exact where e.count == b.count && Self.equalsLower(b, e, count: e.count) { return true }
+            for p in prefixes where b.count >= p.count && Self.equalsLower(b, p, count: p.count) { return true }
+            return false
+        }
+    }
+
+    private static func equalsLower(_ b: UnsafeBufferPointer<UInt8>, _ lower: [UInt8], count: Int) -> Bool {
+        for i in 0..<count {
+            var c = b[i]
+            if c >= 0x41 && c <= 0x5A { c |= 0x20 }
+            if c != lower[i] { return false }
+        }
+        return true
+    }
+}
+
+/// `Host` / `:authority` syntax (RFC 9110 7.2, RFC 3986 3.2.2): a reg-name,
+/// an IPv4 address or a bracketed IPv6 literal, then an optional port of 1 to
+/// 5 digits not above 65535. No userinfo, no whitespace, no path.
+enum HostSyntax {
+    static func isValid(_ host: String) -> Bool {
+        let b = Array(host.utf8)
+        guard !b.isEmpty, b.count <= 255 + 6 else { return false }
+        var i = 0
+        if b[0] == UInt8(ascii: "[") {
+            guard let close = b.firstIndex(of: UInt8(ascii: "]")), close > 1 else { return false }
+            for c in b[1..<close] where !(isHex(c) || c == UInt8(ascii: ":") || c == UInt8(ascii: ".")) { return false }
+            i = close + 1
+        } else {
+            while i < b.count && b[i] != UInt8(ascii: ":") {
+                guard isRegNameByte(b[i]) else { return false }
+                i += 1
+            }
+            guard i > 0 else { return false }
+        }
+        if i == b.count { return true }
+        guard b[i] == UInt8(ascii: ":") else { return false }
+        let port = b[(i + 1)...]
+        guard !port.isEmpty, port.count <= 5, port.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return false }
+        return Int(String(decoding: port, as: UTF8.self))! <= 65535
+    }
+
+    private static func isHex(_ c: UInt8) -> Bool {
+        (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x46) || (c >= 0x61 && c <= 0x66)
+    }
+
+    /// unreserved / sub-delims, without `%` escapes (no client needs them in a host name).
+    private static func isRegNameByte(_ c: UInt8) -> Bool {
+        switch c {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+             UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+}
