@@ -4,6 +4,7 @@
 public struct FilterRegistry: Sendable {
     public static let builtIn: [any Filter.Type] = [
         HeadersFilter.self,
+        SanitizeFilter.self,
     ]
 
     private let types: [String: any Filter.Type]

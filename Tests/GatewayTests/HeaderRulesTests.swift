@@ -1,3 +1,4 @@
+import Filters
 import NIOHTTP1
 import Testing
 

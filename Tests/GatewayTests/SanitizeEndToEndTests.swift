@@ -62,6 +62,18 @@ final class SanitizeFixture: @unchecked Sendable {
                 listener: \(listener)
                 match: {path_prefix: /admin}
                 upstream: admin
+              - name: \(listener)-strict
+                listener: \(listener)
+                match: {path_prefix: /strict}
+                upstream: svc
+                filters:
+                  - sanitize:
+                      methods: [POST]
+                      content_types: [application/json]
+                      query: {deny: [debug]}
+                      params: {limit: {type: int, min: 1, max: 10, out_of_range: clamp}}
+                      max_body: 512
+                      json: {max_depth: 4}
               - name: \(listener)-trailers
                 listener: \(listener)
                 match: {path_prefix: /trailers}
@@ -486,5 +498,41 @@ struct SanitizeEndToEndTests {
         #expect(bad.headers["x-request-id"]?.count == 32)
         let ids = upstream.received.withLockedValue { $0.map { header($0, "x-request-id") } }
         #expect(ids.first == ["trace-42"] && ids.last?.first?.count == 32)
+    }
+
+    @Test("sanitize filter end to end: distinct codes, counted by route; valid JSON buffered and sent with Content-Length", arguments: ["--http1.1", "--http2"])
+    func sanitizeFilter(version: String) async throws {
+        let f = try await SanitizeFixture.start()
+        defer { Task { await f.stop() } }
+        let url = "https://localhost:\(f.tlsPort)"
+        let json = ["-H", "content-type: application/json"]
+        let rejections: [([String], String, Int, String)] = [
+            (["-X", "GET"], "/strict", 400, "method_rejected"),
+            (["-d", "{\"a\":1}", "-H", "content-type: text/plain"], "/strict", 400, "content_type_rejected"),
+            (json + ["-d", "{\"a\":"], "/strict", 400, "invalid_json"),
+            (json + ["-d", "[[[[[1]]]]]"], "/strict", 400, "json_too_deep"),
+            (json + ["-d", "{}"], "/strict?debug=1", 400, "query_param_denied"),
+            (json + ["-d", "{}"], "/strict?limit=x", 400, "param_invalid"),
+            (json + ["-d", "[" + String(repeating: "1,", count: 300) + "1]"], "/strict", 413, "body_too_large"),
+            (json + ["-H", "transfer-encoding: chunked", "-d", "[" + String(repeating: "1,", count: 300) + "1]"], "/strict", 413, "body_too_large"),
+        ]
+        for (args, path, status, code) in rejections {
+            let r = try await Curl.request(url + path, caFile: f.ca, args: [version] + args)
+            #expect(r.status == status && r.body.contains("\"error\":\"\(code)\""), "\(code): \(r.status) \(r.body)")
+        }
+        #expect(f.heads == 0, "a refused request reached the upstream")
+        let metrics = try await TestSupport.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(f.gateway.adminPort)/metrics"]).stdout
+        for code in ["method_rejected", "content_type_rejected", "invalid_json", "json_too_deep", "query_param_denied", "param_invalid", "body_too_large"] {
+            #expect(metrics.contains("gateway_rejections_total{route=\"public-strict\",reason=\"\(code)\"}"), "\(code) not counted")
+        }
+
+        for extra in [[], ["-H", "transfer-encoding: chunked"]] {
+            let ok = try await Curl.request(url + "/strict?limit=99&x=1", caFile: f.ca, args: [version] + json + extra + ["-d", "{\"a\": [1, 2]}"])
+            #expect(ok.status == 200, "\(ok.body)")
+            let got = try #require(f.received.last)
+            #expect(got.uri == "/strict?limit=10&x=1")
+            #expect(got.bodyBytes == 13 && got.complete)
+            #expect(header(got, "content-length") == ["13"] && header(got, "transfer-encoding").isEmpty, "\(got.headers)")
+        }
     }
 }

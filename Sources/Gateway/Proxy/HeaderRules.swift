@@ -180,12 +180,3 @@ enum HeaderRules {
         policy.addSecurityHeaders(&headers)
     }
 }
-
-extension StringProtocol {
-    func trimmingSpaces() -> Substring {
-        var s = Substring(self)
-        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
-        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
-        return s
-    }
-}

@@ -41,51 +41,6 @@ struct SanitizePolicy: Sendable {
     }
 }
 
-/// Header names, exact or `prefix-*`, compared ASCII case-insensitively
-/// without allocating.
-struct HeaderNameSet: Sendable {
-    private let exact: [[UInt8]]
-    private let prefixes: [[UInt8]]
-    var isEmpty: Bool { exact.isEmpty && prefixes.isEmpty }
-
-    init(_ patterns: [String]) {
-        var exact: [[UInt8]] = []
-        var prefixes: [[UInt8]] = []
-        for p in patterns {
-            let lower = Array(p.lowercased().utf8)
-            if lower.last == UInt8(ascii: "*") { prefixes.append(Array(lower.dropLast())) } else { exact.append(lower) }
-        }
-        self.exact = exact
-        self.prefixes = prefixes
-    }
-
-    /// Whether `pattern` is a valid entry: a header name, or one followed by `*`.
-    static func isValidPattern(_ pattern: String) -> Bool {
-        var body = Substring(pattern)
-        if body.hasSuffix("*") { body = body.dropLast() }
-        return !body.isEmpty && body.utf8.allSatisfy { HTTPToken.isTokenByte($0) && $0 != UInt8(ascii: "*") }
-    }
-
-    func contains(_ name: String) -> Bool {
-        if isEmpty { return false }
-        var name = name
-        return name.withUTF8 { b in
-            for e in exact where e.count == b.count && Self.equalsLower(b, e, count: e.count) { return true }
-            for p in prefixes where b.count >= p.count && Self.equalsLower(b, p, count: p.count) { return true }
-            return false
-        }
-    }
-
-    private static func equalsLower(_ b: UnsafeBufferPointer<UInt8>, _ lower: [UInt8], count: Int) -> Bool {
-        for i in 0..<count {
-            var c = b[i]
-            if c >= 0x41 && c <= 0x5A { c |= 0x20 }
-            if c != lower[i] { return false }
-        }
-        return true
-    }
-}
-
 /// `Host` / `:authority` syntax (RFC 9110 7.2, RFC 3986 3.2.2): a reg-name,
 /// an IPv4 address or a bracketed IPv6 literal, then an optional port of 1 to
 /// 5 digits not above 65535. No userinfo, no whitespace, no path.

@@ -1,0 +1,54 @@
+/// Header names, exact or `prefix-*`, compared ASCII case-insensitively
+/// without allocating.
+public struct HeaderNameSet: Sendable {
+    private let exact: [[UInt8]]
+    private let prefixes: [[UInt8]]
+    public var isEmpty: Bool { exact.isEmpty && prefixes.isEmpty }
+
+    public init(_ patterns: [String]) {
+        var exact: [[UInt8]] = []
+        var prefixes: [[UInt8]] = []
+        for p in patterns {
+            let lower = Array(p.lowercased().utf8)
+            if lower.last == UInt8(ascii: "*") { prefixes.append(Array(lower.dropLast())) } else { exact.append(lower) }
+        }
+        self.exact = exact
+        self.prefixes = prefixes
+    }
+
+    /// Whether `pattern` is a valid entry: a header name, or one followed by `*`.
+    public static func isValidPattern(_ pattern: String) -> Bool {
+        var body = Substring(pattern)
+        if body.hasSuffix("*") { body = body.dropLast() }
+        return !body.isEmpty && body.utf8.allSatisfy { HTTPToken.isTokenByte($0) && $0 != UInt8(ascii: "*") }
+    }
+
+    public func contains(_ name: String) -> Bool {
+        if isEmpty { return false }
+        var name = name
+        return name.withUTF8 { b in
+            for e in exact where e.count == b.count && Self.equalsLower(b, e, count: e.count) { return true }
+            for p in prefixes where b.count >= p.count && Self.equalsLower(b, p, count: p.count) { return true }
+            return false
+        }
+    }
+
+    private static func equalsLower(_ b: UnsafeBufferPointer<UInt8>, _ lower: [UInt8], count: Int) -> Bool {
+        for i in 0..<count {
+            var c = b[i]
+            if c >= 0x41 && c <= 0x5A { c |= 0x20 }
+            if c != lower[i] { return false }
+        }
+        return true
+    }
+}
+
+extension StringProtocol {
+    /// Without leading and trailing spaces and tabs (HTTP's OWS).
+    public func trimmingSpaces() -> Substring {
+        var s = Substring(self)
+        while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
+        while let l = s.last, l == " " || l == "\t" { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,396 @@
+import NIOCore
+import NIOHTTP1
+
+/// `sanitize`: the per-route rules of request sanitizing, on top of the
+/// protocol-level checks every listener always makes.
+///
+/// ```yaml
+/// filters:
+///   - sanitize:
+///       methods: [GET, POST]               # others: 400 method_rejected
+///       content_types: [application/json]  # a body of another media type (or none): 400 content_type_rejected
+///       headers:
+///         deny: [x-debug, "x-admin-*"]     # present: 400 header_denied
+///         allow: [accept, content-type]    # set: any other client header is 400 header_not_allowed
+///       query:
+///         deny: [debug]                    # present: 400 query_param_denied
+///         allow: [page, limit, sort]       # set: any other parameter is 400 query_param_not_allowed
+///       params:                            # rules per query parameter
+///         limit: {type: int, min: 1, max: 100, out_of_range: clamp}  # or reject (default): 400 param_out_of_range
+///         sort: {enum: [asc, desc]}
+///         q: {pattern: "^[a-z ]{1,64}$", required: true}  # missing: 400 param_missing
+///       max_body: 64KiB                    # bigger: 413 body_too_large (declared or streamed)
+///       json: {max_depth: 32}              # non-empty bodies must be JSON: 400 invalid_json, json_too_deep
+/// ```
+///
+/// Names compare ASCII case-insensitively for headers and exactly for query
+/// parameters, after percent-decoding (`%64ebug` is `debug`). A parameter
+/// with a rule may appear once (`limit=1&limit=1000` is 400
+/// `param_invalid`): two parsers must not pick different values. `type` is
+/// `int`, `number`, `bool`, `uuid` or `string` (default); `min`/`max` bound
+/// numbers; `max_length` bounds strings (default 256); `pattern` must match
+/// the whole decoded value. With `headers.allow`, `host`, `content-length`,
+/// `transfer-encoding` and the headers the gateway sets itself are always
+/// allowed. Every failure is its own code, counted by route in
+/// `gateway_rejections_total`.
+public struct SanitizeFilter: Filter {
+    public static let name = "sanitize"
+
+    public struct Configuration: Decodable, Sendable {
+        var methods: [String]?
+        var contentTypes: [String]?
+        var headers: NameLists?
+        var query: NameLists?
+        var params: [String: ParamRule] = [:]
+        var maxBody: ConfigSize?
+        var json: JSONRule?
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case methods, headers, query, params, json
+            case contentTypes = "content_types", maxBody = "max_body"
+        }
+
+        public init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            methods = try c.decodeIfPresent([String].self, forKey: .methods)
+            contentTypes = try c.decodeIfPresent([String].self, forKey: .contentTypes)
+            headers = try c.decodeIfPresent(NameLists.self, forKey: .headers)
+            query = try c.decodeIfPresent(NameLists.self, forKey: .query)
+            params = try c.decodeIfPresent([String: ParamRule].self, forKey: .params) ?? [:]
+            maxBody = try c.decodeIfPresent(ConfigSize.self, forKey: .maxBody)
+            json = try c.decodeIfPresent(JSONRule.self, forKey: .json)
+        }
+    }
+
+    struct NameLists: Decodable, Sendable {
+        var allow: [String]?
+        var deny: [String] = []
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case allow, deny }
+
+        init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            allow = try c.decodeIfPresent([String].self, forKey: .allow)
+            deny = try c.decodeIfPresent([String].self, forKey: .deny) ?? []
+        }
+    }
+
+    struct ParamRule: Decodable, Sendable {
+        var type = "string"
+        var min: Double?
+        var max: Double?
+        var outOfRange = "reject"
+        var pattern: String?
+        var enumValues: [String]?
+        var maxLength = 256
+        var required = false
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case type, min, max, pattern, required
+            case outOfRange = "out_of_range", enumValues = "enum", maxLength = "max_length"
+        }
+
+        init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            type = try c.decodeIfPresent(String.self, forKey: .type) ?? type
+            min = try c.decodeIfPresent(Double.self, forKey: .min)
+            max = try c.decodeIfPresent(Double.self, forKey: .max)
+            outOfRange = try c.decodeIfPresent(String.self, forKey: .outOfRange) ?? outOfRange
+            pattern = try c.decodeIfPresent(String.self, forKey: .pattern)
+            enumValues = try c.decodeIfPresent([String].self, forKey: .enumValues)
+            maxLength = try c.decodeIfPresent(Int.self, forKey: .maxLength) ?? maxLength
+            required = try c.decodeIfPresent(Bool.self, forKey: .required) ?? false
+        }
+    }
+
+    struct JSONRule: Decodable, Sendable {
+        var maxDepth = 32
+
+        enum CodingKeys: String, CodingKey, CaseIterable { case maxDepth = "max_depth" }
+
+        init(from decoder: Decoder) throws {
+            if let on = try? decoder.singleValueContainer().decode(Bool.self) {
+                guard on else { throw FilterConfigurationError("json: false is the default; omit the key") }
+                return
+            }
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            maxDepth = try c.decodeIfPresent(Int.self, forKey: .maxDepth) ?? maxDepth
+        }
+    }
+
+    // MARK: - Compiled rules
+
+    enum ValueType: String, Sendable { case string, int, number, bool, uuid }
+
+    struct CompiledParam: @unchecked Sendable {
+        let name: String
+        let type: ValueType
+        let min: Double?
+        let max: Double?
+        let clamp: Bool
+        let pattern: Regex<AnyRegexOutput>?
+        let enumValues: Set<String>?
+        let maxLength: Int
+        let required: Bool
+    }
+
+    static let rejectedMethod = GatewayError.rejection("method_rejected")
+    static let rejectedContentType = GatewayError.rejection("content_type_rejected")
+    static let deniedHeader = GatewayError.rejection("header_denied")
+    static let headerNotAllowed = GatewayError.rejection("header_not_allowed")
+    static let deniedParam = GatewayError.rejection("query_param_denied")
+    static let paramNotAllowed = GatewayError.rejection("query_param_not_allowed")
+    static let paramMissing = GatewayError.rejection("param_missing")
+    static let paramInvalid = GatewayError.rejection("param_invalid")
+    static let paramOutOfRange = GatewayError.rejection("param_out_of_range")
+    static let invalidJSON = GatewayError.rejection("invalid_json")
+    static let jsonTooDeep = GatewayError.rejection("json_too_deep")
+
+    let methods: Set<String>?
+    let contentTypes: Set<String>?
+    let headerDeny: HeaderNameSet
+    let headerAllow: HeaderNameSet?
+    let queryDeny: Set<String>
+    let queryAllow: Set<String>?
+    let params: [CompiledParam]
+    let maxBody: Int?
+    let json: JSONValidator?
+    /// Whether the query needs looking at, decided once.
+    let checksQuery: Bool
+
+    /// Headers a client may always send past `headers.allow`, and those the
+    /// gateway itself adds before filters run.
+    static let alwaysAllowed = ["host", "content-length", "transfer-encoding", "x-request-id", "x-forwarded-for",
+                                "x-forwarded-proto", "x-forwarded-host"]
+
+    public init(configuration c: Configuration) throws {
+        if let ms = c.methods {
+            guard !ms.isEmpty else { throw FilterConfigurationError("methods: an empty list refuses every request; omit the key to allow all") }
+            for m in ms where m.isEmpty || !m.utf8.allSatisfy(HTTPToken.isTokenByte) {
+                throw FilterConfigurationError("methods: '\(m)' is not an HTTP method")
+            }
+            methods = Set(ms.map { $0.uppercased() })
+        } else {
+            methods = nil
+        }
+        if let types = c.contentTypes {
+            guard !types.isEmpty else { throw FilterConfigurationError("content_types: an empty list refuses every body; omit the key to allow all") }
+            for t in types where t.split(separator: "/").count != 2 || t.contains(";") {
+                throw FilterConfigurationError("content_types: '\(t)' is not a media type like application/json (no parameters)")
+            }
+            contentTypes = Set(types.map { $0.lowercased() })
+        } else {
+            contentTypes = nil
+        }
+        for name in (c.headers?.deny ?? []) + (c.headers?.allow ?? []) where !HeaderNameSet.isValidPattern(name) {
+            throw FilterConfigurationError("headers: '\(name)' is not a header name (a trailing '*' makes it a prefix)")
+        }
+        headerDeny = HeaderNameSet(c.headers?.deny ?? [])
+        headerAllow = c.headers?.allow.map { HeaderNameSet($0 + Self.alwaysAllowed) }
+        queryDeny = Set(c.query?.deny ?? [])
+        queryAllow = c.query?.allow.map { Set($0).union(c.params.keys) }
+        var params: [CompiledParam] = []
+        for (name, r) in c.params.sorted(by: { $0.key < $1.key }) {
+            guard let type = ValueType(rawValue: r.type) else {
+                throw FilterConfigurationError("params.\(name).type: '\(r.type)' is not one of string, int, number, bool, uuid")
+            }
+            guard r.outOfRange == "reject" || r.outOfRange == "clamp" else {
+                throw FilterConfigurationError("params.\(name).out_of_range: '\(r.outOfRange)' is not reject or clamp")
+            }
+            if (r.min != nil || r.max != nil) && type != .int && type != .number {
+                throw FilterConfigurationError("params.\(name): min and max need type int or number")
+            }
+            if let lo = r.min, let hi = r.max, lo > hi { throw FilterConfigurationError("params.\(name): min is above max") }
+            if r.outOfRange == "clamp" && r.min == nil && r.max == nil {
+                throw FilterConfigurationError("params.\(name).out_of_range: clamp needs min or max")
+            }
+            guard r.maxLength > 0 else { throw FilterConfigurationError("params.\(name).max_length: must be positive") }
+            var regex: Regex<AnyRegexOutput>?
+            if let p = r.pattern {
+                do { regex = try Regex(p) } catch { throw FilterConfigurationError("params.\(name).pattern: invalid regex '\(p)': \(error)") }
+            }
+            if c.query?.deny.contains(name) == true {
+                throw FilterConfigurationError("params.\(name): the parameter is also in query.deny")
+            }
+            params.append(CompiledParam(name: name, type: type, min: r.min, max: r.max, clamp: r.outOfRange == "clamp",
+                                        pattern: regex, enumValues: r.enumValues.map(Set.init), maxLength: r.maxLength,
+                                        required: r.required))
+        }
+        self.params = params
+        if let size = c.maxBody, size.bytes < 0 { throw FilterConfigurationError("max_body: must not be negative") }
+        maxBody = c.maxBody?.bytes
+        if let j = c.json {
+            guard j.maxDepth >= 1 && j.maxDepth <= 512 else { throw FilterConfigurationError("json.max_depth: must be between 1 and 512") }
+            json = JSONValidator(maxDepth: j.maxDepth)
+        } else {
+            json = nil
+        }
+        checksQuery = !queryDeny.isEmpty || queryAllow != nil || !params.isEmpty
+    }
+
+    public var needsRequestBody: Bool { json != nil }
+
+    public func onRequest(_ exchange: Exchange) -> FilterAction {
+        let head = exchange.request
+        if let methods, !methods.contains(head.method.rawValue) { return .reject(Self.rejectedMethod) }
+
+        let length = head.headers.first(name: "content-length").flatMap { Int($0) }
+        let hasBody = (length ?? 0) > 0 || head.headers.contains(name: "transfer-encoding")
+        if let maxBody {
+            if let length, length > maxBody { return .reject(.bodyTooLarge) }
+            exchange.bodyLimit = min(exchange.bodyLimit ?? .max, maxBody)
+        }
+        if let contentTypes, hasBody {
+            guard let type = head.headers.first(name: "content-type"), contentTypes.contains(Self.mediaType(type)) else {
+                return .reject(Self.rejectedContentType)
+            }
+        }
+        if !headerDeny.isEmpty || headerAllow != nil {
+            for (name, _) in head.headers {
+                if headerDeny.contains(name) { return .reject(Self.deniedHeader) }
+                if let headerAllow, !headerAllow.contains(name) { return .reject(Self.headerNotAllowed) }
+            }
+        }
+        if checksQuery { return checkQuery(exchange) }
+        return .next
+    }
+
+    public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction {
+        guard let json, body.readableBytes > 0 else { return .next }
+        switch body.withUnsafeReadableBytes({ json.validate($0) }) {
+        case nil: return .next
+        case .tooDeep: return .reject(Self.jsonTooDeep)
+        case .invalid: return .reject(Self.invalidJSON)
+        }
+    }
+
+    /// `application/JSON; charset=utf-8` → `application/json`.
+    static func mediaType(_ value: String) -> String {
+        let type = value.split(separator: ";", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+        return type.trimmingSpaces().lowercased()
+    }
+
+    private func checkQuery(_ exchange: Exchange) -> FilterAction {
+        let uri = exchange.request.uri
+        let query: Substring = uri.firstIndex(of: "?").map { uri[uri.index(after: $0)...] } ?? ""
+        // (decoded name, decoded value, raw pair) for every parameter.
+        var pairs: [(name: String, value: String, raw: Substring)] = []
+        for raw in query.split(separator: "&") {
+            let eq = raw.firstIndex(of: "=")
+            let rawName = eq.map { raw[..<$0] } ?? raw
+            let rawValue = eq.map { raw[raw.index(after: $0)...] } ?? ""
+            guard let name = Self.percentDecode(rawName), let value = Self.percentDecode(rawValue) else {
+                return .reject(Self.paramInvalid)
+            }
+            if queryDeny.contains(name) { return .reject(Self.deniedParam) }
+            if let queryAllow, !queryAllow.contains(name) { return .reject(Self.paramNotAllowed) }
+            pairs.append((name, value, raw))
+        }
+        var replacements: [String: String] = [:]
+        for rule in params {
+            let found = pairs.filter { $0.name == rule.name }
+            guard let pair = found.first else {
+                if rule.required { return .reject(Self.paramMissing) }
+                continue
+            }
+            guard found.count == 1 else { return .reject(Self.paramInvalid) }
+            switch check(pair.value, rule) {
+            case .ok: break
+            case .reject(let error): return .reject(error)
+            case .clamped(let value): replacements[rule.name] = value
+            }
+        }
+        if !replacements.isEmpty {
+            let rebuilt = pairs.map { p in replacements[p.name].map { "\(p.raw.split(separator: "=", maxSplits: 1)[0])=\($0)" } ?? String(p.raw) }
+            let path = uri.firstIndex(of: "?").map { String(uri[..<$0]) } ?? uri
+            exchange.request.uri = path + "?" + rebuilt.joined(separator: "&")
+        }
+        return .next
+    }
+
+    enum Verdict { case ok, reject(GatewayError), clamped(String) }
+
+    private func check(_ value: String, _ rule: CompiledParam) -> Verdict {
+        guard value.utf8.count <= rule.maxLength else { return .reject(Self.paramInvalid) }
+        if let allowed = rule.enumValues, !allowed.contains(value) { return .reject(Self.paramInvalid) }
+        if let pattern = rule.pattern, (try? pattern.wholeMatch(in: value)) == nil { return .reject(Self.paramInvalid) }
+        switch rule.type {
+        case .string:
+            return .ok
+        case .bool:
+            return value == "true" || value == "false" ? .ok : .reject(Self.paramInvalid)
+        case .uuid:
+            return Self.isUUID(value) ? .ok : .reject(Self.paramInvalid)
+        case .int, .number:
+            let n: Double
+            if rule.type == .int {
+                guard Self.isPlainInteger(value), let i = Int(value) else { return .reject(Self.paramInvalid) }
+                n = Double(i)
+            } else {
+                guard Self.isPlainNumber(value), let d = Double(value), d.isFinite else { return .reject(Self.paramInvalid) }
+                n = d
+            }
+            if let lo = rule.min, n < lo { return rule.clamp ? .clamped(Self.format(lo, rule.type)) : .reject(Self.paramOutOfRange) }
+            if let hi = rule.max, n > hi { return rule.clamp ? .clamped(Self.format(hi, rule.type)) : .reject(Self.paramOutOfRange) }
+            return .ok
+        }
+    }
+
+    static func format(_ n: Double, _ type: ValueType) -> String {
+        type == .int ? String(Int(n)) : String(n)
+    }
+
+    /// `-?[0-9]{1,18}`: what every language parses the same way.
+    static func isPlainInteger(_ s: String) -> Bool {
+        var u = Substring(s).utf8
+        if u.first == UInt8(ascii: "-") { u = u.dropFirst() }
+        return !u.isEmpty && u.count <= 18 && u.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+    }
+
+    /// Decimal notation only: no `inf`, `nan`, hex floats or leading `+`.
+    static func isPlainNumber(_ s: String) -> Bool {
+        !s.isEmpty && s.utf8.count <= 32 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "e") || $0 == UInt8(ascii: "E") }
+            && s.utf8.first != UInt8(ascii: "e") && s.utf8.first != UInt8(ascii: "E")
+    }
+
+    static func isUUID(_ s: String) -> Bool {
+        let u = Array(s.utf8)
+        guard u.count == 36 else { return false }
+        for (i, c) in u.enumerated() {
+            if i == 8 || i == 13 || i == 18 || i == 23 {
+                if c != UInt8(ascii: "-") { return false }
+            } else if !((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66) || (c >= 0x41 && c <= 0x46)) {
+                return false
+            }
+        }
+        return true
+    }
+
+    /// Percent-decodes a query component (`+` stays `+`); nil when an escape
+    /// is invalid or the result is not UTF-8.
+    static func percentDecode(_ s: Substring) -> String? {
+        guard s.utf8.contains(UInt8(ascii: "%")) else { return String(s) }
+        var out: [UInt8] = []
+        out.reserveCapacity(s.utf8.count)
+        var it = Array(s.utf8)[...]
+        while let c = it.popFirst() {
+            guard c == UInt8(ascii: "%") else { out.append(c); continue }
+            guard let h = it.popFirst(), let l = it.popFirst(), let hv = hexValue(h), let lv = hexValue(l) else { return nil }
+            out.append(hv << 4 | lv)
+        }
+        return String(validating: out, as: UTF8.self)
+    }
+
+    static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case 0x30...0x39: return c - 0x30
+        case 0x41...0x46: return c - 0x41 + 10
+        case 0x61...0x66: return c - 0x61 + 10
+        default: return nil
+        }
+    }
+}
