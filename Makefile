@@ -57,7 +57,7 @@ run: release dev-certs
 	sleep 0.5; \
 	echo; echo "Try:"; \
 	echo "  curl --cacert $(STATE)/dev/ca.pem https://localhost:8443/api/v1/accounts/42"; \
-	echo "  curl --cacert $(STATE)/dev/ca.pem --http2 -X POST -d '{\"amount\":5}' https://localhost:8443/api/v1/payments"; \
+	echo "  curl --cacert $(STATE)/dev/ca.pem --http2 -H 'content-type: application/json' -d '{\"amount\":5}' https://localhost:8443/api/v1/payments"; \
 	echo "  curl --cacert $(STATE)/dev/ca.pem -H 'x-canary: always' https://localhost:8443/api/v1/payments/7"; \
 	echo "  curl http://127.0.0.1:9901/metrics"; echo; \
 	.build/release/gateway serve --config $(CONFIG) --state $(STATE)

@@ -31,7 +31,7 @@ struct ConfigErrorTests {
             upstream: a
             filters:
               - hedaers: {}
-        """, contains: ["routes[0].filters[0].hedaers", "unknown filter 'hedaers'", "known: headers"])
+        """, contains: ["routes[0].filters[0].hedaers", "unknown filter 'hedaers'", "known: headers, sanitize"])
     }
 
     @Test func badFilterConfiguration() throws {
@@ -195,5 +195,59 @@ struct ConfigErrorTests {
         let (passed, failures) = RouteTestRunner(config: config).run()
         #expect(passed == 1)
         #expect(failures.isEmpty)
+    }
+
+    @Test("a route cannot match on a header the gateway removes or sets", arguments: ["x-passport", "X-Forwarded-For", "x-gw-kid", "connection", "x-request-id"])
+    func ownedHeaderMatch(name: String) throws {
+        try expectError("""
+        routes:
+          - name: r
+            listener: public
+            upstream: a
+            match: {headers: [{name: \(name), present: true}]}
+        """, contains: ["routes[0].match.headers[0].name", "removed or set by the gateway"])
+    }
+
+    @Test func canaryHeaderMustNotBeOwned() throws {
+        try expectError("""
+        routes:
+          - name: r
+            listener: public
+            upstreams: [{name: a, weight: 1}, {name: b, weight: 1}]
+            force_upstream: {header: x-passport, values: {always: b}}
+        """, contains: ["routes[0].force_upstream.header", "removed or set by the gateway"])
+    }
+
+    @Test func listenerSanitizeMistakes() throws {
+        let folder = try ConfigFolder(["00-base.yaml": """
+        listeners:
+          - name: public
+            address: 127.0.0.1:0
+            sanitize:
+              duplicate_slashes: squash
+              strip_request_headers: ["bad name", host]
+              strip_response_headers: ["*"]
+            security_headers: {hsts: ""}
+        upstreams:
+          - name: a
+            endpoints: ["127.0.0.1:7001"]
+        """])
+        let text = try #require(folder.error())
+        for fragment in ["listeners[0].sanitize.duplicate_slashes", "'squash' is not one of reject, merge, keep",
+                         "listeners[0].sanitize.strip_request_headers[0]", "listeners[0].sanitize.strip_request_headers[1]",
+                         "cannot be stripped", "listeners[0].sanitize.strip_response_headers[0]", "listeners[0].security_headers.hsts"] {
+            #expect(text.contains(fragment), "lacks \(fragment): \(text)")
+        }
+    }
+
+    @Test func sanitizeFilterMistakeNamesTheKey() throws {
+        try expectError("""
+        routes:
+          - name: r
+            listener: public
+            upstream: a
+            filters:
+              - sanitize: {params: {limit: {type: int, min: 10, max: 1}}}
+        """, contains: ["routes[0].filters[0].sanitize", "params.limit: min is above max"])
     }
 }

@@ -32,6 +32,20 @@ struct ConfigFolder {
     }
 
     func path(_ name: String) -> String { "\(dir)/\(name)" }
+
+    /// `baseYAML` plus one route `r` on `public` to upstream `a` with the
+    /// filter chain `filters` (YAML list items, not indented).
+    static func oneRoute(filters: String) throws -> ConfigFolder {
+        let chain = filters.split(separator: "\n").map { "      " + $0 }.joined(separator: "\n")
+        return try ConfigFolder(["00-base.yaml": baseYAML + """
+        routes:
+          - name: r
+            listener: public
+            upstream: a
+            filters:
+
+        """ + chain + "\n"])
+    }
 }
 
 /// A plaintext listener and two upstreams, for tests that only need routes.

@@ -11,7 +11,7 @@ struct HeaderRulesTests {
         ("Proxy-Connection", .hopByHop), ("Proxy-Authorization", .hopByHop), ("Upgrade", .hopByHop), ("trailer", .hopByHop),
         ("Connection", .connection), ("Expect", .expect), ("X-Request-ID", .requestID), ("x-forwarded-for", .gatewaySet),
         ("X-Forwarded-Proto", .gatewaySet), ("X-Forwarded-Host", .gatewaySet), ("Forwarded", .gatewaySet),
-        ("X-Forwarded-Port", .other), ("Content-Type", .other), ("tee", .other), ("connections", .other),
+        ("X-Forwarded-Port", .gatewaySet), ("x-forwarded-prefix", .gatewaySet), ("x-forwarded-", .other), ("Content-Type", .other), ("tee", .other), ("connections", .other),
         ("X-Passport", .passport), ("x-passport", .passport), ("X-Gw-Kid", .appChannel), ("x-gw-", .appChannel),
         ("X-GW-SIGNATURE", .appChannel), ("x-gwx", .other), ("X-Forwarded-Client-Cert", .clientCert),
     ])

@@ -40,14 +40,7 @@ struct ReadmeExamplesTests {
 
     @Test("the headers filter example in the README behaves as it says")
     func headersExample() throws {
-        let folder = try ConfigFolder(["00-base.yaml": baseYAML + """
-        routes:
-          - name: r
-            listener: public
-            upstream: a
-            filters:
-              - headers: {request: {set: {x-env: demo}, remove: [x-debug]}}
-        """])
+        let folder = try ConfigFolder.oneRoute(filters: "- headers: {request: {set: {x-env: demo}, remove: [x-debug]}}")
         let config = try folder.load()
         let filter = try #require(config.routes[0].filters.first)
         let exchange = Exchange(
@@ -60,5 +53,19 @@ struct ReadmeExamplesTests {
         }
         #expect(exchange.request.headers["x-debug"].isEmpty)
         #expect(exchange.request.headers["x-env"] == ["demo"])
+    }
+
+    @Test("the sanitize filter example in the README loads as written")
+    func sanitizeExample() throws {
+        let readme = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(readme.range(of: "#### `sanitize`"))
+        let rest = readme[section.upperBound...]
+        let open = try #require(rest.range(of: "```yaml\n"))
+        let close = try #require(rest[open.upperBound...].range(of: "```"))
+        let block = rest[open.upperBound..<close.lowerBound]
+        let folder = try ConfigFolder.oneRoute(filters: String(block))
+        let config = try folder.load()
+        #expect(config.routes[0].filterNames == ["sanitize"])
+        #expect(config.routes[0].buffersBody, "json: on makes the route buffer bodies")
     }
 }

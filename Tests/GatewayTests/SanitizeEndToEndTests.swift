@@ -433,12 +433,13 @@ struct SanitizeEndToEndTests {
         let f = try await SanitizeFixture.start()
         defer { Task { await f.stop() } }
         let forged = "X-Passport: eyJforged\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Proto: https\r\n"
-            + "Forwarded: for=6.6.6.6\r\nX-User-Id: 1\r\nX-Internal-Role: admin\r\nX-Gw-Kid: k\r\n"
+            + "Forwarded: for=6.6.6.6\r\nX-Forwarded-Prefix: /admin\r\nX-Forwarded-Port: 1\r\nX-User-Id: 1\r\nX-Internal-Role: admin\r\nX-Gw-Kid: k\r\n"
             + "X-Forwarded-Client-Cert: Hash=abc\r\nX-Request-Id: chosen\r\nX-Kept: yes\r\n"
         let r = try await f.raw(Array("GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\(forged)\r\n".utf8))
         #expect(r.statuses == [200], "\(r.raw)")
         let got = try #require(f.received.last)
-        for name in ["x-passport", "x-user-id", "x-internal-role", "x-gw-kid", "x-forwarded-client-cert", "forwarded"] {
+        for name in ["x-passport", "x-user-id", "x-internal-role", "x-gw-kid", "x-forwarded-client-cert", "forwarded",
+                     "x-forwarded-prefix", "x-forwarded-port"] {
             #expect(header(got, name).isEmpty, "\(name) reached the upstream")
         }
         #expect(header(got, "x-forwarded-for") == ["127.0.0.1"])

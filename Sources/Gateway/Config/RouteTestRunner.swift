@@ -16,23 +16,35 @@ struct RouteTestRunner {
         var passed = 0
         var failures: [Failure] = []
         let routers = Dictionary(uniqueKeysWithValues: config.listeners.map { ($0.name, $0.router) })
+        let paths = Dictionary(uniqueKeysWithValues: config.listeners.map { ($0.name, $0.sanitize.paths) })
         for t in config.routeTests {
             let location = "\(t.source.file): \(t.source.path("tests[\(t.index)]")) (route \(t.route))"
             guard let owner = config.routes.first(where: { $0.name == t.route }), let router = routers[owner.listener] else { continue }
-            let problems = check(t.test, owner: owner, router: router)
+            let problems = check(t.test, owner: owner, router: router, paths: paths[owner.listener] ?? PathCanonicalizer())
             if problems.isEmpty { passed += 1 } else { failures.append(contentsOf: problems.map { Failure(location: location, message: $0) }) }
         }
         return (passed, failures)
     }
 
-    func check(_ test: RouteTestConfig, owner: CompiledRoute, router: Router) -> [String] {
+    func check(_ test: RouteTestConfig, owner: CompiledRoute, router: Router, paths: PathCanonicalizer) -> [String] {
         var headers = HTTPHeaders()
         headers.add(name: "host", value: test.request.host ?? "localhost")
         for (k, v) in test.request.headers.sorted(by: { $0.key < $1.key }) { headers.add(name: k, value: v) }
         let method = test.request.method.uppercased()
-        let result = router.match(method: method, host: Substring(test.request.host ?? "localhost"),
-                                  target: Substring(test.request.path), headers: headers)
         let e = test.expect
+        // The path as the gateway routes it: canonical, or refused with 400 invalid_path.
+        let (rawPath, rawQuery) = Router.split(Substring(test.request.path))
+        let target: String
+        switch paths.canonicalize(rawPath) {
+        case .success(let p):
+            target = p + (rawQuery.map { "?" + $0 } ?? "")
+            if e.status == 400 { return ["\(method) \(test.request.path): expected status 400, got a canonical path '\(p)'"] }
+        case .failure(.invalid(let reason)):
+            if e.status == 400 { return [] }
+            return ["\(method) \(test.request.path): expected \(describe(e, owner)), got 400 invalid_path (\(reason))"]
+        }
+        let result = router.match(method: method, host: Substring(test.request.host ?? "localhost"),
+                                  target: Substring(target), headers: headers)
         var problems: [String] = []
         switch result {
         case .noRoute:
@@ -51,7 +63,7 @@ struct RouteTestRunner {
                 problems.append("\(method) \(test.request.path): expected route '\(r)', got '\(route.name)'")
                 break
             }
-            let (path, query) = Router.split(Substring(test.request.path))
+            let (path, query) = Router.split(Substring(target))
             let rewritten = route.rewrite.apply(path) + (query.map { "?" + $0 } ?? "")
             if let p = e.path, p != rewritten { problems.append("\(method) \(test.request.path): expected path '\(p)', got '\(rewritten)'") }
             if let u = e.upstream {

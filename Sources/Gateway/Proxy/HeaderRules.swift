@@ -20,8 +20,9 @@ enum HeaderRules {
         case connection
         /// `Expect`: answered by the gateway, never forwarded.
         case expect
-        /// Headers the gateway sets itself on the way upstream:
-        /// `X-Forwarded-For/-Proto/-Host`, `Forwarded`.
+        /// Headers the gateway sets itself on the way upstream
+        /// (`X-Forwarded-For/-Proto/-Host`), and the rest of `X-Forwarded-*`
+        /// and `Forwarded`, which it does not set and no client may.
         case gatewaySet
         /// `X-Request-Id`: the gateway's, or the client's on a trusting listener.
         case requestID
@@ -42,9 +43,17 @@ enum HeaderRules {
                 for i in 0..<b.count where b[i] | 0x20 != l[i] { return false }
                 return true
             }
+            func equalsPrefix(_ lower: StaticString) -> Bool {
+                let l = lower.utf8Start
+                for i in 0..<lower.utf8CodeUnitCount where b[i] | 0x20 != l[i] { return false }
+                return true
+            }
             if b.count >= 5 && b[0] | 0x20 == UInt8(ascii: "x") && b[1] == UInt8(ascii: "-") && b[2] | 0x20 == UInt8(ascii: "g")
                 && b[3] | 0x20 == UInt8(ascii: "w") && b[4] == UInt8(ascii: "-") {
                 return .appChannel
+            }
+            if b.count > 12 && equalsPrefix("x-forwarded-") {
+                return b.count == 23 && equals("x-forwarded-client-cert") ? .clientCert : .gatewaySet
             }
             switch b.count {
             case 2: return equals("te") ? .hopByHop : .other
@@ -56,16 +65,10 @@ enum HeaderRules {
                 if equals("connection") { return .connection }
                 return equals("keep-alive") ? .hopByHop : .other
             case 12: return equals("x-request-id") ? .requestID : .other
-            case 15: return equals("x-forwarded-for") ? .gatewaySet : .other
-            case 16:
-                if equals("proxy-connection") { return .hopByHop }
-                return equals("x-forwarded-host") ? .gatewaySet : .other
-            case 17:
-                if equals("transfer-encoding") { return .hopByHop }
-                return equals("x-forwarded-proto") ? .gatewaySet : .other
+            case 16: return equals("proxy-connection") ? .hopByHop : .other
+            case 17: return equals("transfer-encoding") ? .hopByHop : .other
             case 18: return equals("proxy-authenticate") ? .hopByHop : .other
             case 19: return equals("proxy-authorization") ? .hopByHop : .other
-            case 23: return equals("x-forwarded-client-cert") ? .clientCert : .other
             default: return .other
             }
         } ?? slowKind(name.lowercased())
@@ -75,12 +78,13 @@ enum HeaderRules {
         switch lower {
         case "connection": return .connection
         case "expect": return .expect
-        case "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "forwarded": return .gatewaySet
+        case "forwarded": return .gatewaySet
         case "x-request-id": return .requestID
         case "x-passport": return .passport
         case "x-forwarded-client-cert": return .clientCert
         default:
             if lower.hasPrefix("x-gw-") { return .appChannel }
+            if lower.hasPrefix("x-forwarded-") && lower.count > 12 { return .gatewaySet }
             return hopByHop.contains(lower) ? .hopByHop : .other
         }
     }
