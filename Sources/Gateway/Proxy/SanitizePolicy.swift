@@ -64,7 +64,7 @@ enum HostSyntax {
         guard b[i] == UInt8(ascii: ":") else { return false }
         let port = b[(i + 1)...]
         guard !port.isEmpty, port.count <= 5, port.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return false }
-        return Int(String(decoding: port, as: UTF8.self))! <= 65535
+        return (Int(String(decoding: port, as: UTF8.self)) ?? .max) <= 65535
     }
 
     private static func isHex(_ c: UInt8) -> Bool {
