@@ -92,6 +92,17 @@ final class SanitizeFixture: @unchecked Sendable {
     }
 
     var heads: Int { upstream.heads.withLockedValue { $0 } }
+
+    /// Whether the gateway's leased upstream connections return to 0 within 2 s.
+    func upstreamConnectionsSettle() async -> Bool {
+        for _ in 0..<40 {
+            let metrics = (try? await TestSupport.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(gateway.adminPort)/metrics"]).stdout) ?? ""
+            let active = metrics.split(separator: "\n").filter { $0.hasPrefix("gateway_upstream_connections_active{") }
+            if !active.isEmpty && active.allSatisfy({ $0.hasSuffix(" 0.0") || $0.hasSuffix(" 0") }) { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return false
+    }
     var received: [ReceivedRequest] { upstream.received.withLockedValue { $0 } }
 
     func stop() async {
@@ -325,6 +336,8 @@ struct SanitizeEndToEndTests {
             if !c.partialMayReach { #expect(f.heads - headsBefore == c.forwarded, "\(c.name): a head reached the upstream") }
             if c.forwarded == 1 { #expect(got.first?.uri == "/ok" && got.first?.complete == true, "\(c.name)") }
         }
+        // Every error path gave its upstream connection back (or closed it).
+        #expect(await f.upstreamConnectionsSettle(), "upstream connections still leased after the corpus")
     }
 
     static let base = [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/")]
@@ -386,6 +399,7 @@ struct SanitizeEndToEndTests {
         // And what agrees is served.
         let ok = try await f.h2(Self.base + [("host", "LOCALHOST"), ("te", "trailers")])
         #expect(ok.status == 200, "\(ok)")
+        #expect(await f.upstreamConnectionsSettle(), "upstream connections still leased after the corpus")
     }
 
     @Test("route bypass attempts against the /admin route: each spelling reaches the admin upstream or is refused, never the catch-all", arguments: [
