@@ -226,7 +226,8 @@ routes:
     match: {{path_prefix: /full}}
     upstream: up
     filters:
-      - headers: {{request: {{set: {{x-env: bench}}, remove: [x-debug]}}, response: {{set: {{x-content-type-options: nosniff}}}}}}
+      - sanitize: {{methods: [GET, POST], headers: {{deny: [x-debug, "x-admin-*"]}}, query: {{deny: [debug]}}, params: {{limit: {{type: int, min: 1, max: 100, out_of_range: clamp}}}}}}
+      - headers: {{request: {{set: {{x-env: bench}}}}, response: {{set: {{cache-control: no-store}}}}}}
 """)
     for d in ["up-body", "nginx-body", "nginx-proxy"]:
         os.makedirs(os.path.join(work, d), exist_ok=True)

@@ -103,13 +103,14 @@ struct MicroBenchmarks {
                                                             policy: SanitizePolicy(), keepAppChannel: false)
             sink &+= h.count
         }))
-        for (name, path) in [("path canonical, already canonical", "/api/v1/accounts/42/transactions"),
-                             ("path canonical, dot segments and escapes", "/api/v1/./accounts/%34%32/x/../transactions")] {
-            let canonicalizer = PathCanonicalizer()
-            results.append(Result(name: name, opsPerSecond: measure {
-                if case .success(let p) = canonicalizer.canonicalize(Substring(path)) { sink &+= p.utf8.count }
-            }))
-        }
+        let canonicalPath = "/api/v1/accounts/42/transactions"
+        results.append(Result(name: "path check, already canonical", opsPerSecond: measure {
+            if PathCanonicalizer.isPlainlyCanonical(Substring(canonicalPath)) { sink &+= 1 }
+        }))
+        let dotted = "/api/v1/./accounts/%34%32/x/../transactions"
+        results.append(Result(name: "path canonical, dot segments and escapes", opsPerSecond: measure {
+            if case .success(let p) = PathCanonicalizer().canonicalize(Substring(dotted)) { sink &+= p.utf8.count }
+        }))
         for (name, issue) in [("passport mint (cached, uncached)", "issue 5"), ("passport verify", "issue 5"),
                               ("request signature verify", "issue 6"), ("AEAD open (XChaCha20-Poly1305)", "issue 6"),
                               ("nonce store insert", "issue 6")] {

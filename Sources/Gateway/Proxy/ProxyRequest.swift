@@ -112,15 +112,14 @@ final class ProxyRequest: UpstreamDelegate {
         let (rawPath, query) = Router.split(Substring(head.uri))
         guard rawPath.hasPrefix("/") else { return respondLocally(.badRequest, close: true) }
         if let query, !Self.isCleanQuery(query) { return respondLocally(.badRequest, close: true) }
-        let path: String
-        switch env.listener.sanitize.paths.canonicalize(rawPath) {
-        case .success(let p): path = p
-        case .failure(.invalid(let reason)):
-            exchange.logger.debug("path refused", metadata: ["reason": "\(reason)"])
-            return respondLocally(.invalidPath, close: true)
-        }
-        if path.utf8.count != rawPath.utf8.count || path != rawPath {
-            exchange.setCanonicalTarget(query.map { path + "?" + $0 } ?? path)
+        if !PathCanonicalizer.isPlainlyCanonical(rawPath) {
+            switch env.listener.sanitize.paths.canonicalize(rawPath) {
+            case .success(let path):
+                if path != rawPath { exchange.setCanonicalTarget(query.map { path + "?" + $0 } ?? path) }
+            case .failure(.invalid(let reason)):
+                exchange.logger.debug("path refused", metadata: ["reason": "\(reason)"])
+                return respondLocally(.invalidPath, close: true)
+            }
         }
 
         switch env.listener.router.match(method: head.method.rawValue, host: Substring(exchange.originalHost),

@@ -31,25 +31,26 @@ struct PathCanonicalizer: Sendable, Equatable {
 
     /// The canonical form of `path` (the target before `?`).
     func canonicalize(_ path: Substring) -> Result<String, Failure> {
-        let utf8 = path.utf8
-        guard utf8.first == UInt8(ascii: "/") else { return .failure(.invalid("not origin-form")) }
-        // Fast path: nothing to decode, no dot segment, no empty segment, no
-        // suspicious byte: the path is its own canonical form.
-        var needsWork = false
+        guard path.utf8.first == UInt8(ascii: "/") else { return .failure(.invalid("not origin-form")) }
+        if Self.isPlainlyCanonical(path) { return .success(String(path)) }
+        return slowPath(Array(path.utf8))
+    }
+
+    /// The fast path of every request, without allocating: an origin-form path
+    /// with nothing to decode, no dot segment, no empty segment and no
+    /// suspicious byte is its own canonical form, whatever the options.
+    static func isPlainlyCanonical(_ path: Substring) -> Bool {
         var previous: UInt8 = 0
-        for b in utf8 {
+        for b in path.utf8 {
             switch b {
-            case UInt8(ascii: "%"), UInt8(ascii: "."): needsWork = true
-            case UInt8(ascii: "/") where previous == UInt8(ascii: "/"): needsWork = true
-            case UInt8(ascii: ";"), UInt8(ascii: "\\"), UInt8(ascii: "#"): needsWork = true
-            case 0...0x20, 0x7F...0xFF: needsWork = true
-            default: break
+            case UInt8(ascii: "%"), UInt8(ascii: "."): return false
+            case UInt8(ascii: "/") where previous == UInt8(ascii: "/"): return false
+            case UInt8(ascii: ";"), UInt8(ascii: "\\"), UInt8(ascii: "#"): return false
+            case 0...0x20, 0x7F...0xFF: return false
+            default: previous = b
             }
-            if needsWork { break }
-            previous = b
         }
-        if !needsWork { return .success(String(path)) }
-        return slowPath(Array(utf8))
+        return path.utf8.first == UInt8(ascii: "/")
     }
 
     private static func hexValue(_ b: UInt8) -> UInt8? {
