@@ -73,3 +73,48 @@ public struct SHA256Hasher {
         return out
     }
 }
+
+/// Ed25519 (RFC 8032) through libsodium's `crypto_sign_*`.
+public enum Ed25519 {
+    public static let seedBytes = 32
+    public static let publicKeyBytes = 32
+    public static let signatureBytes = 64
+
+    /// The key pair of a 32-byte seed: (public key, libsodium's 64-byte secret key).
+    public static func keyPair(seed: [UInt8]) -> (publicKey: [UInt8], secretKey: [UInt8])? {
+        guard Sodium.isReady, seed.count == seedBytes else { return nil }
+        var pk = [UInt8](repeating: 0, count: Int(crypto_sign_PUBLICKEYBYTES))
+        var sk = [UInt8](repeating: 0, count: Int(crypto_sign_SECRETKEYBYTES))
+        guard crypto_sign_seed_keypair(&pk, &sk, seed) == 0 else { return nil }
+        return (pk, sk)
+    }
+
+    /// A detached signature of `message` with libsodium's 64-byte secret key.
+    public static func sign(_ message: UnsafeRawBufferPointer, secretKey: [UInt8]) -> [UInt8] {
+        precondition(secretKey.count == Int(crypto_sign_SECRETKEYBYTES), "an Ed25519 secret key is 64 bytes")
+        var sig = [UInt8](repeating: 0, count: signatureBytes)
+        let base = message.bindMemory(to: UInt8.self).baseAddress
+        _ = crypto_sign_detached(&sig, nil, base, UInt64(message.count), secretKey)
+        return sig
+    }
+
+    /// Whether `signature` is a valid Ed25519 signature of `message` by `publicKey`.
+    public static func verify(_ signature: [UInt8], _ message: UnsafeRawBufferPointer, publicKey: [UInt8]) -> Bool {
+        guard Sodium.isReady, signature.count == signatureBytes, publicKey.count == publicKeyBytes else { return false }
+        let base = message.bindMemory(to: UInt8.self).baseAddress
+        return crypto_sign_verify_detached(signature, base, UInt64(message.count), publicKey) == 0
+    }
+}
+
+extension Sodium {
+    /// HMAC-SHA-256 (RFC 2104) with a key of any length.
+    public static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
+        precondition(initialized, "libsodium failed to initialise")
+        var state = crypto_auth_hmacsha256_state()
+        var out = [UInt8](repeating: 0, count: Int(crypto_auth_hmacsha256_BYTES))
+        _ = crypto_auth_hmacsha256_init(&state, key, key.count)
+        _ = crypto_auth_hmacsha256_update(&state, message, UInt64(message.count))
+        _ = crypto_auth_hmacsha256_final(&state, &out)
+        return out
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import Synchronization
+
+/// Verifies passports for an upstream service (PROTOCOL 1): `alg` exactly
+/// `EdDSA` (or `Ed25519`, RFC 9864) on an Ed25519 key, `typ`
+/// `passport+jwt`, a known `kid`, the signature, `aud`, `exp` and `iat`
+/// with a small leeway. Successful verifications are cached per token, so a
+/// service pays Ed25519 (about 80 µs here) once per passport, not per request;
+/// a cached passport is still checked for expiry and audience every time.
+///
+/// ```swift
+/// let verifier = try PassportVerifier(jwks: JWKSet(json: Data(contentsOf: jwksURL)), audience: "accounts")
+/// let claims = try verifier.verify(request.headers["X-Passport"])   // throws PassportError
+/// print(claims.subject ?? "anonymous", claims.level)
+/// ```
+///
+/// Thread-safe; share one per service.
+public final class PassportVerifier: Sendable {
+    public let audience: String?
+    public let leeway: Int64
+    public let maxLifetime: Int64?
+    private let keys: Mutex<[String: [UInt8]]>
+    private let cache: Mutex<TokenCache>
+
+    /// - Parameters:
+    ///   - audience: the `aud` this service accepts (nil skips the check, for tools).
+    ///   - leeway: seconds of clock skew allowed on `exp` and `iat`.
+    ///   - maxLifetime: refuse passports whose `exp - iat` is longer (the gateway's TTL).
+    ///   - cacheCapacity: verified tokens remembered; 0 turns the cache off.
+    public init(jwks: JWKSet, audience: String?, leeway: Int64 = 30, maxLifetime: Int64? = nil, cacheCapacity: Int = 10_000) {
+        self.audience = audience
+        self.leeway = leeway
+        self.maxLifetime = maxLifetime
+        self.keys = Mutex(Self.ed25519Keys(jwks))
+        self.cache = Mutex(TokenCache(capacity: cacheCapacity))
+    }
+
+    /// Replaces the verification keys (after fetching a new JWK Set). Cached
+    /// tokens signed by a key that is gone are forgotten.
+    public func replaceKeys(_ jwks: JWKSet) {
+        let new = Self.ed25519Keys(jwks)
+        keys.withLock { $0 = new }
+        cache.withLock { $0.removeAll { !new.keys.contains($0.kid) } }
+    }
+
+    public var knownKeyIDs: [String] { keys.withLock { Array($0.keys).sorted() } }
+
+    private static func ed25519Keys(_ set: JWKSet) -> [String: [UInt8]] {
+        var out: [String: [UInt8]] = [:]
+        for key in set.keys {
+            guard let kid = key.kid, let pk = key.ed25519PublicKey, key.use == nil || key.use == "sig" else { continue }
+            out[kid] = pk
+        }
+        return out
+    }
+
+    public static func currentTime() -> Int64 { Int64(Date().timeIntervalSince1970) }
+
+    /// The verified claims of `token` at `now` (seconds since the epoch).
+    public func verify(_ token: String, now: Int64 = PassportVerifier.currentTime()) throws -> PassportClaims {
+        if let hit = cache.withLock({ $0.get(token) }) {
+            try checkTimes(hit.claims, now: now)
+            try checkAudience(hit.claims)
+            return hit.claims
+        }
+        let jws = try CompactJWS(token)
+        guard jws.header.alg == "EdDSA" || jws.header.alg == "Ed25519" else {
+            throw PassportError.unsupportedAlgorithm(jws.header.alg)
+        }
+        if let typ = jws.header.typ, typ.lowercased() != "passport+jwt" { throw PassportError.wrongType(typ) }
+        guard let kid = jws.header.kid else { throw PassportError.unknownKey("") }
+        guard let publicKey = keys.withLock({ $0[kid] }) else { throw PassportError.unknownKey(kid) }
+        let ok = jws.signingInput.withUnsafeBytes { Ed25519.verify(jws.signature, $0, publicKey: publicKey) }
+        guard ok else { throw PassportError.badSignature }
+        let claims: PassportClaims
+        do { claims = try JSONDecoder().decode(PassportClaims.self, from: Data(jws.payload)) } catch {
+            throw PassportError.malformed("claims: \(error)")
+        }
+        try checkTimes(claims, now: now)
+        try checkAudience(claims)
+        cache.withLock { $0.put(token, TokenCache.Entry(claims: claims, kid: kid)) }
+        return claims
+    }
+
+    private func checkTimes(_ c: PassportClaims, now: Int64) throws {
+        if now >= c.expiresAt + leeway { throw PassportError.expired }
+        if c.issuedAt > now + leeway { throw PassportError.notYetValid }
+        if let maxLifetime, c.expiresAt - c.issuedAt > maxLifetime { throw PassportError.lifetimeTooLong }
+    }
+
+    private func checkAudience(_ c: PassportClaims) throws {
+        if let audience, c.audience != audience { throw PassportError.wrongAudience }
+    }
+}
+
+/// Verified tokens, first in first out, bounded.
+struct TokenCache {
+    struct Entry {
+        let claims: PassportClaims
+        let kid: String
+    }
+
+    let capacity: Int
+    private var entries: [String: Entry] = [:]
+    private var order: [String] = []
+    private var head = 0
+
+    init(capacity: Int) { self.capacity = max(0, capacity) }
+
+    func get(_ token: String) -> Entry? { capacity == 0 ? nil : entries[token] }
+
+    mutating func put(_ token: String, _ entry: Entry) {
+        guard capacity > 0, entries[token] == nil else { return }
+        if entries.count >= capacity {
+            // Evict the oldest still present.
+            while head < order.count, entries.removeValue(forKey: order[head]) == nil { head += 1 }
+            head += 1
+            if head > capacity {
+                order.removeFirst(head)
+                head = 0
+            }
+        }
+        entries[token] = entry
+        order.append(token)
+    }
+
+    mutating func removeAll(where predicate: (Entry) -> Bool) {
+        entries = entries.filter { !predicate($0.value) }
+    }
+}
