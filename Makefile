@@ -4,7 +4,7 @@ STATE ?= .state
 CONFIG ?= filters.d
 SWIFT ?= swift
 APT_PACKAGES := libsodium-dev libssl-dev pkg-config openssl curl python3 python3-pip
-PY_PACKAGES := pynacl pyjwt h2
+PY_PACKAGES := pynacl pyjwt cryptography h2
 
 .PHONY: run test build release deps test-deps bench-deps dev-certs check bench bench-micro clean
 
@@ -19,7 +19,7 @@ deps:
 
 ## What the tests need beyond the build: curl with HTTP/2, Python clients.
 test-deps: deps
-	@python3 -c "import nacl, jwt, h2" 2>/dev/null || python3 -m pip install -q $(PY_PACKAGES)
+	@python3 -c "import nacl, jwt, cryptography, h2" 2>/dev/null || python3 -m pip install -q $(PY_PACKAGES)
 
 build: deps
 	$(SWIFT) build

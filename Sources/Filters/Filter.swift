@@ -72,6 +72,9 @@ public protocol Filter: Sendable {
     /// The YAML key of the filter.
     static var name: String { get }
     init(configuration: Configuration) throws
+    /// Filters that need the state folder or the passport keys implement this
+    /// one; the default calls `init(configuration:)`.
+    init(configuration: Configuration, context: FilterContext) throws
     /// Called for each request, in the route's declared order.
     func onRequest(_ exchange: Exchange) -> FilterAction
     /// Called for each response, gateway errors included, in reverse order,
@@ -99,10 +102,16 @@ extension Filter {
     public var needsRequestBody: Bool { false }
     public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction { .next }
 
-    /// Builds the filter from its YAML, decoding and validating the configuration.
+    public init(configuration: Configuration, context: FilterContext) throws {
+        try self.init(configuration: configuration)
+    }
+
+    /// Builds the filter from its YAML, decoding and validating the
+    /// configuration; the context comes from the decoder's `userInfo`.
     public static func make(from decoder: Decoder) throws -> any Filter {
         let configuration = try Configuration(from: decoder)
-        return try Self(configuration: configuration)
+        let context = decoder.userInfo[FilterContext.userInfoKey] as? FilterContext ?? FilterContext(stateDirectory: ".")
+        return try Self(configuration: configuration, context: context)
     }
 }
 

@@ -5,6 +5,8 @@ public struct FilterRegistry: Sendable {
     public static let builtIn: [any Filter.Type] = [
         HeadersFilter.self,
         SanitizeFilter.self,
+        AuthenticateFilter.self,
+        PassportFilter.self,
     ]
 
     private let types: [String: any Filter.Type]

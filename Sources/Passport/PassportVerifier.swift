@@ -21,6 +21,11 @@ public final class PassportVerifier: Sendable {
     public let maxLifetime: Int64?
     private let keys: Mutex<[String: [UInt8]]>
     private let cache: Mutex<TokenCache>
+    /// Where the keys come from, when they can be fetched again.
+    public let source: JWKSSource?
+    public let refreshInterval: Int64
+    public let minimumRefetchInterval: Int64
+    private let fetchedAt: Mutex<(last: Int64, lastAttempt: Int64)>
 
     /// - Parameters:
     ///   - audience: the `aud` this service accepts (nil skips the check, for tools).
@@ -33,6 +38,54 @@ public final class PassportVerifier: Sendable {
         self.maxLifetime = maxLifetime
         self.keys = Mutex(Self.ed25519Keys(jwks))
         self.cache = Mutex(TokenCache(capacity: cacheCapacity))
+        self.source = nil
+        self.refreshInterval = .max
+        self.minimumRefetchInterval = .max
+        self.fetchedAt = Mutex((0, 0))
+    }
+
+    /// A verifier whose keys come from a JWK Set file or URL (the gateway's
+    /// `/.well-known/passport-jwks.json`). `verify(_:) async` fetches the set
+    /// again when it is older than `refreshInterval`, and when a token names
+    /// an unknown `kid`, at most once per `minimumRefetchInterval` (so a flood
+    /// of forged kids cannot turn into a flood of fetches).
+    public init(source: JWKSSource, audience: String?, leeway: Int64 = 30, maxLifetime: Int64? = nil,
+                cacheCapacity: Int = 10_000, refreshInterval: Int64 = 300, minimumRefetchInterval: Int64 = 30) async throws {
+        let set = try await source.load()
+        self.audience = audience
+        self.leeway = leeway
+        self.maxLifetime = maxLifetime
+        self.keys = Mutex(Self.ed25519Keys(set))
+        self.cache = Mutex(TokenCache(capacity: cacheCapacity))
+        self.source = source
+        self.refreshInterval = refreshInterval
+        self.minimumRefetchInterval = minimumRefetchInterval
+        let now = Self.currentTime()
+        self.fetchedAt = Mutex((now, now))
+    }
+
+    /// `verify(_:now:)`, after fetching the keys again if they are stale or
+    /// the token's `kid` is unknown (see `init(source:...)`). A failed fetch
+    /// keeps the keys it had.
+    public func verify(_ token: String, now: Int64 = PassportVerifier.currentTime()) async throws -> PassportClaims {
+        guard let source else { return try check(token, now: now) }
+        let stale = fetchedAt.withLock { now - $0.last >= refreshInterval && now - $0.lastAttempt >= minimumRefetchInterval }
+        if stale { await refetch(source, now: now) }
+        do {
+            return try check(token, now: now)
+        } catch PassportError.unknownKey(let kid) {
+            let mayFetch = fetchedAt.withLock { now - $0.lastAttempt >= minimumRefetchInterval }
+            guard mayFetch else { throw PassportError.unknownKey(kid) }
+            await refetch(source, now: now)
+            return try check(token, now: now)
+        }
+    }
+
+    private func refetch(_ source: JWKSSource, now: Int64) async {
+        fetchedAt.withLock { $0.lastAttempt = now }
+        guard let set = try? await source.load() else { return }
+        replaceKeys(set)
+        fetchedAt.withLock { $0.last = now }
     }
 
     /// Replaces the verification keys (after fetching a new JWK Set). Cached
@@ -56,8 +109,13 @@ public final class PassportVerifier: Sendable {
 
     public static func currentTime() -> Int64 { Int64(Date().timeIntervalSince1970) }
 
-    /// The verified claims of `token` at `now` (seconds since the epoch).
+    /// The verified claims of `token` at `now` (seconds since the epoch),
+    /// with the keys at hand (no fetching).
     public func verify(_ token: String, now: Int64 = PassportVerifier.currentTime()) throws -> PassportClaims {
+        try check(token, now: now)
+    }
+
+    private func check(_ token: String, now: Int64) throws -> PassportClaims {
         if let hit = cache.withLock({ $0.get(token) }) {
             try checkTimes(hit.claims, now: now)
             try checkAudience(hit.claims)
@@ -100,31 +158,60 @@ struct TokenCache {
         let kid: String
     }
 
-    let capacity: Int
-    private var entries: [String: Entry] = [:]
+    private var cache: BoundedCache<Entry>
+
+    init(capacity: Int) { cache = BoundedCache(capacity: capacity) }
+
+    func get(_ token: String) -> Entry? { cache.get(token) }
+    mutating func put(_ token: String, _ entry: Entry) { cache.put(token, entry) }
+    mutating func removeAll(where predicate: (Entry) -> Bool) { cache.removeAll(where: predicate) }
+}
+
+/// A dictionary with a capacity: when full, the oldest entry goes first.
+/// Not thread-safe; wrap it in a lock.
+public struct BoundedCache<Value> {
+    public let capacity: Int
+    private var entries: [String: Value] = [:]
     private var order: [String] = []
     private var head = 0
 
-    init(capacity: Int) { self.capacity = max(0, capacity) }
+    public init(capacity: Int) { self.capacity = max(0, capacity) }
 
-    func get(_ token: String) -> Entry? { capacity == 0 ? nil : entries[token] }
+    public var count: Int { entries.count }
 
-    mutating func put(_ token: String, _ entry: Entry) {
-        guard capacity > 0, entries[token] == nil else { return }
-        if entries.count >= capacity {
-            // Evict the oldest still present.
-            while head < order.count, entries.removeValue(forKey: order[head]) == nil { head += 1 }
+    public func get(_ key: String) -> Value? { capacity == 0 ? nil : entries[key] }
+
+    public mutating func put(_ key: String, _ value: Value) {
+        guard capacity > 0 else { return }
+        if entries.updateValue(value, forKey: key) != nil { return }
+        order.append(key)
+        while entries.count > capacity, head < order.count {
+            entries.removeValue(forKey: order[head])
             head += 1
-            if head > capacity {
-                order.removeFirst(head)
-                head = 0
-            }
         }
-        entries[token] = entry
-        order.append(token)
+        if head > capacity {
+            order.removeFirst(head)
+            head = 0
+        }
     }
 
-    mutating func removeAll(where predicate: (Entry) -> Bool) {
+    public mutating func remove(_ key: String) { entries.removeValue(forKey: key) }
+
+    public mutating func removeAll(where predicate: (Value) -> Bool) {
         entries = entries.filter { !predicate($0.value) }
     }
+}
+
+/// A `BoundedCache` behind a lock, shareable across threads (and storable in
+/// a struct, which a `Mutex` is not).
+public final class LockedCache<Value: Sendable>: Sendable {
+    private let cache: Mutex<BoundedCache<Value>>
+
+    public init(capacity: Int) { cache = Mutex(BoundedCache(capacity: capacity)) }
+
+    public func get(_ key: String) -> Value? { cache.withLock { $0.get(key) } }
+    public func put(_ key: String, _ value: Value) { cache.withLock { $0.put(key, value) } }
+    public func remove(_ key: String) { cache.withLock { $0.remove(key) } }
+    public func removeAll() { cache.withLock { $0.removeAll { _ in true } } }
+    public var count: Int { cache.withLock { $0.count } }
 }

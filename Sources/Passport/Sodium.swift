@@ -118,3 +118,25 @@ extension Sodium {
         return out
     }
 }
+
+/// X25519 key agreement keys (libsodium `crypto_kx`, as the app channel uses them).
+public enum X25519 {
+    public static let keyBytes = 32
+
+    /// A new random key pair: (public key, secret key), 32 bytes each.
+    public static func generate() -> (publicKey: [UInt8], secretKey: [UInt8]) {
+        precondition(Sodium.isReady, "libsodium failed to initialise")
+        var pk = [UInt8](repeating: 0, count: Int(crypto_kx_PUBLICKEYBYTES))
+        var sk = [UInt8](repeating: 0, count: Int(crypto_kx_SECRETKEYBYTES))
+        _ = crypto_kx_keypair(&pk, &sk)
+        return (pk, sk)
+    }
+
+    /// The public key of a secret key.
+    public static func publicKey(secretKey: [UInt8]) -> [UInt8]? {
+        guard Sodium.isReady, secretKey.count == keyBytes else { return nil }
+        var pk = [UInt8](repeating: 0, count: keyBytes)
+        guard crypto_scalarmult_base(&pk, secretKey) == 0 else { return nil }
+        return pk
+    }
+}

@@ -79,7 +79,7 @@ struct FilterRegistryTests {
 
     @Test func builtInNames() throws {
         let registry = try FilterRegistry()
-        #expect(registry.names == ["headers", "sanitize"])
+        #expect(registry.names == ["authenticate", "headers", "passport", "sanitize"])
         #expect(registry.type(named: "headers") == HeadersFilter.self)
         #expect(registry.type(named: "sanitize") == SanitizeFilter.self)
         #expect(registry.type(named: "nope") == nil)

@@ -31,7 +31,7 @@ struct ConfigErrorTests {
             upstream: a
             filters:
               - hedaers: {}
-        """, contains: ["routes[0].filters[0].hedaers", "unknown filter 'hedaers'", "known: headers, sanitize"])
+        """, contains: ["routes[0].filters[0].hedaers", "unknown filter 'hedaers'", "known: authenticate, headers, passport, sanitize"])
     }
 
     @Test func badFilterConfiguration() throws {

@@ -2,6 +2,7 @@ import Filters
 import Foundation
 import NIOCore
 import NIOSSL
+import Passport
 
 /// Validates a merged `RawConfig` across files and compiles it into a
 /// `RuntimeConfig`. Every problem found is reported, each with file and key path.
@@ -22,7 +23,7 @@ struct ConfigCompiler {
         "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     ].joined(separator: ":")
 
-    mutating func compile() throws -> RuntimeConfig {
+    mutating func compile(passportKeys: PassportKeyRing? = nil) throws -> RuntimeConfig {
         var adminAddress: SocketAddress?
         do { adminAddress = try resolveAddress(raw.admin.address) } catch {
             problems.append(ConfigProblem(file: "admin", path: "admin.address", message: "\(error)"))
@@ -110,7 +111,8 @@ struct ConfigCompiler {
                                              defaultFilters: l.filters.map(\.filter), sanitize: Self.sanitizePolicy(l)))
         }
         return RuntimeConfig(digest: raw.digest, adminAddress: adminAddress!, adminAddressText: raw.admin.address,
-                             listeners: listeners, upstreams: upstreams, routes: allRoutes, routeTests: tests)
+                             listeners: listeners, upstreams: upstreams, routes: allRoutes, routeTests: tests,
+                             passportKeys: passportKeys)
     }
 
     static func sanitizePolicy(_ l: ListenerConfig) -> SanitizePolicy {

@@ -65,7 +65,7 @@ struct RawConfig {
 
 enum ConfigLoader {
     /// Reads `directory/*.yaml` (and `*.yml`) in file-name order and merges them.
-    static func load(directory: String, registry: FilterRegistry) throws -> RawConfig {
+    static func load(directory: String, registry: FilterRegistry, context: FilterContext) throws -> RawConfig {
         let fm = FileManager.default
         var isDirectory: ObjCBool = false
         guard fm.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
@@ -100,7 +100,7 @@ enum ConfigLoader {
             raw.nodes[display] = node
             let file: ConfigFile
             do {
-                file = try YAMLDecoder().decode(ConfigFile.self, from: node, userInfo: [FilterEntry.registryKey: registry])
+                file = try YAMLDecoder().decode(ConfigFile.self, from: node, userInfo: [FilterEntry.registryKey: registry, FilterContext.userInfoKey: context])
             } catch let error as DecodingError {
                 let (codingPath, message) = describe(error)
                 let p = format(codingPath)

@@ -2,6 +2,7 @@ import Filters
 import Foundation
 import NIOCore
 import NIOSSL
+import Passport
 
 /// One listener, ready to bind.
 struct ListenerRuntime: Sendable {
@@ -51,10 +52,14 @@ final class RuntimeConfig: Sendable {
     let upstreams: [String: UpstreamDefinition]
     let routes: [CompiledRoute]
     let routeTests: [(route: String, source: Source, index: Int, test: RouteTestConfig)]
+    /// The passport keys, when a filter of this config mints passports; the
+    /// admin listener publishes their JWK Set.
+    let passportKeys: PassportKeyRing?
 
     init(digest: String, adminAddress: SocketAddress, adminAddressText: String, listeners: [ListenerRuntime],
          upstreams: [String: UpstreamDefinition], routes: [CompiledRoute],
-         routeTests: [(route: String, source: Source, index: Int, test: RouteTestConfig)]) {
+         routeTests: [(route: String, source: Source, index: Int, test: RouteTestConfig)], passportKeys: PassportKeyRing? = nil) {
+        self.passportKeys = passportKeys
         self.digest = digest
         self.adminAddress = adminAddress
         self.adminAddressText = adminAddressText
@@ -67,9 +72,10 @@ final class RuntimeConfig: Sendable {
     /// Loads, validates and compiles `directory`; relative key and certificate
     /// paths are resolved against `stateDirectory`.
     static func load(directory: String, stateDirectory: String, registry: FilterRegistry) throws -> RuntimeConfig {
-        let raw = try ConfigLoader.load(directory: directory, registry: registry)
+        let context = FilterContext(stateDirectory: stateDirectory)
+        let raw = try ConfigLoader.load(directory: directory, registry: registry, context: context)
         var compiler = ConfigCompiler(raw: raw, stateDirectory: stateDirectory)
-        return try compiler.compile()
+        return try compiler.compile(passportKeys: context.loadedPassportKeys)
     }
 }
 

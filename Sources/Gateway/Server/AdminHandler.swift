@@ -3,7 +3,8 @@ import NIOHTTP1
 import Prometheus
 
 /// The admin listener's endpoints, on the same HTTP stack as the data plane:
-/// `/healthz`, `/readyz`, `/metrics` (Prometheus text), `/admin/config`.
+/// `/healthz`, `/readyz`, `/metrics` (Prometheus text), `/admin/config`, and
+/// `/.well-known/passport-jwks.json` (never on a public listener, PROTOCOL 1).
 final class AdminHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias OutboundOut = HTTPServerResponsePart
@@ -38,7 +39,13 @@ final class AdminHandler: ChannelInboundHandler {
             (status, type, body) = (.ok, "text/plain; version=0.0.4", String(decoding: bytes, as: UTF8.self))
         case (.GET, "/admin/config"):
             (status, type, body) = (.ok, "application/json", state.configSummary())
-        case (_, "/healthz"), (_, "/readyz"), (_, "/metrics"), (_, "/admin/config"):
+        case (.GET, "/.well-known/passport-jwks.json"):
+            if let keys = state.passportKeys {
+                (status, type, body) = (.ok, "application/json", String(decoding: keys.published().json(), as: UTF8.self))
+            } else {
+                (status, type, body) = (.notFound, "application/json", "{\"error\":\"no_passport_keys\"}")
+            }
+        case (_, "/healthz"), (_, "/readyz"), (_, "/metrics"), (_, "/admin/config"), (_, "/.well-known/passport-jwks.json"):
             (status, type, body) = (.methodNotAllowed, "application/json", "{\"error\":\"method_not_allowed\"}")
         default:
             (status, type, body) = (.notFound, "application/json", "{\"error\":\"not_found\"}")

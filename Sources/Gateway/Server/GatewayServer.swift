@@ -7,6 +7,7 @@ import NIOCore
 import NIOExtras
 import NIOHTTP1
 import NIOPosix
+import Passport
 import Prometheus
 import ServiceLifecycle
 
@@ -21,6 +22,7 @@ final class GatewayState: Sendable {
     var isReady: Bool { ready.withLockedValue { $0 } }
     func setReady(_ value: Bool) { ready.withLockedValue { $0 = value } }
     func setConfig(_ c: RuntimeConfig) { config.withLockedValue { $0 = c } }
+    var passportKeys: PassportKeyRing? { config.withLockedValue { $0?.passportKeys } }
 
     func configSummary() -> String {
         guard let c = config.withLockedValue({ $0 }) else { return "{}" }

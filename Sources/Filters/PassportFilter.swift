@@ -1,0 +1,136 @@
+import Foundation
+import NIOHTTP1
+import Passport
+
+/// `passport`: mints the Passport (PROTOCOL 1) that upstream services trust
+/// instead of calling the auth service, and sends it as `X-Passport`.
+///
+/// ```yaml
+/// filters:
+///   - authenticate: {jwt: {...}}
+///   - passport:
+///       issuer: edge-gateway       # `iss`, default edge-gateway
+///       ttl: 5m                    # exp - iat, default 5m, at most 1h
+///       keep_authorization: false  # default false: the upstream never sees the client's token
+///       cache_size: 10000          # minted passports reused per credential and upstream until 60 s before exp
+/// ```
+///
+/// Claims: `aud` is the upstream the request is routed to; `sub`, `sid`,
+/// `scope` and `amr` come from the principal `authenticate` verified (none:
+/// an anonymous passport, `lvl` 1, empty `amr`); `lvl` is 2 for a verified
+/// credential over TLS, 1 otherwise; `dev` from `X-Device-Id`, `X-Platform`
+/// and `X-App-Version` when present and well-formed (1 to 128 printable
+/// ASCII characters). Keys: every `*.json` Ed25519 key in `<state>/passport/`;
+/// the newest signs, the others stay published at the admin listener's
+/// `/.well-known/passport-jwks.json` for an hour after a restart or reload.
+public struct PassportFilter: Filter {
+    public static let name = "passport"
+
+    public struct Configuration: Decodable, Sendable {
+        var issuer = "edge-gateway"
+        var ttl = ConfigDuration.seconds(300)
+        var keepAuthorization = false
+        var cacheSize = 10_000
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case issuer, ttl
+            case keepAuthorization = "keep_authorization", cacheSize = "cache_size"
+        }
+
+        public init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            issuer = try c.decodeIfPresent(String.self, forKey: .issuer) ?? issuer
+            ttl = try c.decodeIfPresent(ConfigDuration.self, forKey: .ttl) ?? ttl
+            keepAuthorization = try c.decodeIfPresent(Bool.self, forKey: .keepAuthorization) ?? false
+            cacheSize = try c.decodeIfPresent(Int.self, forKey: .cacheSize) ?? cacheSize
+        }
+    }
+
+    /// Retired keys stay published this long, so it bounds the TTL.
+    public static let maxTTL: Int64 = 3600
+    /// A cached passport is reused until this long before its `exp`.
+    public static let reuseMargin: Int64 = 60
+
+    let issuer: String
+    let ttl: Int64
+    let keepAuthorization: Bool
+    let signer: PassportSigner
+    private let cache: LockedCache<MintedPassport>
+
+    public init(configuration: Configuration) throws {
+        try self.init(configuration: configuration, context: FilterContext(stateDirectory: "."))
+    }
+
+    public init(configuration c: Configuration, context: FilterContext) throws {
+        let ttl = c.ttl.nanoseconds / 1_000_000_000
+        guard ttl >= 2 * Self.reuseMargin && ttl <= Self.maxTTL else {
+            throw FilterConfigurationError("ttl: must be between 2m and 1h (a passport is reused until 60 s before it expires)")
+        }
+        guard !c.issuer.isEmpty, c.issuer.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value < 0x7F }) else {
+            throw FilterConfigurationError("issuer: must be printable ASCII")
+        }
+        guard c.cacheSize >= 0 else { throw FilterConfigurationError("cache_size: must not be negative") }
+        do { signer = try context.passportKeys().signer } catch {
+            throw FilterConfigurationError("\(error)")
+        }
+        issuer = c.issuer
+        self.ttl = ttl
+        keepAuthorization = c.keepAuthorization
+        cache = LockedCache(capacity: c.cacheSize)
+    }
+
+    struct MintedPassport: Sendable {
+        let token: String
+        let expiresAt: Int64
+    }
+
+    static let deviceHeaders = ["x-device-id", "x-platform", "x-app-version"]
+
+    public func onRequest(_ exchange: Exchange) -> FilterAction {
+        let now = PassportVerifier.currentTime()
+        let principal = exchange[PrincipalKey.self]
+        let headers = exchange.request.headers
+        let device = Self.device(headers)
+        // The cache key names the credential by its hash, never the credential.
+        var key = exchange.upstream + "\n"
+        if let principal { key += Base64URL.encode(principal.credentialHash) }
+        if let device { key += "\n\(device.id ?? "")\n\(device.platform ?? "")\n\(device.appVersion ?? "")" }
+        let token: String
+        if let hit = cache.get(key), hit.expiresAt - Self.reuseMargin > now {
+            token = hit.token
+        } else {
+            var expiresAt = now + ttl
+            // Never outlive the credential it stands for.
+            if let exp = principal?.expiresAt, exp < expiresAt { expiresAt = max(now + 1, exp) }
+            let claims = PassportClaims(
+                issuer: issuer, audience: exchange.upstream, issuedAt: now, expiresAt: expiresAt, id: Self.newID(),
+                subject: principal?.subject, session: principal?.session,
+                scope: principal.flatMap { $0.scopes.isEmpty ? nil : $0.scopes.joined(separator: " ") },
+                methods: principal.map { [$0.method] } ?? [], level: principal != nil && exchange.isTLS ? 2 : 1, device: device)
+            token = signer.mint(claims)
+            cache.put(key, MintedPassport(token: token, expiresAt: expiresAt))
+        }
+        exchange.request.headers.replaceOrAdd(name: "x-passport", value: token)
+        if !keepAuthorization { exchange.request.headers.remove(name: "authorization") }
+        return .next
+    }
+
+    static func newID() -> String {
+        Base64URL.encode(Sodium.randomBytes(12))
+    }
+
+    /// `dev` from the device headers, each only when it is one value of 1 to
+    /// 128 printable ASCII characters.
+    static func device(_ headers: HTTPHeaders) -> PassportClaims.Device? {
+        func value(_ name: String) -> String? {
+            let values = headers[name]
+            guard values.count == 1, let v = values.first, !v.isEmpty, v.utf8.count <= 128,
+                  v.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F })
+            else { return nil }
+            return v
+        }
+        let d = PassportClaims.Device(id: value("x-device-id"), platform: value("x-platform"), appVersion: value("x-app-version"))
+        return d.id == nil && d.platform == nil && d.appVersion == nil ? nil : d
+    }
+}

@@ -1,0 +1,36 @@
+/// Who is calling, as the `authenticate` filter verified it; later filters
+/// (`passport`) read it from `exchange[PrincipalKey.self]`.
+public struct Principal: Sendable, Equatable {
+    /// `sub`.
+    public var subject: String?
+    /// `sid`, if the credential has one.
+    public var session: String?
+    /// From `scope` (space-separated) or `scp` (array).
+    public var scopes: [String]
+    /// `jwt` or `introspection` (the passport's `amr`).
+    public var method: String
+    /// The credential's own expiry, seconds since the epoch.
+    public var expiresAt: Int64?
+    /// The claims as the credential carried them (JSON), for filters that need more.
+    public var rawClaims: [UInt8]
+    /// `cnf` (RFC 7800), as JSON, when present: what the token is bound to.
+    public var confirmation: [UInt8]?
+    /// SHA-256 of the credential: a cache key that is not the credential.
+    public var credentialHash: [UInt8]
+
+    public init(subject: String?, session: String?, scopes: [String], method: String, expiresAt: Int64?, rawClaims: [UInt8],
+                confirmation: [UInt8]?, credentialHash: [UInt8]) {
+        self.subject = subject
+        self.session = session
+        self.scopes = scopes
+        self.method = method
+        self.expiresAt = expiresAt
+        self.rawClaims = rawClaims
+        self.confirmation = confirmation
+        self.credentialHash = credentialHash
+    }
+}
+
+public enum PrincipalKey: ExchangeKey {
+    public typealias Value = Principal
+}
