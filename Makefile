@@ -48,14 +48,18 @@ check: build
 
 ## Build release, make dev certificates, start the demo upstreams and the gateway.
 run: release dev-certs
+	@.build/release/gateway dev keys --state $(STATE)
 	@.build/release/gateway check --config $(CONFIG) --state $(STATE)
 	@trap 'kill 0' EXIT INT TERM; \
 	for spec in $$(sed -n 's/^# demo-upstream: *//p' $(CONFIG)/*.yaml); do \
 	  name=$${spec%%=*}; port=$${spec##*=}; \
-	  .build/release/gateway demo-upstream --name $$name --port $$port & \
+	  .build/release/gateway demo-upstream --name $$name --port $$port --state $(STATE) & \
 	done; \
 	sleep 0.5; \
 	echo; echo "Try:"; \
+	echo "  TOKEN=\$$(.build/release/gateway dev token --state $(STATE) --sub user-42 --scope accounts:read)"; \
+	echo "  curl --cacert $(STATE)/dev/ca.pem -H \"authorization: Bearer \$$TOKEN\" https://localhost:8443/api/v1/me"; \
+	echo "  curl http://127.0.0.1:9901/.well-known/passport-jwks.json"; \
 	echo "  curl --cacert $(STATE)/dev/ca.pem https://localhost:8443/api/v1/accounts/42"; \
 	echo "  curl --cacert $(STATE)/dev/ca.pem --http2 -H 'content-type: application/json' -d '{\"amount\":5}' https://localhost:8443/api/v1/payments"; \
 	echo "  curl --cacert $(STATE)/dev/ca.pem -H 'x-canary: always' https://localhost:8443/api/v1/payments/7"; \

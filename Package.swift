@@ -82,6 +82,7 @@ let package = Package(
             dependencies: [
                 "Gateway",
                 "Filters",
+                "Passport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -14,7 +14,7 @@ struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract: "An edge API gateway: TLS listeners, routes, filter chains, pooled proxying.",
-        subcommands: [Serve.self, Check.self, Version.self, Keys.self, PassportCommand.self, DemoUpstream.self, BenchMicro.self]
+        subcommands: [Serve.self, Check.self, Version.self, Keys.self, PassportCommand.self, Dev.self, DemoUpstream.self, BenchMicro.self]
     )
 }
 
@@ -125,10 +125,16 @@ struct DemoUpstream: AsyncParsableCommand {
 
     @Option(help: "Port to listen on (127.0.0.1).") var port: Int
     @Option(help: "Name reported in answers.") var name: String = "demo"
+    @Option(help: "State folder: when it has passport keys, an X-Passport is verified (audience: the name) and its claims shown.")
+    var state: String?
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let server = DemoUpstreamServer(name: name, group: group)
+        var verifier: PassportVerifier?
+        if let state, FileManager.default.fileExists(atPath: state + "/passport") {
+            verifier = PassportVerifier(jwks: try PassportKeyRing(directory: state + "/passport").published(), audience: name)
+        }
+        let server = DemoUpstreamServer(name: name, group: group, passportVerifier: verifier)
         let bound = try await server.start(port: port)
         print("{\"message\":\"demo upstream listening\",\"name\":\(JSONText.quote(name)),\"port\":\(bound)}")
         fflush(stdout)

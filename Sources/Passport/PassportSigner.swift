@@ -67,3 +67,11 @@ public struct PassportSigner: Sendable {
         return input + "." + Base64URL.encode(signature)
     }
 }
+
+extension PassportSigningKey {
+    /// An Ed25519 signature of `message` (for JWS of other kinds, such as the
+    /// gateway's dev tokens); passports go through `PassportSigner`.
+    public func signature(for message: [UInt8]) -> [UInt8] {
+        message.withUnsafeBytes { Ed25519.sign($0, secretKey: secretKey) }
+    }
+}

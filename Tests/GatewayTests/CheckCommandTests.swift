@@ -10,6 +10,9 @@ struct CheckCommandTests {
         let state = try TestSupport.temporaryDirectory("check-state")
         try FileManager.default.createDirectory(atPath: state + "/dev", withIntermediateDirectories: true)
         try await TestSupport.makeCertificates(in: state + "/dev")
+        // As `make run` does: the dev token issuer and a passport key.
+        let keys = try await TestSupport.run(try TestSupport.gatewayBinary, ["dev", "keys", "--state", state])
+        #expect(keys.code == 0, "\(keys.stderr)")
         let config = TestSupport.packageRoot.appendingPathComponent("filters.d").path
         let r = try await TestSupport.run(try TestSupport.gatewayBinary, ["check", "--config", config, "--state", state])
         #expect(r.code == 0, "\(r.stdout)\(r.stderr)")

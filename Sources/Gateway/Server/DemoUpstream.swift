@@ -31,9 +31,13 @@ final class DemoUpstreamServer: @unchecked Sendable {
     /// Requests whose head arrived, complete or not.
     let heads = NIOLockedValueBox<Int>(0)
 
-    init(name: String, group: EventLoopGroup) {
+    /// When set, an `X-Passport` is verified and the answer shows its claims.
+    let passportVerifier: PassportVerifier?
+
+    init(name: String, group: EventLoopGroup, passportVerifier: PassportVerifier? = nil) {
         self.name = name
         self.group = group
+        self.passportVerifier = passportVerifier
     }
 
     func start(host: String = "127.0.0.1", port: Int) async throws -> Int {
@@ -112,6 +116,18 @@ final class DemoUpstreamHandler: ChannelInboundHandler {
         context.fireChannelInactive()
     }
 
+    /// What a service sees in the passport: verified claims, or why not.
+    static func describePassport(_ token: String, _ verifier: PassportVerifier) -> String {
+        do {
+            let c = try verifier.verify(token)
+            let amr = c.methods.map(JSONText.quote).joined(separator: ",")
+            return "{\"valid\":true,\"sub\":\(c.subject.map(JSONText.quote) ?? "null"),\"aud\":\(JSONText.quote(c.audience)),"
+                + "\"lvl\":\(c.level),\"amr\":[\(amr)],\"scope\":\(c.scope.map(JSONText.quote) ?? "null"),\"exp\":\(c.expiresAt)}"
+        } catch {
+            return "{\"valid\":false,\"error\":\(JSONText.quote("\(error)"))}"
+        }
+    }
+
     private func answer(context: ChannelHandlerContext, head h: HTTPRequestHead, record: ReceivedRequest) {
         guard context.channel.isActive else { return }
         let status = h.headers.first(name: "x-demo-status").flatMap { Int($0) }.map { HTTPResponseStatus(statusCode: $0) } ?? .ok
@@ -137,8 +153,17 @@ final class DemoUpstreamHandler: ChannelInboundHandler {
         }
         var json = "{\"upstream\":\(JSONText.quote(server.name)),\"method\":\(JSONText.quote(record.method)),\"path\":\(JSONText.quote(record.uri))"
         json += ",\"headers\":{"
-        json += record.headers.map { "\(JSONText.quote($0.0.lowercased())):\(JSONText.quote($0.1))" }.joined(separator: ",")
-        json += "},\"body_bytes\":\(record.bodyBytes),\"body_sha256\":\"\(record.bodySHA256)\"}\n"
+        // Credentials are shown by name only: the answer is printed in terminals.
+        json += record.headers.map { name, value in
+            let lower = name.lowercased()
+            let shown = lower == "authorization" || lower == "x-passport" ? "(\(value.utf8.count) bytes, not shown)" : value
+            return "\(JSONText.quote(lower)):\(JSONText.quote(shown))"
+        }.joined(separator: ",")
+        json += "},\"body_bytes\":\(record.bodyBytes),\"body_sha256\":\"\(record.bodySHA256)\""
+        if let verifier = server.passportVerifier, let token = h.headers.first(name: "x-passport") {
+            json += ",\"passport\":" + Self.describePassport(token, verifier)
+        }
+        json += "}\n"
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(json.utf8.count))
         headers.add(name: "server", value: "demo-upstream")
