@@ -20,6 +20,14 @@ import Synchronization
 ///         required_claims: [sub]       # default [sub]
 ///         max_token_bytes: 8192
 ///         refresh: 5m                  # a JWKS URL is fetched again this often, and on an unknown kid (at most every 30 s)
+///       introspection:                 # opaque tokens (RFC 7662); JWT-shaped tokens go to jwt when both are set
+///         url: https://id.example.com/oauth/introspect
+///         client_id: gateway
+///         client_secret_file: auth/introspection-secret   # relative to the state folder; never in YAML
+///         timeout: 2s
+///         cache_ttl: 60s               # an active token is cached this long, never past its exp
+///         negative_cache_ttl: 10s      # an inactive one this long
+///         max_in_flight: 64            # lookups at once; more, or the server failing: 503 auth_unavailable
 /// ```
 ///
 /// A missing or invalid token is 401 `invalid_token` with
@@ -35,8 +43,9 @@ public struct AuthenticateFilter: Filter {
         var required = true
         var scopes: [String] = []
         var jwt: JWTConfig?
+        var introspection: IntrospectionConfig?
 
-        enum CodingKeys: String, CodingKey, CaseIterable { case required, scopes, jwt }
+        enum CodingKeys: String, CodingKey, CaseIterable { case required, scopes, jwt, introspection }
 
         public init(from decoder: Decoder) throws {
             try rejectUnknownKeys(decoder, CodingKeys.self)
@@ -44,6 +53,35 @@ public struct AuthenticateFilter: Filter {
             required = try c.decodeIfPresent(Bool.self, forKey: .required) ?? true
             scopes = try c.decodeIfPresent([String].self, forKey: .scopes) ?? []
             jwt = try c.decodeIfPresent(JWTConfig.self, forKey: .jwt)
+            introspection = try c.decodeIfPresent(IntrospectionConfig.self, forKey: .introspection)
+        }
+    }
+
+    struct IntrospectionConfig: Decodable, Sendable {
+        var url: String
+        var clientID: String
+        var clientSecretFile: String
+        var timeout = ConfigDuration.seconds(2)
+        var cacheTTL = ConfigDuration.seconds(60)
+        var negativeCacheTTL = ConfigDuration.seconds(10)
+        var maxInFlight = 64
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case url, timeout
+            case clientID = "client_id", clientSecretFile = "client_secret_file", cacheTTL = "cache_ttl"
+            case negativeCacheTTL = "negative_cache_ttl", maxInFlight = "max_in_flight"
+        }
+
+        init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            url = try c.decode(String.self, forKey: .url)
+            clientID = try c.decode(String.self, forKey: .clientID)
+            clientSecretFile = try c.decode(String.self, forKey: .clientSecretFile)
+            timeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .timeout) ?? timeout
+            cacheTTL = try c.decodeIfPresent(ConfigDuration.self, forKey: .cacheTTL) ?? cacheTTL
+            negativeCacheTTL = try c.decodeIfPresent(ConfigDuration.self, forKey: .negativeCacheTTL) ?? negativeCacheTTL
+            maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? maxInFlight
         }
     }
 
@@ -80,8 +118,10 @@ public struct AuthenticateFilter: Filter {
 
     let required: Bool
     let scopes: [String]
-    let validator: JWTValidator
-    let keySource: KeySource
+    let validator: JWTValidator?
+    let keySource: KeySource?
+    let introspector: Introspector?
+    static let authUnavailable = GatewayError.rejection("auth_unavailable", status: .serviceUnavailable)
     let unauthorizedHeaders: HTTPHeaders = ["www-authenticate": "Bearer error=\"invalid_token\""]
     let insufficientScopeHeaders: HTTPHeaders
     var unauthorized: FilterAction { .reject(.invalidToken, headers: unauthorizedHeaders) }
@@ -92,7 +132,28 @@ public struct AuthenticateFilter: Filter {
     }
 
     public init(configuration c: Configuration, context: FilterContext) throws {
-        guard let jwt = c.jwt else { throw FilterConfigurationError("jwt: required (the token verification settings)") }
+        guard c.jwt != nil || c.introspection != nil else {
+            throw FilterConfigurationError("jwt or introspection: at least one is required (how tokens are verified)")
+        }
+        for s in c.scopes where s.isEmpty || s.contains(" ") || s.contains("\"") {
+            throw FilterConfigurationError("scopes: '\(s)' is not a scope token")
+        }
+        self.required = c.required
+        self.scopes = c.scopes
+        self.insufficientScopeHeaders = ["www-authenticate": "Bearer error=\"insufficient_scope\", scope=\"\(c.scopes.joined(separator: " "))\""]
+        if let jwt = c.jwt {
+            (validator, keySource) = try Self.makeValidator(jwt, context)
+        } else {
+            (validator, keySource) = (nil, nil)
+        }
+        if let i = c.introspection {
+            introspector = try Self.makeIntrospector(i, context)
+        } else {
+            introspector = nil
+        }
+    }
+
+    private static func makeValidator(_ jwt: JWTConfig, _ context: FilterContext) throws -> (JWTValidator, KeySource) {
         guard !jwt.issuer.isEmpty else { throw FilterConfigurationError("jwt.issuer: must not be empty") }
         let unknown = Set(jwt.algorithms).subtracting(Self.supportedAlgorithms)
         guard unknown.isEmpty, !jwt.algorithms.isEmpty else {
@@ -100,9 +161,6 @@ public struct AuthenticateFilter: Filter {
         }
         guard jwt.maxTokenBytes >= 256 && jwt.maxTokenBytes <= 65536 else {
             throw FilterConfigurationError("jwt.max_token_bytes: must be between 256 and 65536")
-        }
-        for s in c.scopes where s.isEmpty || s.contains(" ") || s.contains("\"") {
-            throw FilterConfigurationError("scopes: '\(s)' is not a scope token")
         }
         let location = jwt.jwks.hasPrefix("http://") || jwt.jwks.hasPrefix("https://") ? jwt.jwks : context.resolve(jwt.jwks)
         let source = JWKSSource(location)
@@ -117,11 +175,25 @@ public struct AuthenticateFilter: Filter {
         guard validator.keyCount > 0 else {
             throw FilterConfigurationError("jwt.jwks: \(source) has no usable signing key (Ed25519, P-256, or RSA ≥ 2048 bits)")
         }
-        self.required = c.required
-        self.scopes = c.scopes
-        self.validator = validator
-        self.keySource = KeySource(source: source, validator: validator, refresh: jwt.refresh.nanoseconds / 1_000_000_000)
-        self.insufficientScopeHeaders = ["www-authenticate": "Bearer error=\"insufficient_scope\", scope=\"\(c.scopes.joined(separator: " "))\""]
+        return (validator, KeySource(source: source, validator: validator, refresh: jwt.refresh.nanoseconds / 1_000_000_000))
+    }
+
+    private static func makeIntrospector(_ i: IntrospectionConfig, _ context: FilterContext) throws -> Introspector {
+        guard let url = URL(string: i.url), url.scheme == "http" || url.scheme == "https", url.host != nil else {
+            throw FilterConfigurationError("introspection.url: '\(i.url)' is not an http(s) URL")
+        }
+        guard let client = context.httpClient else { throw FilterConfigurationError("introspection: no HTTP client in this process") }
+        let secretPath = context.resolve(i.clientSecretFile)
+        guard let data = FileManager.default.contents(atPath: secretPath),
+              let secret = String(data: data, encoding: .utf8)?.trimmingCharacters(in: .whitespacesAndNewlines), !secret.isEmpty
+        else { throw FilterConfigurationError("introspection.client_secret_file: cannot read a secret from \(secretPath)") }
+        guard i.maxInFlight >= 1 else { throw FilterConfigurationError("introspection.max_in_flight: must be at least 1") }
+        guard i.timeout.nanoseconds > 0 else { throw FilterConfigurationError("introspection.timeout: must be positive") }
+        let settings = Introspector.Settings(
+            url: url, clientID: i.clientID, clientSecret: secret, timeout: .nanoseconds(i.timeout.nanoseconds),
+            cacheTTL: i.cacheTTL.nanoseconds / 1_000_000_000, negativeCacheTTL: i.negativeCacheTTL.nanoseconds / 1_000_000_000,
+            maxInFlight: i.maxInFlight)
+        return Introspector(settings: settings, client: client)
     }
 
     public func onRequest(_ exchange: Exchange) -> FilterAction {
@@ -131,16 +203,39 @@ public struct AuthenticateFilter: Filter {
             exchange.logger.debug("authentication refused", metadata: ["reason": "not one Bearer credential"])
             return unauthorized
         }
-        switch validator.validate(token, now: PassportVerifier.currentTime()) {
-        case .success(let principal):
-            for scope in scopes where !principal.scopes.contains(scope) { return insufficientScope }
-            exchange[PrincipalKey.self] = principal
-            return .next
-        case .failure(let failure):
-            if case .unknownKey = failure { keySource.refetchSoon() }
-            exchange.logger.debug("authentication refused", metadata: ["reason": "\(failure)"])
-            return unauthorized
+        let now = PassportVerifier.currentTime()
+        // A JWS-shaped token goes to the JWT settings when there are some;
+        // anything else to introspection.
+        if let validator, introspector == nil || token.utf8.lazy.filter({ $0 == UInt8(ascii: ".") }).count == 2 {
+            switch validator.validate(token, now: now) {
+            case .success(let principal):
+                return accept(principal, exchange)
+            case .failure(let failure):
+                if case .unknownKey = failure { keySource?.refetchSoon() }
+                exchange.logger.debug("authentication refused", metadata: ["reason": "\(failure)"])
+                return unauthorized
+            }
         }
+        guard let introspector else { return unauthorized }
+        let future = introspector.introspect(token, now: now, on: exchange.eventLoop).map { [self] outcome -> FilterAction in
+            switch outcome {
+            case .active(let principal):
+                return accept(principal, exchange)
+            case .inactive:
+                exchange.logger.debug("authentication refused", metadata: ["reason": "introspection: inactive"])
+                return unauthorized
+            case .unavailable:
+                exchange.logger.warning("token introspection unavailable", metadata: ["url": "\(introspector.settings.url.absoluteString)"])
+                return .reject(Self.authUnavailable)
+            }
+        }
+        return .suspend(future)
+    }
+
+    private func accept(_ principal: Principal, _ exchange: Exchange) -> FilterAction {
+        for scope in scopes where !principal.scopes.contains(scope) { return insufficientScope }
+        exchange[PrincipalKey.self] = principal
+        return .next
     }
 
     /// The token of `Bearer <token68>` (RFC 6750 2.1; the scheme is case-insensitive).

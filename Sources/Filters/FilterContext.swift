@@ -7,12 +7,15 @@ import Synchronization
 /// passport keys. One context per config load, shared by every filter of it.
 public final class FilterContext: Sendable {
     public let stateDirectory: String
+    /// Outbound HTTP for filters that call services (token introspection).
+    public let httpClient: (any OutboundHTTPClient)?
     /// The folder of passport key files, relative to the state folder.
     public static let passportKeyFolder = "passport"
     private let ring: Mutex<Result<PassportKeyRing, PassportKeyRing.Failure>?>
 
-    public init(stateDirectory: String) {
+    public init(stateDirectory: String, httpClient: (any OutboundHTTPClient)? = nil) {
         self.stateDirectory = stateDirectory
+        self.httpClient = httpClient
         self.ring = Mutex(nil)
     }
 

@@ -72,7 +72,7 @@ final class RuntimeConfig: Sendable {
     /// Loads, validates and compiles `directory`; relative key and certificate
     /// paths are resolved against `stateDirectory`.
     static func load(directory: String, stateDirectory: String, registry: FilterRegistry) throws -> RuntimeConfig {
-        let context = FilterContext(stateDirectory: stateDirectory)
+        let context = FilterContext(stateDirectory: stateDirectory, httpClient: GatewayHTTPClient.shared)
         let raw = try ConfigLoader.load(directory: directory, registry: registry, context: context)
         var compiler = ConfigCompiler(raw: raw, stateDirectory: stateDirectory)
         return try compiler.compile(passportKeys: context.loadedPassportKeys)
