@@ -203,6 +203,14 @@ backend be
 """)
     config = os.path.join(work, "filters.d")
     os.makedirs(config, exist_ok=True)
+    # The full route authenticates a dev JWT and mints a passport: a dev
+    # issuer and a passport key in the work folder, one token for every request
+    # (so the authenticate and passport caches are warm, as for a client that
+    # repeats its token).
+    subprocess.run([GATEWAY, "dev", "keys", "--state", work], check=True, capture_output=True)
+    token = subprocess.run([GATEWAY, "dev", "token", "--state", work, "--sub", "bench-user", "--scope", "bench:read", "--ttl", "3h"],
+                           check=True, capture_output=True, text=True).stdout.strip()
+    HEADERS["gateway_full"] = [f"Authorization: Bearer {token}"]
     write(os.path.join(config, "bench.yaml"), f"""
 admin:
   address: 127.0.0.1:19901
@@ -227,6 +235,8 @@ routes:
     upstream: up
     filters:
       - sanitize: {{methods: [GET, POST], headers: {{deny: [x-debug, "x-admin-*"]}}, query: {{deny: [debug]}}, params: {{limit: {{type: int, min: 1, max: 100, out_of_range: clamp}}}}}}
+      - authenticate: {{jwt: {{jwks: dev/jwt-jwks.json, issuer: gateway-dev, audiences: [demo]}}, scopes: [bench:read]}}
+      - passport: {{issuer: edge-gateway, ttl: 5m}}
       - headers: {{request: {{set: {{x-env: bench}}}}, response: {{set: {{cache-control: no-store}}}}}}
 """)
     for d in ["up-body", "nginx-body", "nginx-proxy"]:
@@ -267,8 +277,16 @@ def to_ms(text):
     return {"us": value / 1000, "ms": value, "s": value * 1000, "m": value * 60000}[unit]
 
 
-def run_wrk(target, connections, seconds, parse=True):
-    out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", target],
+# Extra request headers per contender (the full route's bearer token).
+HEADERS = {}
+
+
+def header_args(contender):
+    return [a for h in HEADERS.get(contender, []) for a in ("-H", h)]
+
+
+def run_wrk(target, connections, seconds, parse=True, headers=()):
+    out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *headers, target],
                          capture_output=True, text=True).stdout
     if not parse:
         return None
@@ -287,11 +305,11 @@ def run_wrk(target, connections, seconds, parse=True):
             "errors": int(errors.group(1)) if errors else 0, "socket_errors": socket_errors.group(1) if socket_errors else ""}
 
 
-def run_h2load(target, seconds, work):
+def run_h2load(target, seconds, work, headers=()):
     logfile = os.path.join(work, "h2load.log")
     if os.path.exists(logfile):
         os.remove(logfile)
-    out = subprocess.run(["taskset", "-c", LOAD_CORE, "h2load", "-c8", "-m32", "-D", str(seconds), "--log-file", logfile, target],
+    out = subprocess.run(["taskset", "-c", LOAD_CORE, "h2load", "-c8", "-m32", "-D", str(seconds), "--log-file", logfile, *headers, target],
                          capture_output=True, text=True).stdout
     m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", out)
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
@@ -321,14 +339,15 @@ def measure(procs, work):
                     continue
                 target = url(c)
                 proc = procs.get(PROCESS.get(c, ""), procs["upstream"])
+                extra = header_args(c)
                 if protocol == "h1":
-                    run_wrk(target, connections, WARMUP, parse=False)
+                    run_wrk(target, connections, WARMUP, parse=False, headers=extra)
                     cpu0 = proc.cpu_seconds()
-                    r = run_wrk(target, connections, SECONDS)
+                    r = run_wrk(target, connections, SECONDS, headers=extra)
                 else:
-                    run_h2load(target, WARMUP, work)
+                    run_h2load(target, WARMUP, work, headers=extra)
                     cpu0 = proc.cpu_seconds()
-                    r = run_h2load(target, SECONDS, work)
+                    r = run_h2load(target, SECONDS, work, headers=extra)
                 cpu = proc.cpu_seconds() - cpu0
                 r["cpu_us_per_req"] = cpu * 1e6 / r["requests"] if r["requests"] else 0.0
                 r["rss_mib"] = proc.rss_kib() / 1024

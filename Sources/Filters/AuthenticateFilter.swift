@@ -238,17 +238,31 @@ public struct AuthenticateFilter: Filter {
         return .next
     }
 
-    /// The token of `Bearer <token68>` (RFC 6750 2.1; the scheme is case-insensitive).
+    /// The token of `Bearer <token68>` (RFC 6750 2.1; the scheme is
+    /// case-insensitive). One pass over the bytes: this runs on every request.
     static func bearerToken(_ value: String) -> String? {
-        let parts = value.split(separator: " ", omittingEmptySubsequences: true)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let token = parts[1]
-        let ok = token.utf8.allSatisfy { b in
-            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == UInt8(ascii: "-")
-                || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "~") || b == UInt8(ascii: "+")
-                || b == UInt8(ascii: "/") || b == UInt8(ascii: "=")
+        var value = value
+        return value.withUTF8 { b -> String? in
+            let scheme: StaticString = "bearer"
+            guard b.count > 7 else { return nil }
+            for i in 0..<6 where b[i] | 0x20 != scheme.utf8Start[i] { return nil }
+            guard b[6] == 0x20 else { return nil }
+            var i = 7
+            while i < b.count && b[i] == 0x20 { i += 1 }
+            let start = i
+            while i < b.count && isToken68Byte(b[i]) { i += 1 }
+            let end = i
+            while i < b.count && b[i] == 0x20 { i += 1 }
+            guard end > start, i == b.count else { return nil }
+            return String(decoding: UnsafeBufferPointer(rebasing: b[start..<end]), as: UTF8.self)
         }
-        return ok && !token.isEmpty ? String(token) : nil
+    }
+
+    @inline(__always)
+    static func isToken68Byte(_ b: UInt8) -> Bool {
+        (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == UInt8(ascii: "-")
+            || b == UInt8(ascii: ".") || b == UInt8(ascii: "_") || b == UInt8(ascii: "~") || b == UInt8(ascii: "+")
+            || b == UInt8(ascii: "/") || b == UInt8(ascii: "=")
     }
 }
 

@@ -279,10 +279,13 @@ public struct SanitizeFilter: Filter {
         let query: Substring = uri.firstIndex(of: "?").map { uri[uri.index(after: $0)...] } ?? ""
         // (decoded name, decoded value, raw pair) for every parameter.
         var pairs: [(name: String, value: String, raw: Substring)] = []
-        for raw in query.split(separator: "&") {
-            let eq = raw.firstIndex(of: "=")
-            let rawName = eq.map { raw[..<$0] } ?? raw
-            let rawValue = eq.map { raw[raw.index(after: $0)...] } ?? ""
+        // Split on bytes: Character-wise splitting segments graphemes and costs
+        // microseconds on long queries.
+        for rawBytes in query.utf8.split(separator: UInt8(ascii: "&")) {
+            let raw = Substring(rawBytes)
+            let eq = rawBytes.firstIndex(of: UInt8(ascii: "="))
+            let rawName = eq.map { Substring(rawBytes[..<$0]) } ?? raw
+            let rawValue = eq.map { Substring(rawBytes[rawBytes.index(after: $0)...]) } ?? ""
             guard let name = Self.percentDecode(rawName), let value = Self.percentDecode(rawValue) else {
                 return .reject(Self.paramInvalid)
             }

@@ -145,6 +145,23 @@ struct MicroBenchmarks {
             _ = filter.onRequest(e)
             sink &+= e.request.headers.count
         }))
+        // authenticate, cached: the same bearer JWT again (the common case of a client that repeats its token).
+        let issuer = try PassportSigningKey.generate(kid: "idp")
+        try JWKSet(keys: [issuer.publicJWK]).json().write(to: URL(fileURLWithPath: dir + "/jwks.json"))
+        let authn = try AuthenticateFilter(
+            configuration: try JSONDecoder().decode(AuthenticateFilter.Configuration.self, from: Data(
+                #"{"jwt": {"jwks": "jwks.json", "issuer": "idp", "audiences": ["api"]}, "scopes": ["accounts:read"]}"#.utf8)),
+            context: FilterContext(stateDirectory: dir))
+        let t = PassportVerifier.currentTime()
+        let jwtHeader = Base64URL.encode(Array(#"{"alg":"EdDSA","kid":"idp","typ":"JWT"}"#.utf8))
+        let jwtClaims = Base64URL.encode(Array(#"{"aud":"api","exp":\#(t + 3600),"iat":\#(t),"iss":"idp","scope":"accounts:read","sid":"s-1","sub":"user-42"}"#.utf8))
+        let jwt = jwtHeader + "." + jwtClaims + "." + Base64URL.encode(issuer.signature(for: Array((jwtHeader + "." + jwtClaims).utf8)))
+        let authHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/x", headers: ["authorization": "Bearer \(jwt)"])
+        results.append(Result(name: "authenticate filter, cached JWT", opsPerSecond: measure {
+            let e = Exchange(request: authHead, requestID: "r", listener: "l", upstream: "accounts", clientAddress: nil, isTLS: true,
+                             eventLoop: loop, logger: logger)
+            if case .next = authn.onRequest(e) { sink &+= 1 }
+        }))
         let signer = PassportSigner(key: key)
         let now = PassportVerifier.currentTime()
         let claims = PassportClaims(issuer: "edge-gateway", audience: "accounts", issuedAt: now, expiresAt: now + 300, id: "j",
