@@ -19,7 +19,7 @@ import Synchronization
 ///         leeway: 30s                  # clock skew on exp, nbf, iat
 ///         required_claims: [sub]       # default [sub]
 ///         max_token_bytes: 8192
-///         refresh: 5m                  # a JWKS URL is fetched again this often, and on an unknown kid (at most every 30 s)
+///         refresh: 5m                  # a JWKS URL is fetched again this often, and on an unknown kid (at most every 30 s, or `refresh` if shorter)
 ///       introspection:                 # opaque tokens (RFC 7662); JWT-shaped tokens go to jwt when both are set
 ///         url: https://id.example.com/oauth/introspect
 ///         client_id: gateway
@@ -267,18 +267,20 @@ public struct AuthenticateFilter: Filter {
 }
 
 /// Keeps a JWKS URL's keys fresh: fetched again every `refresh` seconds, and
-/// soon after a token names an unknown kid (at most every 30 s), off the
-/// event loops. A file's keys change with the config.
+/// soon after a token names an unknown kid (at most every `refresh` or 30 s,
+/// whichever is shorter), off the event loops. A file's keys change with the config.
 final class KeySource: Sendable {
     let source: JWKSSource
     let refresh: Int64
+    let minimumRefetchInterval: Int64
     private weak let validator: JWTValidator?
     private let lastAttempt = Mutex<Int64>(0)
 
     init(source: JWKSSource, validator: JWTValidator, refresh: Int64) {
         self.source = source
         self.validator = validator
-        self.refresh = max(refresh, 30)
+        self.refresh = max(refresh, 1)
+        self.minimumRefetchInterval = min(self.refresh, 30)
         self.lastAttempt.withLock { $0 = PassportVerifier.currentTime() }
         guard case .url = source else { return }
         let interval = self.refresh
@@ -295,7 +297,7 @@ final class KeySource: Sendable {
         guard case .url = source else { return }
         let now = PassportVerifier.currentTime()
         let go = lastAttempt.withLock { last -> Bool in
-            guard now - last >= 30 else { return false }
+            guard now - last >= minimumRefetchInterval else { return false }
             last = now
             return true
         }

@@ -270,3 +270,47 @@ struct AuthenticateFilterTests {
         #expect(throws: PassportKeyRing.Failure.self) { try PassportKeyRing(directory: dir + "/missing") }
     }
 }
+
+@Suite("authenticate with a JWK Set URL", .serialized)
+struct AuthenticateJWKSURLTests {
+    @Test("the issuer's keys are fetched again every refresh: a token of a newly published key is accepted without a restart")
+    func refresh() async throws {
+        let dir = NSTemporaryDirectory() + "jwks-refresh-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let old = try PassportSigningKey.generate(kid: "old")
+        let new = try PassportSigningKey.generate(kid: "new")
+        try JWKSet(keys: [old.publicJWK]).json().write(to: URL(fileURLWithPath: dir + "/jwks.json"))
+        let port = Int.random(in: 33_000..<39_000)
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        server.arguments = ["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir]
+        server.standardOutput = FileHandle.nullDevice
+        server.standardError = FileHandle.nullDevice
+        try server.run()
+        defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
+        let json = #"{"jwt": {"jwks": "http://127.0.0.1:\#(port)/jwks.json", "issuer": "i", "refresh": "1s"}}"#
+        var filter: AuthenticateFilter?
+        for _ in 0..<50 where filter == nil {
+            filter = try? AuthenticateFilter(configuration: try JSONDecoder().decode(AuthenticateFilter.Configuration.self, from: Data(json.utf8)),
+                                             context: FilterContext(stateDirectory: dir))
+            if filter == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let f = try #require(filter, "the JWK Set server did not come up")
+        func token(_ key: PassportSigningKey) -> String {
+            let now = PassportVerifier.currentTime()
+            let h = Base64URL.encode(Array(#"{"alg":"EdDSA","kid":"\#(key.kid)"}"#.utf8))
+            let p = Base64URL.encode(Array(#"{"iss":"i","sub":"u","exp":\#(now + 600)}"#.utf8))
+            return h + "." + p + "." + Base64URL.encode(key.signature(for: Array((h + "." + p).utf8)))
+        }
+        func call(_ t: String) -> String { verdict(f.onRequest(request(.GET, "/x", ["authorization": "Bearer \(t)"]))) }
+        #expect(call(token(old)) == "next")
+        #expect(call(token(new)) == "invalid_token")
+        try JWKSet(keys: [new.publicJWK, old.publicJWK]).json().write(to: URL(fileURLWithPath: dir + "/jwks.json"))
+        var accepted = false
+        for _ in 0..<60 where !accepted {
+            try await Task.sleep(for: .milliseconds(100))
+            accepted = call(token(new)) == "next"
+        }
+        #expect(accepted, "the new key was never fetched")
+    }
+}
