@@ -140,3 +140,77 @@ public enum X25519 {
         return pk
     }
 }
+
+extension X25519 {
+    /// The key pair of a 32-byte seed (`crypto_kx_seed_keypair`).
+    public static func keyPair(seed: [UInt8]) -> (publicKey: [UInt8], secretKey: [UInt8])? {
+        guard Sodium.isReady, seed.count == Int(crypto_kx_SEEDBYTES) else { return nil }
+        var pk = [UInt8](repeating: 0, count: keyBytes)
+        var sk = [UInt8](repeating: 0, count: keyBytes)
+        guard crypto_kx_seed_keypair(&pk, &sk, seed) == 0 else { return nil }
+        return (pk, sk)
+    }
+
+    /// The server's session keys with a client (`crypto_kx_server_session_keys`):
+    /// `rx` decrypts what the client sent, `tx` what goes back. Nil for an
+    /// unacceptable client key.
+    public static func serverSessionKeys(serverPublicKey: [UInt8], serverSecretKey: [UInt8], clientPublicKey: [UInt8])
+        -> (rx: [UInt8], tx: [UInt8])? {
+        guard Sodium.isReady, serverPublicKey.count == keyBytes, serverSecretKey.count == keyBytes, clientPublicKey.count == keyBytes
+        else { return nil }
+        var rx = [UInt8](repeating: 0, count: Int(crypto_kx_SESSIONKEYBYTES))
+        var tx = [UInt8](repeating: 0, count: Int(crypto_kx_SESSIONKEYBYTES))
+        guard crypto_kx_server_session_keys(&rx, &tx, serverPublicKey, serverSecretKey, clientPublicKey) == 0 else { return nil }
+        return (rx, tx)
+    }
+
+    /// The client's session keys with a server (`crypto_kx_client_session_keys`).
+    public static func clientSessionKeys(clientPublicKey: [UInt8], clientSecretKey: [UInt8], serverPublicKey: [UInt8])
+        -> (rx: [UInt8], tx: [UInt8])? {
+        guard Sodium.isReady, serverPublicKey.count == keyBytes, clientSecretKey.count == keyBytes, clientPublicKey.count == keyBytes
+        else { return nil }
+        var rx = [UInt8](repeating: 0, count: Int(crypto_kx_SESSIONKEYBYTES))
+        var tx = [UInt8](repeating: 0, count: Int(crypto_kx_SESSIONKEYBYTES))
+        guard crypto_kx_client_session_keys(&rx, &tx, clientPublicKey, clientSecretKey, serverPublicKey) == 0 else { return nil }
+        return (rx, tx)
+    }
+}
+
+extension Sodium {
+    /// Keyed BLAKE2b (`crypto_generichash`) with an `outputLength`-byte digest.
+    public static func blake2b(_ message: [UInt8], key: [UInt8], outputLength: Int = 32) -> [UInt8] {
+        precondition(initialized, "libsodium failed to initialise")
+        var out = [UInt8](repeating: 0, count: outputLength)
+        _ = crypto_generichash(&out, outputLength, message, UInt64(message.count), key, key.count)
+        return out
+    }
+}
+
+/// XChaCha20-Poly1305-IETF (`crypto_aead_xchacha20poly1305_ietf_*`).
+public enum XChaCha20Poly1305 {
+    public static let keyBytes = 32
+    public static let nonceBytes = 24
+    public static let tagBytes = 16
+
+    public static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: [UInt8], aad: [UInt8]) -> [UInt8] {
+        precondition(Sodium.isReady && key.count == keyBytes && nonce.count == nonceBytes, "XChaCha20-Poly1305: 32-byte key, 24-byte nonce")
+        var out = [UInt8](repeating: 0, count: plaintext.count + tagBytes)
+        var outLength: UInt64 = 0
+        _ = crypto_aead_xchacha20poly1305_ietf_encrypt(&out, &outLength, plaintext, UInt64(plaintext.count), aad, UInt64(aad.count),
+                                                        nil, nonce, key)
+        return Array(out.prefix(Int(outLength)))
+    }
+
+    /// The plaintext, or nil when the ciphertext or its tag is not authentic.
+    public static func open(_ ciphertext: ArraySlice<UInt8>, key: [UInt8], nonce: [UInt8], aad: [UInt8]) -> [UInt8]? {
+        guard Sodium.isReady, key.count == keyBytes, nonce.count == nonceBytes, ciphertext.count >= tagBytes else { return nil }
+        var out = [UInt8](repeating: 0, count: ciphertext.count - tagBytes)
+        var outLength: UInt64 = 0
+        let ok = ciphertext.withUnsafeBufferPointer { c -> Bool in
+            guard let base = c.baseAddress else { return false }
+            return crypto_aead_xchacha20poly1305_ietf_decrypt(&out, &outLength, nil, base, UInt64(c.count), aad, UInt64(aad.count),
+                                                              nonce, key) == 0
+        }
+        return ok ? Array(out.prefix(Int(outLength))) : nil
+    }
+}

@@ -113,8 +113,8 @@ struct MicroBenchmarks {
             if case .success(let p) = PathCanonicalizer().canonicalize(Substring(dotted)) { sink &+= p.utf8.count }
         }))
         results += try passportBenchmarks(loop: loop)
-        for (name, issue) in [("request signature verify", "issue 6"), ("AEAD open (XChaCha20-Poly1305)", "issue 6"),
-                              ("nonce store insert", "issue 6")] {
+        results += appChannelBenchmarks()
+        for (name, issue) in [("nonce store insert", "issue 6")] {
             results.append(Result(name: name, opsPerSecond: nil, note: "comes with \(issue)"))
         }
         if sink == 42 { print("") }  // keeps the work observable
@@ -179,6 +179,36 @@ struct MicroBenchmarks {
         let cached = PassportVerifier(jwks: jwks, audience: "accounts")
         results.append(Result(name: "passport verify, cached", opsPerSecond: measure {
             if (try? cached.verify(token, now: now)) != nil { sink &+= 1 }
+        }))
+        if sink == 42 { print("") }
+        return results
+    }
+
+    /// The app channel's cryptography (PROTOCOL 2): what the gateway pays
+    /// per session (key agreement) and per request (signature, AEAD).
+    func appChannelBenchmarks() -> [Result] {
+        var results: [Result] = []
+        var sink = 0
+        let gateway = X25519.generate()
+        let client = X25519.generate()
+        results.append(Result(name: "session keys (crypto_kx + 3 BLAKE2b)", opsPerSecond: measure {
+            if let k = AppChannelCrypto.SessionKeys.gateway(publicKey: gateway.publicKey, secretKey: gateway.secretKey,
+                                                            clientKey: client.publicKey) { sink &+= Int(k.mac[0]) }
+        }))
+        guard let keys = AppChannelCrypto.SessionKeys.gateway(publicKey: gateway.publicKey, secretKey: gateway.secretKey,
+                                                              clientKey: client.publicKey) else { return results }
+        let body = [UInt8](repeating: 7, count: 1024)
+        let bodyHash = Sodium.sha256(body)
+        results.append(Result(name: "request signature verify, 1 KiB body", opsPerSecond: measure {
+            let canonical = AppChannelCrypto.canonical(method: "POST", target: "/api/v1/transfers", timestamp: "1764250000123",
+                                                       nonce: "ZGVmZ2hpamtsbW5vcHFycw", kid: "k1", bodySHA256: Sodium.sha256(body))
+            let mac = AppChannelCrypto.signature(canonical: canonical, keys: keys)
+            if Sodium.constantTimeEqual(mac, bodyHash) { sink &+= 1 }
+        }))
+        let aad = AppChannelCrypto.requestAAD(method: "POST", target: "/api/v1/transfers", timestamp: "1764250000123", nonce: "n")
+        let sealed = AppChannelCrypto.sealRequest(body, keys: keys, nonce: Sodium.randomBytes(24), aad: aad)
+        results.append(Result(name: "AEAD open (XChaCha20-Poly1305), 1 KiB", opsPerSecond: measure {
+            sink &+= AppChannelCrypto.openRequest(sealed, keys: keys, aad: aad)?.count ?? 0
         }))
         if sink == 42 { print("") }
         return results
