@@ -1,0 +1,63 @@
+import Foundation
+import Testing
+
+@testable import Filters
+
+@Suite("in-process nonce store")
+struct MemoryNonceStoreTests {
+    let client = [UInt8](repeating: 1, count: 32)
+
+    @Test("a nonce is recorded once; within the window it is a replay; the same nonce of another client key is not")
+    func replay() {
+        let store = MemoryNonceStore(windowMilliseconds: 12_000, capacity: 1000)
+        let nonce = Array("nonce-0123456789".utf8)
+        #expect(store.record(clientKey: client, nonce: nonce, now: 1_000_000) == .recorded)
+        #expect(store.record(clientKey: client, nonce: nonce, now: 1_000_001) == .replayed)
+        #expect(store.record(clientKey: client, nonce: nonce, now: 1_011_999) == .replayed)
+        #expect(store.record(clientKey: [UInt8](repeating: 2, count: 32), nonce: nonce, now: 1_000_002) == .recorded)
+    }
+
+    @Test("never forgotten before the window ends; forgotten (bucket by bucket) after it")
+    func expiry() {
+        let store = MemoryNonceStore(windowMilliseconds: 12_000, capacity: 1000)
+        let nonce = Array("n".utf8)
+        #expect(store.record(clientKey: client, nonce: nonce, now: 5_000) == .recorded)
+        for t in stride(from: Int64(5_001), to: 17_000, by: 997) {
+            #expect(store.record(clientKey: client, nonce: nonce, now: t) == .replayed, "forgotten early at \(t)")
+        }
+        // Well after the window (plus one bucket), the nonce's bucket is gone.
+        #expect(store.record(clientKey: client, nonce: nonce, now: 5_000 + 12_000 + 3_001) == .recorded)
+        #expect(store.count == 1)
+    }
+
+    @Test("full: refuses rather than forgets; room again once the window passes")
+    func full() {
+        let store = MemoryNonceStore(windowMilliseconds: 1_000, capacity: 32)
+        var answers: [MemoryNonceStore.Answer] = []
+        for i in 0..<200 { answers.append(store.record(clientKey: client, nonce: Array("n\(i)".utf8), now: 10_000)) }
+        #expect(answers.filter { $0 == .recorded }.count <= 32)
+        #expect(answers.contains(.full))
+        // The recorded ones are still replays while full.
+        let firstRecorded = answers.firstIndex(of: .recorded)!
+        #expect(store.record(clientKey: client, nonce: Array("n\(firstRecorded)".utf8), now: 10_001) == .replayed)
+        #expect(store.record(clientKey: client, nonce: Array("later".utf8), now: 12_000) == .recorded)
+    }
+
+    @Test("concurrent use from many threads: every nonce recorded exactly once")
+    func concurrent() async {
+        let store = MemoryNonceStore(windowMilliseconds: 60_000, capacity: 100_000)
+        let client = self.client
+        let recorded = await withTaskGroup(of: Int.self) { group in
+            for _ in 0..<8 {
+                group.addTask {
+                    var n = 0
+                    for i in 0..<2_000 where store.record(clientKey: client, nonce: Array("nonce-\(i)".utf8), now: 1_000) == .recorded { n += 1 }
+                    return n
+                }
+            }
+            return await group.reduce(0, +)
+        }
+        #expect(recorded == 2_000)
+        #expect(store.count == 2_000)
+    }
+}
