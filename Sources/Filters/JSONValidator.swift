@@ -183,25 +183,11 @@ public struct JSONValidator: Sendable {
 
         /// One multi-byte UTF-8 scalar (Unicode table 3-7).
         mutating func utf8Scalar() throws {
-            let c = b[i]
-            var low: UInt8 = 0x80
-            var high: UInt8 = 0xBF
-            let count: Int
-            switch c {
-            case 0xC2...0xDF: count = 1
-            case 0xE0: count = 2; low = 0xA0
-            case 0xE1...0xEC, 0xEE...0xEF: count = 2
-            case 0xED: count = 2; high = 0x9F
-            case 0xF0: count = 3; low = 0x90
-            case 0xF1...0xF3: count = 3
-            case 0xF4: count = 3; high = 0x8F
-            default: throw fail()
-            }
-            i += 1
-            for k in 0..<count {
-                guard let n = peek, n >= (k == 0 ? low : 0x80), n <= (k == 0 ? high : 0xBF) else { throw fail() }
+            var check = UTF8Check()
+            repeat {
+                guard let c = peek, check.accept(c) else { throw fail() }
                 i += 1
-            }
+            } while !check.isComplete
         }
     }
 }

@@ -1,3 +1,4 @@
+import Filters
 import Testing
 
 @testable import Gateway

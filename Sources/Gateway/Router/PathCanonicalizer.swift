@@ -1,3 +1,5 @@
+import Filters
+
 /// One canonical form of a request path, computed once per request before
 /// routing, so that a route rule and the upstream read the same path and no
 /// spelling of a path (`/./admin`, `/x/../admin`, `/%61dmin`) routes around a
@@ -161,37 +163,5 @@ struct PathCanonicalizer: Sendable, Equatable {
             result.append(String(decoding: s, as: UTF8.self))
         }
         return .success(result)
-    }
-}
-
-/// Validates percent-decoded bytes of 0x80 and above as UTF-8, one byte at a
-/// time (Unicode table 3-7: no overlong forms, no surrogates, nothing above
-/// U+10FFFF).
-struct UTF8Check {
-    private var remaining = 0
-    private var low: UInt8 = 0x80
-    private var high: UInt8 = 0xBF
-
-    var isComplete: Bool { remaining == 0 }
-
-    mutating func accept(_ b: UInt8) -> Bool {
-        if remaining > 0 {
-            guard b >= low && b <= high else { return false }
-            remaining -= 1
-            low = 0x80
-            high = 0xBF
-            return true
-        }
-        switch b {
-        case 0xC2...0xDF: remaining = 1
-        case 0xE0: remaining = 2; low = 0xA0
-        case 0xE1...0xEC, 0xEE...0xEF: remaining = 2
-        case 0xED: remaining = 2; high = 0x9F
-        case 0xF0: remaining = 3; low = 0x90
-        case 0xF1...0xF3: remaining = 3
-        case 0xF4: remaining = 3; high = 0x8F
-        default: return false
-        }
-        return true
     }
 }
