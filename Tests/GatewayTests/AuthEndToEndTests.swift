@@ -47,7 +47,8 @@ final class AuthFixture: @unchecked Sendable {
         c.update(over)
         return jwt.encode(c, keys[alg], algorithm=alg, headers={"kid": "idp-" + alg.lower()})
     print(json.dumps({"ES256": tok("ES256"), "RS256": tok("RS256"), "EdDSA": tok("EdDSA"),
-                      "expired": tok("ES256", exp=now - 120, iat=now - 900), "other-audience": tok("RS256", aud="other")}))
+                      "expired": tok("ES256", exp=now - 120, iat=now - 900), "other-audience": tok("RS256", aud="other"),
+                      "no-scope": tok("EdDSA", scope="transfers:write")}))
     """
 
     static func start() async throws -> (AuthFixture, [String: String]) {
@@ -156,6 +157,11 @@ struct AuthEndToEndTests {
             #expect(r.status == 401 && r.body.contains("\"error\":\"invalid_token\""), "\(name): \(r.status) \(r.body)")
             #expect(r.headers["www-authenticate"] == "Bearer error=\"invalid_token\"", "\(name)")
         }
+        // A valid token without the route's scope: 403, and nothing upstream either.
+        let noScope = try await Curl.request("https://localhost:\(f.port)/me", caFile: f.ca,
+                                             args: ["-H", "authorization: Bearer \(tokens["no-scope"]!)"])
+        #expect(noScope.status == 403 && noScope.body.contains("\"error\":\"forbidden\""), "\(noScope.body)")
+        #expect(noScope.headers["www-authenticate"] == "Bearer error=\"insufficient_scope\", scope=\"accounts:read\"")
         #expect(f.upstream.heads.withLockedValue { $0 } == 0)
         // The log says why, never the token.
         #expect(await f.gateway.logEventually(contains: "\"error\":\"invalid_token\""))

@@ -250,4 +250,28 @@ struct ConfigErrorTests {
               - sanitize: {params: {limit: {type: int, min: 10, max: 1}}}
         """, contains: ["routes[0].filters[0].sanitize", "params.limit: min is above max"])
     }
+
+    @Test("a passport filter without a passport key names the folder and how to make a key")
+    func passportWithoutKeys() throws {
+        try expectError("""
+        routes:
+          - name: r
+            listener: public
+            upstream: a
+            filters:
+              - passport: {}
+        """, contains: ["routes[0].filters[0].passport", "passport", "gateway keys generate --type ed25519"])
+    }
+
+    @Test("authenticate: a JWK Set that cannot be read names the key path")
+    func authenticateMissingJWKS() throws {
+        try expectError("""
+        routes:
+          - name: r
+            listener: public
+            upstream: a
+            filters:
+              - authenticate: {jwt: {jwks: missing.json, issuer: i}}
+        """, contains: ["routes[0].filters[0].authenticate", "jwt.jwks", "missing.json"])
+    }
 }

@@ -158,8 +158,10 @@ struct IntrospectionEndToEndTests {
         #expect(authServer.count("coalesce-1") == 1, "concurrent lookups were not coalesced: \(authServer.count("coalesce-1"))")
 
         // A server slower than the timeout: 503 auth_unavailable, nothing upstream.
+        let headsBeforeSlow = upstream.heads.withLockedValue { $0 }
         let slow = try await call("slow-1")
         #expect(slow.status == 503 && slow.body.contains("\"error\":\"auth_unavailable\""), "\(slow.status) \(slow.body)")
+        #expect(upstream.heads.withLockedValue { $0 } == headsBeforeSlow, "a request the gateway could not authenticate reached the upstream")
         for token in ["good-1", "revoked-1", "coalesce-1", "slow-1"] { #expect(!gw.log.contains(token)) }
     }
 }
