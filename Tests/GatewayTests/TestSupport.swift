@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
@@ -27,12 +28,19 @@ enum TestSupport {
         return dir
     }
 
+    /// Ports already handed out by `freePort()` in this test process: a port
+    /// is checked free by binding and releasing it, so without this two calls
+    /// of one fixture (a listener and the admin port) could get the same one.
+    private static let handedOut = NIOLockedValueBox<Set<Int>>([])
+
     /// A free TCP port on 127.0.0.1, checked by binding it, taken from below
     /// the kernel's ephemeral range so that no client connection (curl's own
-    /// source ports) can take it between this check and the gateway's bind.
+    /// source ports) can take it between this check and the gateway's bind,
+    /// and never the same one twice in a test run.
     static func freePort() throws -> Int {
         for _ in 0..<200 {
             let port = Int.random(in: 20_000..<32_000)
+            guard handedOut.withLockedValue({ $0.insert(port).inserted }) else { continue }
             let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
             guard fd >= 0 else { throw TestError("socket() failed") }
             defer { close(fd) }
