@@ -156,7 +156,7 @@ final class JWTValidator: Sendable {
             let cnf = (all["cnf"] as? [String: Any]).flatMap { try? JSONSerialization.data(withJSONObject: $0, options: .sortedKeys) }
             let principal = Principal(
                 subject: claims.sub, session: claims.sid, scopes: scopes, method: "jwt", expiresAt: exp, rawClaims: jws.payload,
-                confirmation: cnf.map { Array($0) }, credentialHash: Sodium.sha256(Array(token.utf8)))
+                confirmation: cnf.map { Array($0) }, credentialID: Principal.credentialID(token))
             cache.put(token, principal)
             return .success(principal)
         }

@@ -61,7 +61,7 @@ final class Introspector: Sendable {
 
     /// The outcome for `token`, from the cache when it can be.
     func introspect(_ token: String, now: Int64, on eventLoop: EventLoop) -> EventLoopFuture<Outcome> {
-        let key = Base64URL.encode(Sodium.sha256(Array(token.utf8)))
+        let key = Principal.credentialID(token)
         if let hit = cache.get(key), hit.until > now { return eventLoop.makeSucceededFuture(hit.outcome) }
         let (future, isNew): (EventLoopFuture<Outcome>?, Bool) = inFlight.withLock { map in
             if let existing = map[key] { return (existing, false) }
@@ -132,7 +132,7 @@ final class Introspector: Sendable {
         return .active(Principal(
             subject: r.sub ?? r.username, session: r.sid, scopes: r.scope?.split(separator: " ").map(String.init) ?? [],
             method: "introspection", expiresAt: exp, rawClaims: body, confirmation: cnfBytes.map { Array($0) },
-            credentialHash: Sodium.sha256(Array(token.utf8))))
+            credentialID: Principal.credentialID(token)))
     }
 
     /// `application/x-www-form-urlencoded` (RFC 6749 appendix B for client credentials).

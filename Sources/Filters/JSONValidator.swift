@@ -127,14 +127,7 @@ public struct JSONValidator: Sendable {
             guard i + 4 <= b.count else { throw fail() }
             var v: UInt16 = 0
             for _ in 0..<4 {
-                let c = b[i]
-                let d: UInt8
-                switch c {
-                case 0x30...0x39: d = c - 0x30
-                case 0x41...0x46: d = c - 0x41 + 10
-                case 0x61...0x66: d = c - 0x61 + 10
-                default: throw fail()
-                }
+                guard let d = ASCII.hexValue(b[i]) else { throw fail() }
                 v = v << 4 | UInt16(d)
                 i += 1
             }

@@ -94,7 +94,7 @@ public struct PassportFilter: Filter {
         let device = Self.device(headers)
         // The cache key names the credential by its hash, never the credential.
         var key = exchange.upstream + "\n"
-        if let principal { key += Base64URL.encode(principal.credentialHash) }
+        if let principal { key += principal.credentialID }
         if let device { key += "\n\(device.id ?? "")\n\(device.platform ?? "")\n\(device.appVersion ?? "")" }
         let token: String
         if let hit = cache.get(key), hit.expiresAt - Self.reuseMargin > now {

@@ -1,5 +1,7 @@
 /// Who is calling, as the `authenticate` filter verified it; later filters
 /// (`passport`) read it from `exchange[PrincipalKey.self]`.
+import Passport
+
 public struct Principal: Sendable, Equatable {
     /// `sub`.
     public var subject: String?
@@ -15,11 +17,12 @@ public struct Principal: Sendable, Equatable {
     public var rawClaims: [UInt8]
     /// `cnf` (RFC 7800), as JSON, when present: what the token is bound to.
     public var confirmation: [UInt8]?
-    /// SHA-256 of the credential: a cache key that is not the credential.
-    public var credentialHash: [UInt8]
+    /// b64u(SHA-256(credential)): a cache key that is not the credential,
+    /// computed once when the credential is verified.
+    public var credentialID: String
 
     public init(subject: String?, session: String?, scopes: [String], method: String, expiresAt: Int64?, rawClaims: [UInt8],
-                confirmation: [UInt8]?, credentialHash: [UInt8]) {
+                confirmation: [UInt8]?, credentialID: String) {
         self.subject = subject
         self.session = session
         self.scopes = scopes
@@ -27,10 +30,17 @@ public struct Principal: Sendable, Equatable {
         self.expiresAt = expiresAt
         self.rawClaims = rawClaims
         self.confirmation = confirmation
-        self.credentialHash = credentialHash
+        self.credentialID = credentialID
     }
 }
 
 public enum PrincipalKey: ExchangeKey {
     public typealias Value = Principal
+}
+
+extension Principal {
+    /// The `credentialID` of a credential.
+    public static func credentialID(_ credential: String) -> String {
+        Base64URL.encode(Sodium.sha256(Array(credential.utf8)))
+    }
 }

@@ -382,18 +382,9 @@ public struct SanitizeFilter: Filter {
         var it = Array(s.utf8)[...]
         while let c = it.popFirst() {
             guard c == UInt8(ascii: "%") else { out.append(c); continue }
-            guard let h = it.popFirst(), let l = it.popFirst(), let hv = hexValue(h), let lv = hexValue(l) else { return nil }
+            guard let h = it.popFirst(), let l = it.popFirst(), let hv = ASCII.hexValue(h), let lv = ASCII.hexValue(l) else { return nil }
             out.append(hv << 4 | lv)
         }
         return String(validating: out, as: UTF8.self)
-    }
-
-    static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case 0x30...0x39: return c - 0x30
-        case 0x41...0x46: return c - 0x41 + 10
-        case 0x61...0x66: return c - 0x61 + 10
-        default: return nil
-        }
     }
 }

@@ -26,14 +26,18 @@ public enum JWKSSource: Sendable, CustomStringConvertible {
         }
     }
 
+    private static func read(_ path: String) throws -> JWKSet {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw PassportError.malformed("cannot read JWK Set file \(path)")
+        }
+        return try JWKSet(json: data)
+    }
+
     /// Reads or fetches the set (at most 1 MiB, 10 s for a URL).
     public func load() async throws -> JWKSet {
         switch self {
         case .file(let path):
-            guard let data = FileManager.default.contents(atPath: path) else {
-                throw PassportError.malformed("cannot read JWK Set file \(path)")
-            }
-            return try JWKSet(json: data)
+            return try Self.read(path)
         case .url(let url):
             var request = URLRequest(url: url, timeoutInterval: 10)
             request.setValue("application/json", forHTTPHeaderField: "Accept")
@@ -53,11 +57,8 @@ extension JWKSSource {
     /// its own queue while the caller waits at most `timeout` seconds.
     public func loadBlocking(timeout: Double = 10) throws -> JWKSet {
         switch self {
-        case .file:
-            guard case .file(let path) = self, let data = FileManager.default.contents(atPath: path) else {
-                throw PassportError.malformed("cannot read JWK Set file \(description)")
-            }
-            return try JWKSet(json: data)
+        case .file(let path):
+            return try Self.read(path)
         case .url(let url):
             final class Box: @unchecked Sendable { var result: Result<JWKSet, Error>? }
             let box = Box()

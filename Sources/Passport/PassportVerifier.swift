@@ -20,7 +20,7 @@ public final class PassportVerifier: Sendable {
     public let leeway: Int64
     public let maxLifetime: Int64?
     private let keys: Mutex<[String: [UInt8]]>
-    private let cache: Mutex<TokenCache>
+    private let cache: LockedCache<VerifiedToken>
     /// Where the keys come from, when they can be fetched again.
     public let source: JWKSSource?
     public let refreshInterval: Int64
@@ -37,7 +37,7 @@ public final class PassportVerifier: Sendable {
         self.leeway = leeway
         self.maxLifetime = maxLifetime
         self.keys = Mutex(Self.ed25519Keys(jwks))
-        self.cache = Mutex(TokenCache(capacity: cacheCapacity))
+        self.cache = LockedCache(capacity: cacheCapacity)
         self.source = nil
         self.refreshInterval = .max
         self.minimumRefetchInterval = .max
@@ -56,7 +56,7 @@ public final class PassportVerifier: Sendable {
         self.leeway = leeway
         self.maxLifetime = maxLifetime
         self.keys = Mutex(Self.ed25519Keys(set))
-        self.cache = Mutex(TokenCache(capacity: cacheCapacity))
+        self.cache = LockedCache(capacity: cacheCapacity)
         self.source = source
         self.refreshInterval = refreshInterval
         self.minimumRefetchInterval = minimumRefetchInterval
@@ -93,7 +93,7 @@ public final class PassportVerifier: Sendable {
     public func replaceKeys(_ jwks: JWKSet) {
         let new = Self.ed25519Keys(jwks)
         keys.withLock { $0 = new }
-        cache.withLock { $0.removeAll { !new.keys.contains($0.kid) } }
+        cache.removeAll { !new.keys.contains($0.kid) }
     }
 
     public var knownKeyIDs: [String] { keys.withLock { Array($0.keys).sorted() } }
@@ -116,7 +116,7 @@ public final class PassportVerifier: Sendable {
     }
 
     private func check(_ token: String, now: Int64) throws -> PassportClaims {
-        if let hit = cache.withLock({ $0.get(token) }) {
+        if let hit = cache.get(token) {
             try checkTimes(hit.claims, now: now)
             try checkAudience(hit.claims)
             return hit.claims
@@ -136,7 +136,7 @@ public final class PassportVerifier: Sendable {
         }
         try checkTimes(claims, now: now)
         try checkAudience(claims)
-        cache.withLock { $0.put(token, TokenCache.Entry(claims: claims, kid: kid)) }
+        cache.put(token, VerifiedToken(claims: claims, kid: kid))
         return claims
     }
 
@@ -151,20 +151,11 @@ public final class PassportVerifier: Sendable {
     }
 }
 
-/// Verified tokens, first in first out, bounded.
-struct TokenCache {
-    struct Entry {
-        let claims: PassportClaims
-        let kid: String
-    }
-
-    private var cache: BoundedCache<Entry>
-
-    init(capacity: Int) { cache = BoundedCache(capacity: capacity) }
-
-    func get(_ token: String) -> Entry? { cache.get(token) }
-    mutating func put(_ token: String, _ entry: Entry) { cache.put(token, entry) }
-    mutating func removeAll(where predicate: (Entry) -> Bool) { cache.removeAll(where: predicate) }
+/// A passport whose signature verified, and the key that signed it (so it
+/// is forgotten when that key is withdrawn).
+struct VerifiedToken: Sendable {
+    let claims: PassportClaims
+    let kid: String
 }
 
 /// A dictionary with a capacity: when full, the oldest entry goes first.
@@ -213,5 +204,6 @@ public final class LockedCache<Value: Sendable>: Sendable {
     public func put(_ key: String, _ value: Value) { cache.withLock { $0.put(key, value) } }
     public func remove(_ key: String) { cache.withLock { $0.remove(key) } }
     public func removeAll() { cache.withLock { $0.removeAll { _ in true } } }
+    public func removeAll(where predicate: (Value) -> Bool) { cache.withLock { $0.removeAll(where: predicate) } }
     public var count: Int { cache.withLock { $0.count } }
 }

@@ -183,8 +183,8 @@ struct PassportTests {
         _ = try verifier.verify(token, now: 1_800_000_010)
         _ = try verifier.verify(token, now: 1_800_000_011)
         #expect(throws: PassportError.expired) { try verifier.verify(token, now: 1_800_001_000) }
-        var cache = TokenCache(capacity: 2)
-        for t in ["a", "b", "c"] { cache.put(t, .init(claims: claims, kid: "k1")) }
+        var cache = BoundedCache<VerifiedToken>(capacity: 2)
+        for t in ["a", "b", "c"] { cache.put(t, VerifiedToken(claims: claims, kid: "k1")) }
         #expect(cache.get("a") == nil && cache.get("b") != nil && cache.get("c") != nil)
     }
 

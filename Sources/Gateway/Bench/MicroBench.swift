@@ -142,7 +142,7 @@ struct MicroBenchmarks {
         let filter = try PassportFilter(configuration: try JSONDecoder().decode(PassportFilter.Configuration.self, from: Data("{}".utf8)),
                                         context: FilterContext(stateDirectory: dir))
         let principal = Principal(subject: "user-42", session: "s-9", scopes: ["accounts:read"], method: "jwt", expiresAt: nil,
-                                  rawClaims: [], confirmation: nil, credentialHash: Sodium.sha256(Array("token".utf8)))
+                                  rawClaims: [], confirmation: nil, credentialID: Principal.credentialID("token"))
         let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/x", headers: ["authorization": "Bearer token", "x-device-id": "dev-7"])
         let logger = Logger(label: "bench")
         var sink = 0

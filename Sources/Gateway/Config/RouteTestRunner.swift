@@ -35,10 +35,10 @@ struct RouteTestRunner {
         // The path as the gateway routes it: canonical, or refused with 400 invalid_path.
         let (rawPath, rawQuery) = Router.split(Substring(test.request.path))
         let target: String
-        switch paths.canonicalize(rawPath) {
-        case .success(let p):
-            target = p + (rawQuery.map { "?" + $0 } ?? "")
-            if e.status == 400 { return ["\(method) \(test.request.path): expected status 400, got a canonical path '\(p)'"] }
+        switch paths.canonicalTarget(path: rawPath, query: rawQuery) {
+        case .success(let canonical):
+            target = canonical ?? test.request.path
+            if e.status == 400 { return ["\(method) \(test.request.path): expected status 400, got a canonical path '\(target)'"] }
         case .failure(.invalid(let reason)):
             if e.status == 400 { return [] }
             return ["\(method) \(test.request.path): expected \(describe(e, owner)), got 400 invalid_path (\(reason))"]

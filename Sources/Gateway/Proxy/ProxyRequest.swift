@@ -112,14 +112,12 @@ final class ProxyRequest: UpstreamDelegate {
         let (rawPath, query) = Router.split(Substring(head.uri))
         guard rawPath.hasPrefix("/") else { return respondLocally(.badRequest, close: true) }
         if let query, !Self.isCleanQuery(query) { return respondLocally(.badRequest, close: true) }
-        if !PathCanonicalizer.isPlainlyCanonical(rawPath) {
-            switch env.listener.sanitize.paths.canonicalize(rawPath) {
-            case .success(let path):
-                if path != rawPath { exchange.setCanonicalTarget(query.map { path + "?" + $0 } ?? path) }
-            case .failure(.invalid(let reason)):
-                exchange.logger.debug("path refused", metadata: ["reason": "\(reason)"])
-                return respondLocally(.invalidPath, close: true)
-            }
+        switch env.listener.sanitize.paths.canonicalTarget(path: rawPath, query: query) {
+        case .success(let target):
+            if let target { exchange.setCanonicalTarget(target) }
+        case .failure(.invalid(let reason)):
+            exchange.logger.debug("path refused", metadata: ["reason": "\(reason)"])
+            return respondLocally(.invalidPath, close: true)
         }
 
         switch env.listener.router.match(method: head.method.rawValue, host: Substring(exchange.originalHost),

@@ -38,6 +38,14 @@ struct PathCanonicalizer: Sendable, Equatable {
         return slowPath(Array(path.utf8))
     }
 
+    /// The target as routing and the upstream see it: nil when the path is
+    /// already canonical (the common case, no allocation), else the canonical
+    /// path with the query as sent.
+    func canonicalTarget(path: Substring, query: Substring?) -> Result<String?, Failure> {
+        if Self.isPlainlyCanonical(path) { return .success(nil) }
+        return canonicalize(path).map { p in p == path ? nil : query.map { p + "?" + $0 } ?? p }
+    }
+
     /// The fast path of every request, without allocating: an origin-form path
     /// with nothing to decode, no dot segment, no empty segment and no
     /// suspicious byte is its own canonical form, whatever the options.
@@ -53,15 +61,6 @@ struct PathCanonicalizer: Sendable, Equatable {
             }
         }
         return path.utf8.first == UInt8(ascii: "/")
-    }
-
-    private static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
-        default: return nil
-        }
     }
 
     private static func isUnreserved(_ b: UInt8) -> Bool {
@@ -94,7 +93,7 @@ struct PathCanonicalizer: Sendable, Equatable {
             let b = bytes[i]
             switch b {
             case UInt8(ascii: "%"):
-                guard i + 2 < bytes.count, let hi = Self.hexValue(bytes[i + 1]), let lo = Self.hexValue(bytes[i + 2])
+                guard i + 2 < bytes.count, let hi = ASCII.hexValue(bytes[i + 1]), let lo = ASCII.hexValue(bytes[i + 2])
                 else { return .failure(.invalid("invalid percent-encoding")) }
                 let v = hi << 4 | lo
                 if v >= 0x80 {
