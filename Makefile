@@ -17,8 +17,14 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-## What the tests need beyond the build: curl with HTTP/2, Python clients.
+## What the tests need beyond the build: Python clients, and a real
+## redis-server (the tests start their own on free loopback ports and stop them).
 test-deps: deps
+	@dpkg -s redis-server >/dev/null 2>&1 || { \
+	  echo "installing: redis-server"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@# Debian starts a system redis on 6379 at install; the tests never use it.
 	@python3 -c "import nacl, jwt, cryptography, h2" 2>/dev/null || python3 -m pip install -q $(PY_PACKAGES)
 
 build: deps

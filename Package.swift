@@ -32,13 +32,25 @@ let package = Package(
             name: "Passport",
             dependencies: ["CSodium"]
         ),
+        // The small RESP client the shared nonce store needs (no Redis client is on the mirror).
+        .target(
+            name: "Redis",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .target(
             name: "Filters",
             dependencies: [
                 "Passport",
+                "Redis",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
             ]
@@ -85,6 +97,7 @@ let package = Package(
                 "Gateway",
                 "Filters",
                 "Passport",
+                "Redis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

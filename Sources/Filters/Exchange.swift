@@ -47,6 +47,16 @@ public final class Exchange {
 
     private var values: [ObjectIdentifier: Any] = [:]
 
+    /// Set by a filter that must transform the upstream's response body as a
+    /// whole (`decrypt_payload` seals it for the app). The gateway then
+    /// buffers the upstream body (never a gateway-produced response, and
+    /// never a response that has no body by HTTP's rules), calls this once
+    /// with the status, the headers to adjust and the whole body, and sends
+    /// the result with a `Content-Length`.
+    public var responseBodyTransform: ((_ status: HTTPResponseStatus, _ headers: inout HTTPHeaders, _ body: ByteBuffer) -> ByteBuffer)?
+    /// The largest upstream body the transform accepts; larger ones get 502.
+    public var responseBodyLimit = 10 << 20
+
     public init(
         request: HTTPRequestHead,
         requestID: String,

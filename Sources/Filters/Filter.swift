@@ -89,10 +89,14 @@ public protocol Filter: Sendable {
     /// after every `onRequest` passed, and the upstream gets it with a
     /// `Content-Length`.
     var needsRequestBody: Bool { get }
-    /// Called with the whole body, in the route's order, for the filters that
-    /// need it, after all `onRequest` calls passed. A filter may replace the
+    /// Called with the whole body, in the route's order, for every filter of
+    /// a route that buffers the body (one filter needs it), after all
+    /// `onRequest` calls passed; the default does nothing. A filter may replace the
     /// body (decryption); the gateway sets `Content-Length` afterwards.
     func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction
+    /// Names of filters that must come earlier in the same chain (whose
+    /// results this one reads); checked when the config loads.
+    var requiredEarlierFilters: [String] { get }
 }
 
 extension Filter {
@@ -101,6 +105,7 @@ extension Filter {
     public var readsAppChannelHeaders: Bool { false }
     public var needsRequestBody: Bool { false }
     public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction { .next }
+    public var requiredEarlierFilters: [String] { [] }
 
     public init(configuration: Configuration, context: FilterContext) throws {
         try self.init(configuration: configuration)

@@ -12,12 +12,43 @@ public final class FilterContext: Sendable {
     /// The folder of passport key files, relative to the state folder.
     public static let passportKeyFolder = "passport"
     private let ring: Mutex<Result<PassportKeyRing, PassportKeyRing.Failure>?>
+    /// The folder of app-channel (X25519) key files, relative to the state folder.
+    public static let appChannelKeyFolder = "app-channel"
+    private let appRing: Mutex<(grace: Int64, ring: AppChannelKeyRing)?>
+    /// Unix milliseconds; tests inject a fixed clock (the app-channel vectors' timestamps).
+    public let clock: @Sendable () -> Int64
 
-    public init(stateDirectory: String, httpClient: (any OutboundHTTPClient)? = nil) {
+    public init(stateDirectory: String, httpClient: (any OutboundHTTPClient)? = nil,
+                clock: @escaping @Sendable () -> Int64 = { AppChannelKeyRing.now() }) {
         self.stateDirectory = stateDirectory
         self.httpClient = httpClient
         self.ring = Mutex(nil)
+        self.appRing = Mutex(nil)
+        self.clock = clock
     }
+
+    /// The app-channel key ring of `<state>/app-channel`, loaded once per
+    /// config load. Every filter that uses it must ask for the same grace.
+    public func appChannelKeys(grace: Int64) throws -> AppChannelKeyRing {
+        try appRing.withLock { loaded in
+            if let loaded {
+                guard loaded.grace == grace else {
+                    throw FilterConfigurationError("key_grace: every request_signature filter must use the same key_grace (the keys are shared)")
+                }
+                return loaded.ring
+            }
+            let ring: AppChannelKeyRing
+            do { ring = try AppChannelKeyRing(directory: resolve(Self.appChannelKeyFolder), grace: grace) } catch {
+                throw FilterConfigurationError("\(error)")
+            }
+            loaded = (grace, ring)
+            return ring
+        }
+    }
+
+    /// The app-channel keys if a filter of this config uses them (public
+    /// listeners then serve `/.well-known/gateway-keys.json`).
+    public var loadedAppChannelKeys: AppChannelKeyRing? { appRing.withLock { $0?.ring } }
 
     /// `path` if absolute, else under the state folder.
     public func resolve(_ path: String) -> String {

@@ -7,6 +7,8 @@ public struct FilterRegistry: Sendable {
         SanitizeFilter.self,
         AuthenticateFilter.self,
         PassportFilter.self,
+        RequestSignatureFilter.self,
+        DecryptPayloadFilter.self,
     ]
 
     private let types: [String: any Filter.Type]

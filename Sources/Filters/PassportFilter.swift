@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import NIOHTTP1
 import Passport
 
@@ -17,7 +18,10 @@ import Passport
 ///
 /// Claims: `aud` is the upstream the request is routed to; `sub`, `sid`,
 /// `scope` and `amr` come from the principal `authenticate` verified (none:
-/// an anonymous passport, `lvl` 1, empty `amr`); `lvl` is 2 for a verified
+/// an anonymous passport, `lvl` 1, empty `amr`); `lvl` is 3 for a verified
+/// credential plus a verified app-channel signature (`request_signature`
+/// earlier in the chain; the passport is then minted once the body is in), 2
+/// for a verified
 /// credential over TLS, 1 otherwise; `dev` from `X-Device-Id`, `X-Platform`
 /// and `X-App-Version` when present and well-formed (1 to 128 printable
 /// ASCII characters). Keys: every `*.json` Ed25519 key in `<state>/passport/`;
@@ -87,13 +91,36 @@ public struct PassportFilter: Filter {
 
     static let deviceHeaders = ["x-device-id", "x-platform", "x-app-version"]
 
+    enum DeferredKey: ExchangeKey { typealias Value = Bool }
+
     public func onRequest(_ exchange: Exchange) -> FilterAction {
+        // A signed app-channel request is verified only once its body is in:
+        // mint then, with the level the signature earns.
+        if exchange[RequestSignatureFilter.PendingKey.self] != nil {
+            exchange[DeferredKey.self] = true
+            return .next
+        }
+        mint(exchange)
+        return .next
+    }
+
+    public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction {
+        if exchange[DeferredKey.self] == true {
+            exchange[DeferredKey.self] = nil
+            mint(exchange)
+        }
+        return .next
+    }
+
+    func mint(_ exchange: Exchange) {
         let now = PassportVerifier.currentTime()
         let principal = exchange[PrincipalKey.self]
+        // 3: a verified credential plus a verified app-channel signature, over TLS.
+        let level = principal == nil || !exchange.isTLS ? 1 : exchange[AppChannelRequestKey.self] != nil ? 3 : 2
         let headers = exchange.request.headers
         let device = Self.device(headers)
         // The cache key names the credential by its hash, never the credential.
-        var key = exchange.upstream + "\n"
+        var key = exchange.upstream + "\n\(level)"
         if let principal { key += principal.credentialID }
         if let device { key += "\n\(device.id ?? "")\n\(device.platform ?? "")\n\(device.appVersion ?? "")" }
         let token: String
@@ -107,13 +134,12 @@ public struct PassportFilter: Filter {
                 issuer: issuer, audience: exchange.upstream, issuedAt: now, expiresAt: expiresAt, id: Self.newID(),
                 subject: principal?.subject, session: principal?.session,
                 scope: principal.flatMap { $0.scopes.isEmpty ? nil : $0.scopes.joined(separator: " ") },
-                methods: principal.map { [$0.method] } ?? [], level: principal != nil && exchange.isTLS ? 2 : 1, device: device)
+                methods: principal.map { [$0.method] } ?? [], level: level, device: device)
             token = signer.mint(claims)
             cache.put(key, MintedPassport(token: token, expiresAt: expiresAt))
         }
         exchange.request.headers.replaceOrAdd(name: "x-passport", value: token)
         if !keepAuthorization { exchange.request.headers.remove(name: "authorization") }
-        return .next
     }
 
     static func newID() -> String {

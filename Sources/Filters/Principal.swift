@@ -1,5 +1,6 @@
 /// Who is calling, as the `authenticate` filter verified it; later filters
 /// (`passport`) read it from `exchange[PrincipalKey.self]`.
+import Foundation
 import Passport
 
 public struct Principal: Sendable, Equatable {
@@ -20,6 +21,10 @@ public struct Principal: Sendable, Equatable {
     /// b64u(SHA-256(credential)): a cache key that is not the credential,
     /// computed once when the credential is verified.
     public var credentialID: String
+    /// `cnf.gwk`: the app-channel client key (`X-Gw-Client-Key`) the token is
+    /// bound to (PROTOCOL 2.3), read once when the credential is verified.
+    /// "" when `cnf.gwk` is present but not a string (it then matches no key).
+    public var gatewayKeyBinding: String?
 
     public init(subject: String?, session: String?, scopes: [String], method: String, expiresAt: Int64?, rawClaims: [UInt8],
                 confirmation: [UInt8]?, credentialID: String) {
@@ -31,6 +36,10 @@ public struct Principal: Sendable, Equatable {
         self.rawClaims = rawClaims
         self.confirmation = confirmation
         self.credentialID = credentialID
+        self.gatewayKeyBinding = confirmation.flatMap { bytes -> String? in
+            guard let cnf = (try? JSONSerialization.jsonObject(with: Data(bytes))) as? [String: Any], let gwk = cnf["gwk"] else { return nil }
+            return gwk as? String ?? ""
+        }
     }
 }
 

@@ -18,7 +18,7 @@ struct Dev: ParsableCommand {
     struct DevKeys: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "keys",
-            abstract: "Make what the demo needs, once: a dev JWT issuer key (dev/jwt-issuer.json, its JWK Set dev/jwt-jwks.json) and a passport signing key (passport/).")
+            abstract: "Make what the demo needs, once: a dev JWT issuer key (dev/jwt-issuer.json, its JWK Set dev/jwt-jwks.json) a passport signing key (passport/) and an app-channel key (app-channel/).")
 
         @Option(help: "State folder.") var state: String = ".state"
 
@@ -38,6 +38,17 @@ struct Dev: ParsableCommand {
                 let kid = "dev-\(formatter.string(from: Date()))"
                 try KeyFile.write(try PassportSigningKey.generate(kid: kid).privateJWK, to: "\(passportDir)/\(kid).json", replace: false)
                 print("made the passport signing key \(passportDir)/\(kid).json")
+            }
+            let appDir = state + "/" + FilterContext.appChannelKeyFolder
+            let appKeys = (try? FileManager.default.contentsOfDirectory(atPath: appDir))?.filter { $0.hasSuffix(".json") } ?? []
+            if appKeys.isEmpty {
+                let formatter = DateFormatter()
+                formatter.dateFormat = "yyyyMMdd"
+                let kid = "app-\(formatter.string(from: Date()))"
+                let pair = X25519.generate()
+                try KeyFile.write(JWK(kty: "OKP", crv: "X25519", kid: kid, x: Base64URL.encode(pair.publicKey), d: Base64URL.encode(pair.secretKey),
+                                      use: "enc"), to: "\(appDir)/\(kid).json", replace: false)
+                print("made the app-channel key \(appDir)/\(kid).json")
             }
         }
     }

@@ -23,7 +23,7 @@ struct ConfigCompiler {
         "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     ].joined(separator: ":")
 
-    mutating func compile(passportKeys: PassportKeyRing? = nil) throws -> RuntimeConfig {
+    mutating func compile(passportKeys: PassportKeyRing? = nil, appChannelKeys: AppChannelKeyRing? = nil) throws -> RuntimeConfig {
         var adminAddress: SocketAddress?
         do { adminAddress = try resolveAddress(raw.admin.address) } catch {
             problems.append(ConfigProblem(file: "admin", path: "admin.address", message: "\(error)"))
@@ -108,7 +108,8 @@ struct ConfigCompiler {
                 maxConcurrentStreams: l.limits.maxConcurrentStreams)
             listeners.append(ListenerRuntime(name: name, address: address, addressText: l.address, tls: tls, limits: limits,
                                              router: Router(routes: routesByListener[name] ?? []),
-                                             defaultFilters: l.filters.map(\.filter), sanitize: Self.sanitizePolicy(l)))
+                                             defaultFilters: l.filters.map(\.filter), sanitize: Self.sanitizePolicy(l),
+                                             gatewayKeys: appChannelKeys))
         }
         return RuntimeConfig(digest: raw.digest, adminAddress: adminAddress!, adminAddressText: raw.admin.address,
                              listeners: listeners, upstreams: upstreams, routes: allRoutes, routeTests: tests,
@@ -308,6 +309,13 @@ struct ConfigCompiler {
         let disabled = Set(r.disabledFilters)
         let chain = listener.filters.filter { !disabled.contains($0.name) }.map { ($0.name, $0.filter) }
             + r.filters.map { ($0.name, $0.filter) }
+
+        // Filters that read what an earlier one left (decrypt_payload the verified request).
+        for (i, (name, filter)) in chain.enumerated() {
+            for needed in filter.requiredEarlierFilters where !chain[..<i].contains(where: { $0.0 == needed }) {
+                fail(src, "filters", "'\(name)' needs '\(needed)' before it in the chain (listener defaults, then the route's filters)")
+            }
+        }
 
         let maxBody = r.maxBody?.bytes ?? listener.limits.maxBody.bytes
         guard problems.count == before else { return nil }

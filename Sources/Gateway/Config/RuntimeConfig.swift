@@ -17,6 +17,9 @@ struct ListenerRuntime: Sendable {
     let defaultFilters: [any Filter]
     /// Path canonicalization, headers removed, security headers.
     let sanitize: SanitizePolicy
+    /// The app-channel keys, when a filter of the config uses them: the
+    /// listener then serves `/.well-known/gateway-keys.json` (PROTOCOL 2.1).
+    var gatewayKeys: AppChannelKeyRing? = nil
 }
 
 struct ListenerLimitsRuntime: Sendable {
@@ -75,7 +78,7 @@ final class RuntimeConfig: Sendable {
         let context = FilterContext(stateDirectory: stateDirectory, httpClient: GatewayHTTPClient.shared)
         let raw = try ConfigLoader.load(directory: directory, registry: registry, context: context)
         var compiler = ConfigCompiler(raw: raw, stateDirectory: stateDirectory)
-        return try compiler.compile(passportKeys: context.loadedPassportKeys)
+        return try compiler.compile(passportKeys: context.loadedPassportKeys, appChannelKeys: context.loadedAppChannelKeys)
     }
 }
 

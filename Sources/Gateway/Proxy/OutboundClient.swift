@@ -25,12 +25,27 @@ final class GatewayHTTPClient: OutboundHTTPClient {
 
     func post(url: URL, headers: HTTPHeaders, body: [UInt8], timeout: TimeAmount, on eventLoop: EventLoop)
         -> EventLoopFuture<(status: Int, body: [UInt8])> {
-        let promise = eventLoop.makePromise(of: (status: Int, body: [UInt8]).self)
+        send(method: .POST, url: url, headers: headers, body: body, timeout: timeout, on: eventLoop).map { ($0.status, $0.body) }
+    }
+
+    struct Response {
+        var status: Int
+        var headers: HTTPHeaders
+        var body: [UInt8]
+    }
+
+    /// One request on its own connection. `tls` replaces the system trust
+    /// roots (the CLI's `--cacert`).
+    func send(method: HTTPMethod, url: URL, headers: HTTPHeaders, body: [UInt8], timeout: TimeAmount, on eventLoop: EventLoop,
+              tls customTLS: NIOSSLContext? = nil, maxResponseBytes: Int = GatewayHTTPClient.maxResponseBytes)
+        -> EventLoopFuture<Response> {
+        let promise = eventLoop.makePromise(of: Response.self)
         guard let host = url.host, let scheme = url.scheme, scheme == "http" || scheme == "https" else {
             promise.fail(Failure(description: "not an http(s) URL"))
             return promise.futureResult
         }
         let https = scheme == "https"
+        let tls = customTLS ?? self.tls
         if https && tls == nil {
             promise.fail(Failure(description: "no TLS client context"))
             return promise.futureResult
@@ -38,7 +53,6 @@ final class GatewayHTTPClient: OutboundHTTPClient {
         let port = url.port ?? (https ? 443 : 80)
         var target = url.path.isEmpty ? "/" : url.path
         if let query = url.query { target += "?" + query }
-        let tls = self.tls
         let timer = eventLoop.scheduleTask(in: timeout) { promise.fail(Failure(description: "timed out after \(timeout)")) }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         ClientBootstrap(group: eventLoop)
@@ -48,7 +62,7 @@ final class GatewayHTTPClient: OutboundHTTPClient {
                     let sync = channel.pipeline.syncOperations
                     if https, let tls { try sync.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: host)) }
                     try sync.addHTTPClientHandlers()
-                    try sync.addHandler(ResponseCollector(promise: promise))
+                    try sync.addHandler(ResponseCollector(promise: promise, limit: maxResponseBytes))
                 }
             }
             .connect(host: host, port: port)
@@ -60,11 +74,13 @@ final class GatewayHTTPClient: OutboundHTTPClient {
                     promise.futureResult.whenComplete { _ in channel.close(promise: nil) }
                     var h = headers
                     h.replaceOrAdd(name: "host", value: url.port.map { "\(host):\($0)" } ?? host)
-                    h.replaceOrAdd(name: "content-length", value: String(body.count))
+                    if !body.isEmpty || method == .POST || method == .PUT || method == .PATCH {
+                        h.replaceOrAdd(name: "content-length", value: String(body.count))
+                    }
                     h.replaceOrAdd(name: "connection", value: "close")
-                    let head = HTTPRequestHead(version: .http1_1, method: .POST, uri: target, headers: h)
+                    let head = HTTPRequestHead(version: .http1_1, method: method, uri: target, headers: h)
                     channel.write(HTTPClientRequestPart.head(head), promise: nil)
-                    channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil)
+                    if !body.isEmpty { channel.write(HTTPClientRequestPart.body(.byteBuffer(ByteBuffer(bytes: body))), promise: nil) }
                     channel.writeAndFlush(HTTPClientRequestPart.end(nil), promise: nil)
                 }
             }
@@ -72,29 +88,35 @@ final class GatewayHTTPClient: OutboundHTTPClient {
     }
 }
 
-/// Collects one response, at most `GatewayHTTPClient.maxResponseBytes` of body.
+/// Collects one response, at most `limit` bytes of body.
 private final class ResponseCollector: ChannelInboundHandler {
     typealias InboundIn = HTTPClientResponsePart
 
-    private let promise: EventLoopPromise<(status: Int, body: [UInt8])>
+    private let promise: EventLoopPromise<GatewayHTTPClient.Response>
+    private let limit: Int
     private var status = 0
+    private var headers = HTTPHeaders()
     private var body: [UInt8] = []
 
-    init(promise: EventLoopPromise<(status: Int, body: [UInt8])>) { self.promise = promise }
+    init(promise: EventLoopPromise<GatewayHTTPClient.Response>, limit: Int) {
+        self.promise = promise
+        self.limit = limit
+    }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head(let head):
             status = Int(head.status.code)
+            headers = head.headers
         case .body(let buffer):
-            guard body.count + buffer.readableBytes <= GatewayHTTPClient.maxResponseBytes else {
-                promise.fail(GatewayHTTPClient.Failure(description: "response larger than 64 KiB"))
+            guard body.count + buffer.readableBytes <= limit else {
+                promise.fail(GatewayHTTPClient.Failure(description: "response larger than \(limit) bytes"))
                 context.close(promise: nil)
                 return
             }
             body += buffer.readableBytesView
         case .end:
-            promise.succeed((status, body))
+            promise.succeed(.init(status: status, headers: headers, body: body))
             context.close(promise: nil)
         }
     }

@@ -67,7 +67,6 @@ extension ProxyRequest {
         while i < route.filters.count {
             let filter = route.filters[i]
             i += 1
-            guard filter.needsRequestBody else { continue }
             switch filter.onRequestBody(exchange, &body) {
             case .next:
                 continue

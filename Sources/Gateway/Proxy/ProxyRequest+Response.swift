@@ -20,13 +20,33 @@ extension ProxyRequest {
         var response = ResponseHead(status: head.status, headers: headers, isLocal: false)
         runResponseFilters(&response)
         if mustCloseDownstream { response.headers.replaceOrAdd(name: "connection", value: "close") }
+        if exchange.responseBodyTransform != nil && Self.hasBody(status: head.status, method: method) {
+            // The transform needs the whole body: hold the head until the end.
+            heldHead = response
+            heldBody = ByteBuffer()
+            return
+        }
         handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: response.status, headers: response.headers)))
+    }
+
+    /// Whether a response has a body by HTTP's rules (RFC 9110 6.4.1).
+    static func hasBody(status: HTTPResponseStatus, method: HTTPMethod) -> Bool {
+        method != .HEAD && status.code >= 200 && status != .noContent && status != .notModified
     }
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard phase == .forwarding, responseStarted, let pool else { return }
         responseBytes += buffer.readableBytes
         handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
+        if heldHead != nil {
+            guard responseBytes <= exchange.responseBodyLimit else {
+                exchange.logger.warning("upstream response too large to seal", metadata: ["limit": "\(exchange.responseBodyLimit)"])
+                return fail(.rejection("upstream_response_too_large", status: .badGateway))
+            }
+            var b = buffer
+            heldBody!.writeBuffer(&b)
+            return
+        }
         handler.write(.body(.byteBuffer(buffer)))
     }
 
@@ -36,6 +56,16 @@ extension ProxyRequest {
         if let connection, let pool {
             self.connection = nil
             pool.release(connection, reusable: reusable)
+        }
+        if var head = heldHead, let body = heldBody, let transform = exchange.responseBodyTransform {
+            heldHead = nil
+            heldBody = nil
+            let sealed = transform(head.status, &head.headers, body)
+            head.headers.remove(name: "transfer-encoding")
+            head.headers.replaceOrAdd(name: "content-length", value: String(sealed.readableBytes))
+            responseBytes = sealed.readableBytes
+            handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: head.status, headers: head.headers)))
+            handler.write(.body(.byteBuffer(sealed)))
         }
         let close = mustCloseDownstream
         complete(status: responseStatus)

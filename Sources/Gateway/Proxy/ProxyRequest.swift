@@ -44,6 +44,10 @@ final class ProxyRequest: UpstreamDelegate {
     var upstreamKeepAlive = true
     var errorCode: String?
     var expectsContinue = false
+    /// The upstream's response head and body, held while a filter's
+    /// `responseBodyTransform` needs the whole body.
+    var heldHead: ResponseHead?
+    var heldBody: ByteBuffer?
     /// Whether the request was already sent again after a reused connection failed.
     var retried = false
 
@@ -120,6 +124,10 @@ final class ProxyRequest: UpstreamDelegate {
             return respondLocally(.invalidPath, close: true)
         }
 
+        if let keys = env.listener.gatewayKeys, Router.split(Substring(exchange.canonicalTarget)).0 == Self.gatewayKeysPath {
+            return serveGatewayKeys(keys)
+        }
+
         switch env.listener.router.match(method: head.method.rawValue, host: Substring(exchange.originalHost),
                                          target: Substring(exchange.canonicalTarget), headers: head.headers) {
         case .noRoute:
@@ -137,6 +145,20 @@ final class ProxyRequest: UpstreamDelegate {
             prepareUpstreamHead(route)
             runFilters(from: 0)
         }
+    }
+
+    static let gatewayKeysPath = "/.well-known/gateway-keys.json"
+
+    /// The app-channel public keys (PROTOCOL 2.1), on every public listener of
+    /// a config that uses them; never a private half.
+    func serveGatewayKeys(_ keys: AppChannelKeyRing) {
+        guard method == .GET || method == .HEAD else {
+            return respondLocally(.methodNotAllowed, headers: ["allow": "GET, HEAD"])
+        }
+        var headers = HTTPHeaders()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "cache-control", value: "public, max-age=300")
+        respondLocally(FilterResponse(status: .ok, headers: headers, body: ByteBuffer(string: keys.publishedJSON(now: AppChannelKeyRing.now()))))
     }
 
     /// `Content-Length`: 1 to 18 digits and nothing else (no sign, no
@@ -188,6 +210,12 @@ final class ProxyRequest: UpstreamDelegate {
         }
         self.pool = pool
         setUpstreamHost(route, upstream: pool.definition)
+        if route.keepsAppChannelHeaders {
+            // The filters have read them; no service ever sees one (PROTOCOL 2.5).
+            var names: [String] = []
+            for (name, _) in exchange.request.headers where HeaderRules.kind(name) == .appChannel { names.append(name) }
+            for name in names { exchange.request.headers.remove(name: name) }
+        }
         phase = .acquiring
         if expectsContinue {
             // Only now that every filter let the request through is the client
@@ -298,6 +326,12 @@ final class ProxyRequest: UpstreamDelegate {
     /// broken response instead of a short one.
     func fail(_ error: GatewayError, closeDownstream: Bool = false) {
         if let connection { dropConnection(connection) }
+        if heldHead != nil {
+            // Nothing of the held response went out: the client gets a clean error.
+            heldHead = nil
+            heldBody = nil
+            responseStarted = false
+        }
         if responseStarted {
             errorCode = error.errorCode
             complete(status: responseStatus)

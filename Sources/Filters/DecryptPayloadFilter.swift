@@ -1,0 +1,133 @@
+import NIOCore
+import NIOHTTP1
+import Passport
+
+/// `decrypt_payload`: the app channel's end-to-end encrypted bodies
+/// (PROTOCOL 2.4-2.5). Needs `request_signature` earlier in the chain: the
+/// keys and the AAD come from the request it verified.
+///
+/// ```yaml
+/// filters:
+///   - request_signature: {}
+///   - decrypt_payload:
+///       required: true          # default true: a request without X-Gw-Encrypted: 1 gets 400 encryption_required
+///       encrypt_response: true  # default true: the upstream's answer goes back sealed with K_resp
+///       max_body: 1MiB          # the encrypted request body, default the route's limit
+///       max_response_body: 10MiB  # the upstream body that can be sealed; larger: 502
+/// ```
+///
+/// The upstream gets the plaintext with `Content-Type` from
+/// `X-Gw-Content-Type` (default `application/json`) and its
+/// `Content-Length`, and no `X-Gw-*` header. A sealed response carries
+/// `X-Gw-Encrypted: 1`, `Content-Type: application/octet-stream` and the
+/// upstream's type in `X-Gw-Content-Type`; the upstream is asked for an
+/// uncompressed body (its `Accept-Encoding` is removed), so the app decrypts
+/// exactly what the service wrote.
+public struct DecryptPayloadFilter: Filter {
+    public static let name = "decrypt_payload"
+
+    public struct Configuration: Decodable, Sendable {
+        var required = true
+        var encryptResponse = true
+        var maxBody: ConfigSize?
+        var maxResponseBody = ConfigSize(bytes: 10 << 20)
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case required, encryptResponse = "encrypt_response", maxBody = "max_body", maxResponseBody = "max_response_body"
+        }
+
+        public init() {}
+
+        public init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            required = try c.decodeIfPresent(Bool.self, forKey: .required) ?? required
+            encryptResponse = try c.decodeIfPresent(Bool.self, forKey: .encryptResponse) ?? encryptResponse
+            maxBody = try c.decodeIfPresent(ConfigSize.self, forKey: .maxBody)
+            maxResponseBody = try c.decodeIfPresent(ConfigSize.self, forKey: .maxResponseBody) ?? maxResponseBody
+        }
+    }
+
+    public static let encryptionRequired = GatewayError.rejection("encryption_required", status: .badRequest)
+    public static let undecryptable = GatewayError.rejection("undecryptable_payload", status: .badRequest)
+
+    let required: Bool
+    let encryptResponse: Bool
+    let maxBody: Int?
+    let maxResponseBody: Int
+
+    public init(configuration c: Configuration) throws {
+        guard c.maxBody.map({ $0.bytes > 0 }) ?? true else { throw FilterConfigurationError("max_body: must be positive") }
+        guard c.maxResponseBody.bytes > 0 else { throw FilterConfigurationError("max_response_body: must be positive") }
+        required = c.required
+        encryptResponse = c.encryptResponse
+        // The encrypted body is the plaintext plus 40 bytes.
+        maxBody = c.maxBody.map { $0.bytes + XChaCha20Poly1305.nonceBytes + XChaCha20Poly1305.tagBytes }
+        maxResponseBody = c.maxResponseBody.bytes
+    }
+
+    public var readsAppChannelHeaders: Bool { true }
+    public var needsRequestBody: Bool { true }
+    public var requiredEarlierFilters: [String] { ["request_signature"] }
+
+    enum EncryptedKey: ExchangeKey { typealias Value = String }
+
+    public func onRequest(_ exchange: Exchange) -> FilterAction {
+        let headers = exchange.request.headers
+        let marker = headers["x-gw-encrypted"]
+        guard marker == ["1"] else {
+            // Absent is the plain channel; anything but one `1` is neither.
+            if required || !marker.isEmpty { return .reject(Self.encryptionRequired) }
+            return .next
+        }
+        let types = headers["x-gw-content-type"]
+        guard types.count <= 1 else { return .reject(Self.undecryptable) }
+        let type = types.first ?? "application/json"
+        guard Self.isMediaType(type) else { return .reject(Self.undecryptable) }
+        exchange[EncryptedKey.self] = type
+        if let maxBody { exchange.bodyLimit = min(exchange.bodyLimit ?? .max, maxBody) }
+        if encryptResponse { exchange.request.headers.remove(name: "accept-encoding") }
+        return .next
+    }
+
+    public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction {
+        guard let contentType = exchange[EncryptedKey.self] else { return .next }
+        guard let request = exchange[AppChannelRequestKey.self] else { return .reject(.internalError) }
+        if body.readableBytes > 0 {
+            let aad = AppChannelCrypto.requestAAD(method: request.method, target: request.target, timestamp: request.timestamp,
+                                                  nonce: request.nonce)
+            guard let plaintext = AppChannelCrypto.openRequest(Array(body.readableBytesView), keys: request.keys, aad: aad) else {
+                return .reject(Self.undecryptable)
+            }
+            body = ByteBuffer(bytes: plaintext)
+            exchange.request.headers.replaceOrAdd(name: "content-type", value: contentType)
+        } else {
+            exchange.request.headers.remove(name: "content-type")
+        }
+        if encryptResponse {
+            let keys = request.keys
+            let nonce = request.nonce
+            exchange.responseBodyLimit = maxResponseBody
+            exchange.responseBodyTransform = { status, headers, upstreamBody in
+                let aad = AppChannelCrypto.responseAAD(status: Int(status.code), requestNonce: nonce)
+                let sealed = AppChannelCrypto.sealResponse(Array(upstreamBody.readableBytesView), keys: keys,
+                                                           nonce: Sodium.randomBytes(XChaCha20Poly1305.nonceBytes), aad: aad)
+                let upstreamType = headers.first(name: "content-type")
+                headers.replaceOrAdd(name: "content-type", value: "application/octet-stream")
+                if let upstreamType { headers.replaceOrAdd(name: "x-gw-content-type", value: upstreamType) }
+                headers.replaceOrAdd(name: "x-gw-encrypted", value: "1")
+                headers.remove(name: "content-encoding")
+                return ByteBuffer(bytes: sealed)
+            }
+        }
+        return .next
+    }
+
+    /// `type/subtype` with optional parameters, printable ASCII, at most 256 bytes.
+    static func isMediaType(_ value: String) -> Bool {
+        let u = value.utf8
+        guard !u.isEmpty, u.count <= 256, u.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return false }
+        guard let slash = u.firstIndex(of: UInt8(ascii: "/")), slash != u.startIndex else { return false }
+        return u[u.startIndex..<slash].allSatisfy(HTTPToken.isTokenByte)
+    }
+}

@@ -1,0 +1,256 @@
+import NIOCore
+import NIOHTTP1
+import Passport
+import Redis
+
+/// `request_signature`: the app channel's signed requests with
+/// delayed-request and replay blocking (PROTOCOL 2.1-2.3).
+///
+/// ```yaml
+/// filters:
+///   - request_signature:
+///       max_age: 10s               # now - ts, default 10s
+///       max_skew: 2s               # ts - now, default 2s
+///       nonce_store: memory        # memory (default) or redis
+///       fail_open: false           # default false: store down → 503 replay_store_unavailable
+///       require_key_binding: false # true: the credential must carry cnf.gwk (needs authenticate before)
+///       key_grace: 24h             # an old gateway key stays accepted this long after a newer one appeared
+///       memory: {max_entries: 1000000}
+///       redis:                     # with nonce_store: redis
+///         address: 127.0.0.1:6379
+///         password_file: redis.pass   # or password_env: REDIS_PASSWORD; username for ACL users
+///         database: 0
+///         prefix: "gw:nonce:"
+///         timeout: 250ms
+///         tls: {ca: redis-ca.pem, server_name: redis.internal}
+/// ```
+///
+/// Checks, in PROTOCOL 2.3's order: the five headers present and
+/// well-formed (400 `malformed_signature`), a current kid (401
+/// `unknown_key`), the time window (401 `request_expired`), then, once the
+/// body is in, the HMAC over the canonical string, compared in constant time
+/// (401 `invalid_signature`), the token's key binding (401
+/// `key_binding_mismatch`), and last the nonce, recorded only now that the
+/// signature is known good (401 `replayed_request`, 503
+/// `replay_store_unavailable`). The first three need no body, so a bad
+/// request is refused before the gateway reads a byte of it.
+public struct RequestSignatureFilter: Filter {
+    public static let name = "request_signature"
+
+    public enum Store: String, Decodable, Sendable { case memory, redis }
+
+    public struct Configuration: Decodable, Sendable {
+        var maxAge = ConfigDuration.seconds(10)
+        var maxSkew = ConfigDuration.seconds(2)
+        var nonceStore = Store.memory
+        var failOpen = false
+        var requireKeyBinding = false
+        var keyGrace = ConfigDuration.seconds(86_400)
+        var memory = MemoryOptions()
+        var redis: RedisStoreConfiguration?
+
+        struct MemoryOptions: Decodable, Sendable {
+            var maxEntries = 1_000_000
+            enum CodingKeys: String, CodingKey, CaseIterable { case maxEntries = "max_entries" }
+            init() {}
+            init(from decoder: Decoder) throws {
+                try rejectUnknownKeys(decoder, CodingKeys.self)
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                maxEntries = try c.decodeIfPresent(Int.self, forKey: .maxEntries) ?? maxEntries
+            }
+        }
+
+        enum CodingKeys: String, CodingKey, CaseIterable {
+            case maxAge = "max_age", maxSkew = "max_skew", nonceStore = "nonce_store", failOpen = "fail_open"
+            case requireKeyBinding = "require_key_binding", keyGrace = "key_grace", memory, redis
+        }
+
+        public init() {}
+
+        public init(from decoder: Decoder) throws {
+            try rejectUnknownKeys(decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            maxAge = try c.decodeIfPresent(ConfigDuration.self, forKey: .maxAge) ?? maxAge
+            maxSkew = try c.decodeIfPresent(ConfigDuration.self, forKey: .maxSkew) ?? maxSkew
+            nonceStore = try c.decodeIfPresent(Store.self, forKey: .nonceStore) ?? nonceStore
+            failOpen = try c.decodeIfPresent(Bool.self, forKey: .failOpen) ?? false
+            requireKeyBinding = try c.decodeIfPresent(Bool.self, forKey: .requireKeyBinding) ?? false
+            keyGrace = try c.decodeIfPresent(ConfigDuration.self, forKey: .keyGrace) ?? keyGrace
+            memory = try c.decodeIfPresent(MemoryOptions.self, forKey: .memory) ?? memory
+            redis = try c.decodeIfPresent(RedisStoreConfiguration.self, forKey: .redis)
+        }
+    }
+
+    public static let malformed = GatewayError.rejection("malformed_signature", status: .badRequest)
+    public static let unknownKey = GatewayError.rejection("unknown_key", status: .unauthorized)
+    public static let expired = GatewayError.rejection("request_expired", status: .unauthorized)
+    public static let invalidSignature = GatewayError.rejection("invalid_signature", status: .unauthorized)
+    public static let keyBindingMismatch = GatewayError.rejection("key_binding_mismatch", status: .unauthorized)
+    public static let replayed = GatewayError.rejection("replayed_request", status: .unauthorized)
+    public static let storeUnavailable = GatewayError.rejection("replay_store_unavailable", status: .serviceUnavailable)
+
+    let maxAge: Int64
+    let maxSkew: Int64
+    let failOpen: Bool
+    let requireKeyBinding: Bool
+    let keys: AppChannelKeyRing
+    let store: any NonceStore
+    let clock: @Sendable () -> Int64
+
+    public init(configuration: Configuration) throws {
+        try self.init(configuration: configuration, context: FilterContext(stateDirectory: "."))
+    }
+
+    public init(configuration c: Configuration, context: FilterContext) throws {
+        maxAge = c.maxAge.nanoseconds / 1_000_000
+        maxSkew = c.maxSkew.nanoseconds / 1_000_000
+        guard maxAge >= 1000, maxAge <= 300_000 else { throw FilterConfigurationError("max_age: must be between 1s and 5m") }
+        guard maxSkew >= 0, maxSkew <= 60_000 else { throw FilterConfigurationError("max_skew: must be between 0s and 1m") }
+        guard c.keyGrace.nanoseconds >= 0 else { throw FilterConfigurationError("key_grace: must not be negative") }
+        failOpen = c.failOpen
+        requireKeyBinding = c.requireKeyBinding
+        clock = context.clock
+        keys = try context.appChannelKeys(grace: c.keyGrace.nanoseconds / 1_000_000)
+        let window = maxAge + maxSkew
+        switch c.nonceStore {
+        case .memory:
+            guard c.redis == nil else { throw FilterConfigurationError("redis: only with nonce_store: redis") }
+            guard c.memory.maxEntries >= 1000 else { throw FilterConfigurationError("memory.max_entries: must be at least 1000") }
+            store = MemoryNonceStore(windowMilliseconds: window, capacity: c.memory.maxEntries)
+        case .redis:
+            guard let redis = c.redis else { throw FilterConfigurationError("redis: required with nonce_store: redis (address: host:port)") }
+            let client = RedisClient(configuration: try redis.clientConfiguration(context: context))
+            store = RedisNonceStore(client: client, prefix: redis.prefix, windowMilliseconds: window)
+        }
+    }
+
+    public var readsAppChannelHeaders: Bool { true }
+    public var needsRequestBody: Bool { true }
+    public var requiredEarlierFilters: [String] { requireKeyBinding ? ["authenticate"] : [] }
+
+    /// The headers, parsed by `onRequest` for `onRequestBody`.
+    struct Pending {
+        let key: AppChannelKeyRing.Key
+        let kid: String
+        let clientKeyText: String
+        let clientKey: [UInt8]
+        let timestamp: String
+        let nonceText: String
+        let nonce: [UInt8]
+        let signature: [UInt8]
+    }
+
+    enum PendingKey: ExchangeKey { typealias Value = Pending }
+
+    public func onRequest(_ exchange: Exchange) -> FilterAction {
+        let headers = exchange.request.headers
+        guard let kid = Self.single(headers, "x-gw-kid"), Self.isKid(kid),
+              let clientKeyText = Self.single(headers, "x-gw-client-key"),
+              let clientKey = Base64URL.decode(clientKeyText), clientKey.count == 32,
+              let timestamp = Self.single(headers, "x-gw-timestamp"), let ts = Self.milliseconds(timestamp),
+              let nonceText = Self.single(headers, "x-gw-nonce"),
+              let nonce = Base64URL.decode(nonceText), (16...32).contains(nonce.count),
+              let signatureText = Self.single(headers, "x-gw-signature"),
+              let signature = Base64URL.decode(signatureText), signature.count == 32
+        else { return .reject(Self.malformed) }
+        let now = clock()
+        guard let key = keys.key(kid: Substring(kid), now: now) else { return .reject(Self.unknownKey) }
+        guard now - ts <= maxAge, ts - now <= maxSkew else { return .reject(Self.expired) }
+        exchange[PendingKey.self] = Pending(key: key, kid: kid, clientKeyText: clientKeyText, clientKey: clientKey, timestamp: timestamp,
+                                            nonceText: nonceText, nonce: nonce, signature: signature)
+        return .next
+    }
+
+    public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction {
+        guard let p = exchange[PendingKey.self] else { return .reject(.internalError) }
+        exchange[PendingKey.self] = nil
+        guard let session = p.key.sessionKeys(clientKey: p.clientKey, cacheKey: p.clientKeyText) else {
+            return .reject(Self.invalidSignature)
+        }
+        let method = exchange.request.method.rawValue
+        let bodyHash = body.withUnsafeReadableBytes { raw -> [UInt8] in
+            var hash = SHA256Hasher()
+            hash.update(raw)
+            return hash.finalize()
+        }
+        let canonical = AppChannelCrypto.canonical(method: method, target: exchange.originalTarget, timestamp: p.timestamp,
+                                                   nonce: p.nonceText, kid: p.kid, bodySHA256: bodyHash)
+        guard Sodium.constantTimeEqual(AppChannelCrypto.signature(canonical: canonical, keys: session), p.signature) else {
+            return .reject(Self.invalidSignature)
+        }
+        if let binding = exchange[PrincipalKey.self]?.gatewayKeyBinding {
+            guard let bound = Base64URL.decode(binding), Sodium.constantTimeEqual(bound, p.clientKey) else {
+                return .reject(Self.keyBindingMismatch)
+            }
+        } else if requireKeyBinding {
+            return .reject(Self.keyBindingMismatch)
+        }
+        let verified = AppChannelRequest(keys: session, method: method, target: exchange.originalTarget, timestamp: p.timestamp,
+                                         nonce: p.nonceText, kid: p.kid)
+        switch store.record(clientKey: p.clientKey, nonce: p.nonce, now: clock(), on: exchange.eventLoop) {
+        case .answered(let answer):
+            return decide(answer, verified, exchange)
+        case .pending(let future):
+            return .suspend(future.map { answer in decide(answer, verified, exchange) })
+        }
+    }
+
+    private func decide(_ answer: NonceStoreAnswer, _ verified: AppChannelRequest, _ exchange: Exchange) -> FilterAction {
+        switch answer {
+        case .recorded:
+            exchange[AppChannelRequestKey.self] = verified
+            return .next
+        case .replayed:
+            return .reject(Self.replayed)
+        case .unavailable(let reason):
+            NonceStoreMetrics.unavailable(store: store.kind, reason: reason, failOpen: failOpen)
+            if failOpen {
+                exchange.logger.warning("nonce store unavailable; request passed without replay check (fail_open)",
+                                        metadata: ["store": "\(store.kind)", "reason": "\(reason)"])
+                exchange[AppChannelRequestKey.self] = verified
+                return .next
+            }
+            exchange.logger.error("nonce store unavailable; request refused", metadata: ["store": "\(store.kind)", "reason": "\(reason)"])
+            return .reject(Self.storeUnavailable)
+        }
+    }
+
+    /// The value of a header sent exactly once; nil when absent or repeated.
+    static func single(_ headers: HTTPHeaders, _ name: String) -> String? {
+        var found: String?
+        for value in headers[name] {
+            if found != nil { return nil }
+            found = value
+        }
+        return found
+    }
+
+    static func isKid(_ kid: String) -> Bool {
+        !kid.isEmpty && kid.utf8.count <= 64 && kid.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+    }
+
+    /// Decimal digits only, at most 15 of them (a Unix time in milliseconds).
+    static func milliseconds(_ text: String) -> Int64? {
+        let u = text.utf8
+        guard !u.isEmpty, u.count <= 15 else { return nil }
+        var value: Int64 = 0
+        for b in u {
+            guard b >= 0x30 && b <= 0x39 else { return nil }
+            value = value * 10 + Int64(b - 0x30)
+        }
+        return value
+    }
+}
+
+/// A request whose signature `request_signature` verified and whose nonce it
+/// recorded: what `decrypt_payload` needs to open the body and seal the response.
+public struct AppChannelRequest: Sendable {
+    public let keys: AppChannelCrypto.SessionKeys
+    public let method: String
+    public let target: String
+    public let timestamp: String
+    public let nonce: String
+    public let kid: String
+}
+
+public enum AppChannelRequestKey: ExchangeKey { public typealias Value = AppChannelRequest }
