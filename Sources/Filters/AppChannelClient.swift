@@ -59,8 +59,6 @@ public struct AppChannelClient: Sendable {
             let aad = AppChannelCrypto.requestAAD(method: method, target: target, timestamp: ts, nonce: nonceText)
             sent = AppChannelCrypto.sealRequest(body, keys: keys, nonce: bodyNonce, aad: aad)
         }
-        let canonical = AppChannelCrypto.canonical(method: method, target: target, timestamp: ts, nonce: nonceText, kid: kid,
-                                                   bodySHA256: Sodium.sha256(sent))
         var headers: [(name: String, value: String)] = [
             ("X-Gw-Kid", kid), ("X-Gw-Client-Key", Base64URL.encode(publicKey)), ("X-Gw-Timestamp", ts), ("X-Gw-Nonce", nonceText),
         ]
@@ -68,8 +66,15 @@ public struct AppChannelClient: Sendable {
             headers.append(("X-Gw-Encrypted", "1"))
             if let contentType { headers.append(("X-Gw-Content-Type", contentType)) }
         }
-        headers.append(("X-Gw-Signature", Base64URL.encode(AppChannelCrypto.signature(canonical: canonical, keys: keys))))
+        headers.append(("X-Gw-Signature", signature(method: method, target: target, timestamp: ts, nonce: nonceText, sentBody: sent)))
         return Prepared(headers: headers, body: sent, nonce: nonceText)
+    }
+
+    /// `X-Gw-Signature` over a body exactly as it will be sent.
+    public func signature(method: String, target: String, timestamp: String, nonce: String, sentBody: [UInt8]) -> String {
+        let canonical = AppChannelCrypto.canonical(method: method, target: target, timestamp: timestamp, nonce: nonce, kid: kid,
+                                                   bodySHA256: Sodium.sha256(sentBody))
+        return Base64URL.encode(AppChannelCrypto.signature(canonical: canonical, keys: keys))
     }
 
     /// The upstream's body of a response that carries `X-Gw-Encrypted: 1`, or
