@@ -472,3 +472,77 @@ struct AppChannelEndToEndTests {
         #expect(r2.code != 0 && (r2.stdout + r2.stderr).contains("app-channel"), "\(r2.stdout)\(r2.stderr)")
     }
 }
+
+@Suite("the app channel's shared nonce store on a real redis-server", .serialized)
+struct AppChannelRedisTests {
+    static func redisSignature(_ port: Int, failOpen: Bool = false) -> String {
+        "{key_grace: 1h, nonce_store: redis, fail_open: \(failOpen), redis: {address: \"127.0.0.1:\(port)\", timeout: 200ms, prefix: \"gw:e2e:\"}}"
+    }
+
+    @Test("two gateway replicas share one redis: a request accepted by the first is refused as a replay by the second")
+    func replayAcrossReplicas() async throws {
+        let redis = try RedisServerProcess()
+        try await redis.start()
+        defer { redis.kill() }
+        let state = try await AppChannelFixture.makeState()
+        let first = try await AppChannelFixture.start(signature: Self.redisSignature(redis.port), state: state)
+        defer { Task { await first.stop() } }
+        let second = try await AppChannelFixture.start(signature: Self.redisSignature(redis.port), state: state, upstream: first.upstream)
+        defer { Task { second.gateway.stop() } }
+        let client = try first.client()
+        let p = client.prepare(method: "POST", target: "/enc/t", body: Array(#"{"n":1}"#.utf8), encrypt: true)
+        let a = try await first.send(p, "POST", "/enc/t")
+        #expect(a.status == 200 && a.headers["x-gw-encrypted"] == "1")
+        let heads = first.upstreamHeads
+        let b = try await second.send(p, "POST", "/enc/t")
+        #expect(b.status == 401 && b.code == "replayed_request", "\(b.status) \(b.text)")
+        #expect(first.upstreamHeads == heads, "the replay reached the upstream")
+        // And the other way round, with a fresh request.
+        let q = client.prepare(method: "GET", target: "/signed/x", body: [], encrypt: false)
+        #expect(try await second.send(q, "GET", "/signed/x").status == 200)
+        #expect(try await first.send(q, "GET", "/signed/x").code == "replayed_request")
+    }
+
+    @Test("redis killed: 503 replay_store_unavailable and nothing upstream (fail closed); restarted: requests pass again without a gateway restart; fail_open passes, logs and counts")
+    func outageAndRecovery() async throws {
+        let redis = try RedisServerProcess()
+        try await redis.start()
+        defer { redis.kill() }
+        let f = try await AppChannelFixture.start(signature: Self.redisSignature(redis.port), extraYAML: """
+          - name: lenient
+            listener: app
+            match: {path_prefix: /lenient}
+            upstream: svc
+            filters:
+              - request_signature: \(Self.redisSignature(redis.port, failOpen: true))
+
+        """)
+        defer { Task { await f.stop() } }
+        let client = try f.client()
+        #expect(try await f.send(client.prepare(method: "GET", target: "/signed/1", body: [], encrypt: false), "GET", "/signed/1").status == 200)
+        await redis.stop()
+        let heads = f.upstreamHeads
+        for i in 0..<3 {
+            let r = try await f.send(client.prepare(method: "GET", target: "/signed/\(i)", body: [], encrypt: false), "GET", "/signed/\(i)")
+            #expect(r.status == 503 && r.code == "replay_store_unavailable" && r.headers["x-gw-encrypted"] == nil, "\(r.status) \(r.text)")
+        }
+        #expect(f.upstreamHeads == heads)
+        // fail_open: passes while the store is down, and says so in the log and metrics.
+        let lenient = try await f.send(client.prepare(method: "GET", target: "/lenient/1", body: [], encrypt: false), "GET", "/lenient/1")
+        #expect(lenient.status == 200)
+        #expect(await f.gateway.logEventually(contains: "request passed without replay check (fail_open)"))
+        let metrics = try await TestSupport.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(f.gateway.adminPort)/metrics"]).stdout
+        let lines = metrics.split(separator: "\n").filter { $0.hasPrefix("gateway_nonce_store_unavailable_total{") }
+        #expect(lines.contains { $0.contains("outcome=\"passed\"") && $0.hasSuffix(" 1") }, "\(lines)")
+        #expect(lines.contains { $0.contains("outcome=\"refused\"") && $0.hasSuffix(" 3") }, "\(lines)")
+        // Redis back on the same port: the gateway reconnects on its own.
+        try await redis.start()
+        var status = 0
+        for i in 0..<40 {
+            status = try await f.send(client.prepare(method: "GET", target: "/signed/r\(i)", body: [], encrypt: false), "GET", "/signed/r\(i)").status
+            if status == 200 { break }
+            try await Task.sleep(nanoseconds: 100_000_000)
+        }
+        #expect(status == 200, "no recovery after redis came back")
+    }
+}
