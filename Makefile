@@ -69,6 +69,7 @@ run: release dev-certs
 	echo "  curl --cacert $(STATE)/dev/ca.pem https://localhost:8443/api/v1/accounts/42"; \
 	echo "  curl --cacert $(STATE)/dev/ca.pem --http2 -H 'content-type: application/json' -d '{\"amount\":5}' https://localhost:8443/api/v1/payments"; \
 	echo "  curl --cacert $(STATE)/dev/ca.pem -H 'x-canary: always' https://localhost:8443/api/v1/payments/7"; \
+	echo "  .build/release/gateway app-call --gateway https://localhost:8443 --cacert $(STATE)/dev/ca.pem --header \"authorization: Bearer \$$TOKEN\" POST /app/v1/transfers '{\"amount\":1000,\"to\":\"110-222\"}'"; \
 	echo "  curl http://127.0.0.1:9901/metrics"; echo; \
 	.build/release/gateway serve --config $(CONFIG) --state $(STATE)
 
@@ -87,12 +88,16 @@ bench-deps: deps
 	fi
 
 ## The gateway against nginx and HAProxy (bench/README.md), then the microbenchmarks.
-bench: release dev-certs bench-deps
+bench: release dev-certs bench-deps test-deps
 	python3 bench/bench.py
-	.build/release/gateway bench-micro
+	@$(MAKE) --no-print-directory bench-micro
 
-bench-micro: release
-	.build/release/gateway bench-micro
+## Microbenchmarks; a throwaway redis-server on a loopback port for the redis nonce store's figures.
+bench-micro: release test-deps
+	@port=16390; dir=$$(mktemp -d); \
+	redis-server --port $$port --bind 127.0.0.1 --save "" --appendonly no --dir $$dir --daemonize no --loglevel warning & rpid=$$!; \
+	sleep 0.3; .build/release/gateway bench-micro --redis 127.0.0.1:$$port; status=$$?; \
+	kill $$rpid; rm -rf $$dir; exit $$status
 
 clean:
 	rm -rf .build $(STATE)

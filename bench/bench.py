@@ -46,10 +46,34 @@ LOAD_CORE = "1"
 UPSTREAM_PORT = 18080
 BODY = "x" * 199 + "\n"  # 200 bytes
 
-PORTS = {"nginx": 18443, "haproxy": 18444, "gateway_plain": 18445, "gateway_full": 18445}
-PATHS = {"direct": "/plain", "nginx": "/plain", "haproxy": "/plain", "gateway_plain": "/plain", "gateway_full": "/full"}
-# Which process a contender runs in (the two gateway routes share one process).
-PROCESS = {"nginx": "nginx", "haproxy": "haproxy", "gateway_plain": "gateway", "gateway_full": "gateway"}
+PORTS = {"nginx": 18443, "haproxy": 18444, "gateway_plain": 18445, "gateway_full": 18445, "gateway_unsigned": 18445}
+PATHS = {"direct": "/plain", "nginx": "/plain", "haproxy": "/plain", "gateway_plain": "/plain", "gateway_full": "/full",
+         "gateway_unsigned": "/unsigned"}
+# Which process a contender runs in (the gateway routes share one process).
+PROCESS = {"nginx": "nginx", "haproxy": "haproxy", "gateway_plain": "gateway", "gateway_full": "gateway",
+           "gateway_unsigned": "gateway"}
+# Contenders whose requests come from a file of pre-made raw requests (wrk
+# with a Lua script): the full app route needs a fresh signature, nonce and
+# ciphertext per request, which wrk cannot make. HTTP/1.1 only (h2load cannot
+# send per-request headers and bodies).
+FROM_FILE = {"gateway_full", "gateway_unsigned"}
+# The app route's plaintext: a 1 KiB JSON body.
+APP_BODY = b'{"memo":"' + b"m" * 1013 + b'"}'
+assert len(APP_BODY) == 1024
+WRK_SCRIPT = """
+local f
+function init(args)
+  f = assert(io.open(os.getenv("BENCH_REQUESTS"), "rb"))
+end
+function request()
+  local line = f:read("*l")
+  if not line then
+    f:seek("set", 0)
+    line = f:read("*l")
+  end
+  return f:read(tonumber(line))
+end
+"""
 
 
 def log(msg):
@@ -210,7 +234,10 @@ backend be
     subprocess.run([GATEWAY, "dev", "keys", "--state", work], check=True, capture_output=True)
     token = subprocess.run([GATEWAY, "dev", "token", "--state", work, "--sub", "bench-user", "--scope", "bench:read", "--ttl", "3h"],
                            check=True, capture_output=True, text=True).stdout.strip()
-    HEADERS["gateway_full"] = [f"Authorization: Bearer {token}"]
+    APP["token"] = token
+    key_dir = os.path.join(work, "app-channel")
+    key = json.load(open(os.path.join(key_dir, sorted(os.listdir(key_dir))[0])))
+    APP["kid"], APP["gateway_key"] = key["kid"], key["x"]
     write(os.path.join(config, "bench.yaml"), f"""
 admin:
   address: 127.0.0.1:19901
@@ -234,11 +261,21 @@ routes:
     match: {{path_prefix: /full}}
     upstream: up
     filters:
-      - sanitize: {{methods: [GET, POST], headers: {{deny: [x-debug, "x-admin-*"]}}, query: {{deny: [debug]}}, params: {{limit: {{type: int, min: 1, max: 100, out_of_range: clamp}}}}}}
+      - sanitize: {{methods: [POST], headers: {{deny: [x-debug, "x-admin-*"]}}, query: {{deny: [debug]}}}}
+      - authenticate: {{jwt: {{jwks: dev/jwt-jwks.json, issuer: gateway-dev, audiences: [demo]}}, scopes: [bench:read]}}
+      - request_signature: {{max_age: 1m, max_skew: 2s, nonce_store: memory, memory: {{max_entries: 2000000}}}}
+      - decrypt_payload: {{required: true, encrypt_response: true, max_body: 4KiB}}
+      - passport: {{issuer: edge-gateway, ttl: 5m}}
+  - name: unsigned
+    listener: bench
+    match: {{path_prefix: /unsigned}}
+    upstream: up
+    filters:
+      - sanitize: {{methods: [POST], headers: {{deny: [x-debug, "x-admin-*"]}}, query: {{deny: [debug]}}}}
       - authenticate: {{jwt: {{jwks: dev/jwt-jwks.json, issuer: gateway-dev, audiences: [demo]}}, scopes: [bench:read]}}
       - passport: {{issuer: edge-gateway, ttl: 5m}}
-      - headers: {{request: {{set: {{x-env: bench}}}}, response: {{set: {{cache-control: no-store}}}}}}
 """)
+    write(os.path.join(work, "requests.lua"), WRK_SCRIPT)
     for d in ["up-body", "nginx-body", "nginx-proxy"]:
         os.makedirs(os.path.join(work, d), exist_ok=True)
     procs = {}
@@ -259,7 +296,7 @@ routes:
 
 
 def contenders():
-    all_ = ["direct", "nginx", "haproxy", "gateway_plain", "gateway_full"]
+    all_ = ["direct", "nginx", "haproxy", "gateway_plain", "gateway_full", "gateway_unsigned"]
     return [c for c in all_ if not ONLY or c in ONLY]
 
 
@@ -277,8 +314,60 @@ def to_ms(text):
     return {"us": value / 1000, "ms": value, "s": value * 1000, "m": value * 60000}[unit]
 
 
-# Extra request headers per contender (the full route's bearer token).
+# Extra request headers per contender.
 HEADERS = {}
+# The app route's token and gateway key, set by start_servers.
+APP = {}
+
+
+def make_requests(contender, count, path):
+    """Writes `count` raw HTTP/1.1 requests, each `<length>\\n<bytes>`: for the
+    full route each signed with a fresh nonce and timestamp (now) and its 1 KiB
+    body encrypted (PROTOCOL 2), as an app would; for the unsigned route the
+    same body in the clear. One client key for all (as one app session), so
+    the gateway's session-key cache is warm, as it is for a real app."""
+    import base64
+    import hashlib
+    import hmac
+    from nacl.bindings import crypto_kx_keypair, crypto_kx_client_session_keys, crypto_aead_xchacha20poly1305_ietf_encrypt
+    b64u = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    target = PATHS[contender]
+    host = f"localhost:{PORTS[contender]}"
+    auth = f"Authorization: Bearer {APP['token']}\r\n"
+    with open(path, "wb") as f:
+        if contender == "gateway_unsigned":
+            req = (f"POST {target} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\n"
+                   f"Content-Length: {len(APP_BODY)}\r\n\r\n").encode() + APP_BODY
+            for _ in range(min(count, 1000)):
+                f.write(b"%d\n" % len(req) + req)
+            return
+        gpk = base64.urlsafe_b64decode(APP["gateway_key"] + "=" * (-len(APP["gateway_key"]) % 4))
+        cpk, csk = crypto_kx_keypair()
+        _, c_tx = crypto_kx_client_session_keys(cpk, csk, gpk)
+        k_mac = hashlib.blake2b(b"GW1 mac", key=c_tx, digest_size=32).digest()
+        k_req = hashlib.blake2b(b"GW1 request", key=c_tx, digest_size=32).digest()
+        client_key = b64u(cpk)
+        for _ in range(count):
+            ts = str(int(time.time() * 1000))
+            nonce = b64u(os.urandom(16))
+            n = os.urandom(24)
+            body = n + crypto_aead_xchacha20poly1305_ietf_encrypt(APP_BODY, f"POST\n{target}\n{ts}\n{nonce}".encode(), n, k_req)
+            canonical = "\n".join(["GW1", "POST", target, ts, nonce, APP["kid"], b64u(hashlib.sha256(body).digest())])
+            sig = b64u(hmac.new(k_mac, canonical.encode(), hashlib.sha256).digest())
+            req = (f"POST {target} HTTP/1.1\r\nHost: {host}\r\n{auth}X-Gw-Kid: {APP['kid']}\r\nX-Gw-Client-Key: {client_key}\r\n"
+                   f"X-Gw-Timestamp: {ts}\r\nX-Gw-Nonce: {nonce}\r\nX-Gw-Encrypted: 1\r\n"
+                   f"X-Gw-Content-Type: application/json\r\nX-Gw-Signature: {sig}\r\n"
+                   f"Content-Type: application/octet-stream\r\nContent-Length: {len(body)}\r\n\r\n").encode() + body
+            f.write(b"%d\n" % len(req) + req)
+
+
+def file_args(contender, work, seconds):
+    """wrk arguments that send pre-made requests: enough for `seconds` at up
+    to 30k requests/s, so none is sent twice (a repeat would be a replay)."""
+    path = os.path.join(work, f"requests-{contender}.bin")
+    make_requests(contender, 30000 * (seconds + 1), path)
+    os.environ["BENCH_REQUESTS"] = path
+    return ["-s", os.path.join(work, "requests.lua")]
 
 
 def header_args(contender):
@@ -335,13 +424,16 @@ def measure(procs, work):
     for rnd in range(ROUNDS):
         for protocol, connections in LOADS:
             for c in contenders():
-                if protocol == "h2" and c == "direct":
+                if protocol == "h2" and (c == "direct" or c in FROM_FILE):
                     continue
                 target = url(c)
                 proc = procs.get(PROCESS.get(c, ""), procs["upstream"])
                 extra = header_args(c)
                 if protocol == "h1":
-                    run_wrk(target, connections, WARMUP, parse=False, headers=extra)
+                    warm = extra + (file_args(c, work, WARMUP) if c in FROM_FILE else [])
+                    run_wrk(target, connections, WARMUP, parse=False, headers=warm)
+                    if c in FROM_FILE:
+                        extra = extra + file_args(c, work, SECONDS)
                     cpu0 = proc.cpu_seconds()
                     r = run_wrk(target, connections, SECONDS, headers=extra)
                 else:
@@ -391,7 +483,7 @@ async def open_idle(port, count):
 def idle_memory(procs):
     result = {}
     for c in contenders():
-        if c in ("direct", "gateway_full"):
+        if c == "direct" or c in FROM_FILE:
             continue
         proc = procs[PROCESS[c]]
         before = proc.rss_kib()
@@ -473,6 +565,7 @@ def main():
             "gateway_plain_vs_nginx_h1_256": ratio(runs, "gateway_plain", "nginx", "h1", 256),
             "gateway_plain_vs_nginx_h2": ratio(runs, "gateway_plain", "nginx", "h2", 256),
             "gateway_full_vs_nginx_h1_64": ratio(runs, "gateway_full", "nginx", "h1", 64),
+            "gateway_full_vs_unsigned_h1_64": ratio(runs, "gateway_full", "gateway_unsigned", "h1", 64),
             "gateway_p99_vs_nginx_h1_64": ratio(runs, "gateway_plain", "nginx", "h1", 64, "p99_ms"),
             "gateway_p99_vs_nginx_h2": ratio(runs, "gateway_plain", "nginx", "h2", 256, "p99_ms"),
         },
