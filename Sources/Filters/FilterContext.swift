@@ -15,6 +15,7 @@ public final class FilterContext: Sendable {
     /// The folder of app-channel (X25519) key files, relative to the state folder.
     public static let appChannelKeyFolder = "app-channel"
     private let appRing: Mutex<(grace: Int64, ring: AppChannelKeyRing)?>
+    private let memoryStores: Mutex<[Int64: MemoryNonceStore]>
     /// Unix milliseconds; tests inject a fixed clock (the app-channel vectors' timestamps).
     public let clock: @Sendable () -> Int64
 
@@ -24,6 +25,7 @@ public final class FilterContext: Sendable {
         self.httpClient = httpClient
         self.ring = Mutex(nil)
         self.appRing = Mutex(nil)
+        self.memoryStores = Mutex([:])
         self.clock = clock
     }
 
@@ -43,6 +45,24 @@ public final class FilterContext: Sendable {
             }
             loaded = (grace, ring)
             return ring
+        }
+    }
+
+    /// The in-process nonce store for a replay window, shared by every
+    /// `request_signature` of the config with that window: a request seen on
+    /// one route or listener is a replay on every other (the same path can be
+    /// routed on two listeners).
+    public func memoryNonceStore(windowMilliseconds: Int64, capacity: Int) throws -> MemoryNonceStore {
+        try memoryStores.withLock { stores in
+            if let existing = stores[windowMilliseconds] {
+                guard existing.capacity == max(capacity, 16) else {
+                    throw FilterConfigurationError("memory.max_entries: every request_signature with the same max_age and max_skew shares one store; give them the same max_entries")
+                }
+                return existing
+            }
+            let store = MemoryNonceStore(windowMilliseconds: windowMilliseconds, capacity: capacity)
+            stores[windowMilliseconds] = store
+            return store
         }
     }
 

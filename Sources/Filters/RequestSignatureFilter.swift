@@ -116,7 +116,7 @@ public struct RequestSignatureFilter: Filter {
         case .memory:
             guard c.redis == nil else { throw FilterConfigurationError("redis: only with nonce_store: redis") }
             guard c.memory.maxEntries >= 1000 else { throw FilterConfigurationError("memory.max_entries: must be at least 1000") }
-            store = MemoryNonceStore(windowMilliseconds: window, capacity: c.memory.maxEntries)
+            store = try context.memoryNonceStore(windowMilliseconds: window, capacity: c.memory.maxEntries)
         case .redis:
             guard let redis = c.redis else { throw FilterConfigurationError("redis: required with nonce_store: redis (address: host:port)") }
             let client = RedisClient(configuration: try redis.clientConfiguration(context: context))

@@ -120,6 +120,8 @@ final class LoopConnection: @unchecked Sendable {
         promise.futureResult.whenComplete { _ in timeout.cancel() }
         channel.writeAndFlush(RedisCommand(arguments: arguments, promise: promise)).whenFailure { error in
             promise.fail(error)
+            // Its promise is queued for a reply that will not come: the connection goes.
+            self.drop(channel)
         }
         return promise.futureResult
     }

@@ -148,6 +148,37 @@ struct AppChannelFilterTests {
         #expect(try code(filter: sig) == "replayed_request")
     }
 
+    @Test("one config, two routes (say the same path on two listeners): they share the in-memory store, so a request seen by one is a replay at the other")
+    func sharedMemoryStore() throws {
+        let f = try AppChannelFilterFixture()
+        let context = f.context()
+        let config = try JSONDecoder().decode(RequestSignatureFilter.Configuration.self, from: Data("{}".utf8))
+        let appRoute = try RequestSignatureFilter(configuration: config, context: context)
+        let webRoute = try RequestSignatureFilter(configuration: config, context: context)
+        let c = f.v.cases[1]
+        #expect(f.run([appRoute], f.exchange(c), body: hex(c.body_sent_hex)).code == nil)
+        #expect(f.run([webRoute], f.exchange(c), body: hex(c.body_sent_hex)).code == "replayed_request")
+        let other = try JSONDecoder().decode(RequestSignatureFilter.Configuration.self, from: Data(#"{"memory": {"max_entries": 5000}}"#.utf8))
+        #expect(throws: FilterConfigurationError.self) { try RequestSignatureFilter(configuration: other, context: context) }
+    }
+
+    @Test("a full in-memory store fails closed: 503 replay_store_unavailable, the nonce not forgotten early")
+    func fullStore() throws {
+        let f = try AppChannelFilterFixture()
+        let context = f.context()
+        let store = try context.memoryNonceStore(windowMilliseconds: 12_000, capacity: 1000)
+        for i in 0..<5000 { _ = store.record(clientKey: [1], nonce: withUnsafeBytes(of: i) { Array($0) }, now: f.vectorTime) }
+        #expect(store.count == 16 * (1000 / 16), "every shard at its share of the cap")
+        let config = try JSONDecoder().decode(RequestSignatureFilter.Configuration.self, from: Data(#"{"memory": {"max_entries": 1000}}"#.utf8))
+        let filter = try RequestSignatureFilter(configuration: config, context: context)
+        let c = f.v.cases[1]
+        #expect(f.run([filter], f.exchange(c), body: hex(c.body_sent_hex)).code == "replay_store_unavailable")
+        let open = try JSONDecoder().decode(RequestSignatureFilter.Configuration.self,
+                                            from: Data(#"{"memory": {"max_entries": 1000}, "fail_open": true}"#.utf8))
+        #expect(f.run([try RequestSignatureFilter(configuration: open, context: context)], f.exchange(c), body: hex(c.body_sent_hex)).code == nil,
+                "fail_open lets it through")
+    }
+
     @Test("key binding: cnf.gwk must equal the client key; require_key_binding refuses tokens without it")
     func keyBinding() throws {
         let f = try AppChannelFilterFixture()

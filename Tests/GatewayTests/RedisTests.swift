@@ -178,7 +178,14 @@ struct RedisClientTests {
         let started = Date()
         await #expect(throws: RedisError.timeout) { try await client.setIfAbsent(key: Array("gw:t:y".utf8), ttlMilliseconds: 10_000, on: loop).get() }
         #expect(Date().timeIntervalSince(started) < 0.5)
+        // The nonce store turns a slow redis into `unavailable("timeout")` (→ 503, or a logged pass with fail_open).
+        let store = RedisNonceStore(client: client, prefix: "gw:t:", windowMilliseconds: 12_000)
+        let sleeping2 = blocker.send([Array("DEBUG".utf8), Array("SLEEP".utf8), Array("0.6".utf8)], on: loop)
         _ = try? await sleeping.get()
+        try await Task.sleep(nanoseconds: 50_000_000)
+        guard case .pending(let slow) = store.record(clientKey: [1], nonce: [2], now: 0, on: loop) else { Issue.record("not pending"); return }
+        #expect(try await slow.get() == .unavailable("timeout"))
+        _ = try? await sleeping2.get()
         // The late reply to the timed-out command is never taken for the next one's.
         #expect(try await client.setIfAbsent(key: Array("gw:t:x".utf8), ttlMilliseconds: 10_000, on: loop).get() == false)
         #expect(try await client.setIfAbsent(key: Array("gw:t:z".utf8), ttlMilliseconds: 10_000, on: loop).get() == true)

@@ -35,6 +35,16 @@ enum HeaderRules {
         case clientCert
     }
 
+    /// Removes every `X-Gw-*` header in one pass (the app channel's seven
+    /// would otherwise cost seven scans of the list).
+    static func removeAppChannelHeaders(_ headers: inout HTTPHeaders) {
+        guard headers.contains(where: { kind($0.name) == .appChannel }) else { return }
+        var kept = HTTPHeaders()
+        kept.reserveCapacity(headers.count)
+        for (name, value) in headers where kind(name) != .appChannel { kept.add(name: name, value: value) }
+        headers = kept
+    }
+
     /// Classifies `name` ASCII case-insensitively, without allocating.
     static func kind(_ name: String) -> Kind {
         name.utf8.withContiguousStorageIfAvailable { b -> Kind in

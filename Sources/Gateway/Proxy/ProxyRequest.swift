@@ -212,9 +212,7 @@ final class ProxyRequest: UpstreamDelegate {
         setUpstreamHost(route, upstream: pool.definition)
         if route.keepsAppChannelHeaders {
             // The filters have read them; no service ever sees one (PROTOCOL 2.5).
-            var names: [String] = []
-            for (name, _) in exchange.request.headers where HeaderRules.kind(name) == .appChannel { names.append(name) }
-            for name in names { exchange.request.headers.remove(name: name) }
+            HeaderRules.removeAppChannelHeaders(&exchange.request.headers)
         }
         phase = .acquiring
         if expectsContinue {
