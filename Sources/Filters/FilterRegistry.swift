@@ -9,6 +9,7 @@ public struct FilterRegistry: Sendable {
         PassportFilter.self,
         RequestSignatureFilter.self,
         DecryptPayloadFilter.self,
+        MTLSAuthzFilter.self,
     ]
 
     private let types: [String: any Filter.Type]

@@ -115,12 +115,23 @@ public struct PassportFilter: Filter {
     func mint(_ exchange: Exchange) {
         let now = PassportVerifier.currentTime()
         let principal = exchange[PrincipalKey.self]
-        // 3: a verified credential plus a verified app-channel signature, over TLS.
-        let level = principal == nil || !exchange.isTLS ? 1 : exchange[AppChannelRequestKey.self] != nil ? 3 : 2
+        let certificate = exchange[ClientIdentityKey.self]
+        // 3: a verified credential plus a verified app-channel signature or
+        // client certificate; 2: one verified credential (a token or a
+        // client certificate) over TLS; 1: anonymous or plaintext.
+        let level: Int
+        if !exchange.isTLS || (principal == nil && certificate == nil) {
+            level = 1
+        } else if principal != nil && (exchange[AppChannelRequestKey.self] != nil || certificate != nil) {
+            level = 3
+        } else {
+            level = 2
+        }
         let headers = exchange.request.headers
         let device = Self.device(headers)
         // The cache key names the credential by its hash, never the credential.
         var key = exchange.upstream + "\n\(level)"
+        if let certificate { key += "\ncert:" + certificate.sha256 }
         if let principal { key += principal.credentialID }
         if let device { key += "\n\(device.id ?? "")\n\(device.platform ?? "")\n\(device.appVersion ?? "")" }
         let token: String
@@ -134,7 +145,8 @@ public struct PassportFilter: Filter {
                 issuer: issuer, audience: exchange.upstream, issuedAt: now, expiresAt: expiresAt, id: Self.newID(),
                 subject: principal?.subject, session: principal?.session,
                 scope: principal.flatMap { $0.scopes.isEmpty ? nil : $0.scopes.joined(separator: " ") },
-                methods: principal.map { [$0.method] } ?? [], level: level, device: device)
+                methods: principal.map { [$0.method] } ?? [], level: level, device: device,
+                certificate: certificate?.passportCertificate)
             token = signer.mint(claims)
             cache.put(key, MintedPassport(token: token, expiresAt: expiresAt))
         }

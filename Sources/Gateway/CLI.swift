@@ -14,7 +14,7 @@ struct GatewayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gateway",
         abstract: "An edge API gateway: TLS listeners, routes, filter chains, pooled proxying.",
-        subcommands: [Serve.self, Check.self, Version.self, Keys.self, PassportCommand.self, AppCall.self, Dev.self, DemoUpstream.self, BenchMicro.self]
+        subcommands: [Serve.self, Check.self, Version.self, Keys.self, PassportCommand.self, AppCall.self, Dev.self, Certs.self, DemoUpstream.self, BenchMicro.self]
     )
 }
 

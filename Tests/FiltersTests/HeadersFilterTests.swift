@@ -79,7 +79,7 @@ struct FilterRegistryTests {
 
     @Test func builtInNames() throws {
         let registry = try FilterRegistry()
-        #expect(registry.names == ["authenticate", "decrypt_payload", "headers", "passport", "request_signature", "sanitize"])
+        #expect(registry.names == ["authenticate", "decrypt_payload", "headers", "mtls_authz", "passport", "request_signature", "sanitize"])
         #expect(registry.type(named: "headers") == HeadersFilter.self)
         #expect(registry.type(named: "sanitize") == SanitizeFilter.self)
         #expect(registry.type(named: "nope") == nil)

@@ -31,7 +31,7 @@ struct ConfigErrorTests {
             upstream: a
             filters:
               - hedaers: {}
-        """, contains: ["routes[0].filters[0].hedaers", "unknown filter 'hedaers'", "known: authenticate, decrypt_payload, headers, passport, request_signature, sanitize"])
+        """, contains: ["routes[0].filters[0].hedaers", "unknown filter 'hedaers'", "known: authenticate, decrypt_payload, headers, mtls_authz, passport, request_signature, sanitize"])
     }
 
     @Test func badFilterConfiguration() throws {

@@ -123,6 +123,9 @@ struct ConfigCompiler {
         p.stripRequest = HeaderNameSet(l.sanitize.stripRequestHeaders)
         p.stripResponse = HeaderNameSet(l.sanitize.stripResponseHeaders)
         p.trustRequestID = l.trustRequestID
+        if let trust = l.trustXFCC, trust.enabled {
+            p.xfccTrust = XFCCTrust(ranges: trust.from.compactMap(CIDR.init))
+        }
         let security = l.securityHeaders ?? SecurityHeadersConfig(enabled: l.tls != nil)
         if security.enabled {
             p.hsts = l.tls != nil ? security.hsts : nil  // HSTS means nothing over plain HTTP (RFC 6797 8.1)
@@ -132,6 +135,9 @@ struct ConfigCompiler {
     }
 
     private mutating func validateSanitize(_ l: ListenerConfig, _ src: Source) {
+        for (i, range) in (l.trustXFCC?.from ?? []).enumerated() where CIDR(range) == nil {
+            fail(src, "trust_xfcc.from[\(i)]", "'\(range)' is not an address range (e.g. 10.0.0.0/8, fd00::/8, 127.0.0.1)")
+        }
         if PathCanonicalizer.DuplicateSlashes(rawValue: l.sanitize.duplicateSlashes) == nil {
             fail(src, "sanitize.duplicate_slashes", "'\(l.sanitize.duplicateSlashes)' is not one of reject, merge, keep")
         }
@@ -192,6 +198,29 @@ struct ConfigCompiler {
         config.maximumTLSVersion = .tlsv13
         config.cipherSuites = Self.tls12CipherSuites
         config.applicationProtocols = ["h2", "http/1.1"]
+        switch t.clientAuth {
+        case "none":
+            if !t.clientCA.isEmpty { fail(src, "tls.client_ca", "needs client_auth: optional or require") }
+        case "optional", "require":
+            guard !t.clientCA.isEmpty else {
+                fail(src, "tls.client_ca", "client_auth: \(t.clientAuth) needs at least one CA file")
+                return nil
+            }
+            var roots: [NIOSSLCertificate] = []
+            for (i, file) in t.clientCA.enumerated() {
+                let path = resolvePath(file)
+                do {
+                    let certs = try NIOSSLCertificate.fromPEMFile(path)
+                    if certs.isEmpty { fail(src, "tls.client_ca[\(i)]", "no certificate in \(path)") }
+                    roots += certs
+                } catch { fail(src, "tls.client_ca[\(i)]", "cannot read PEM certificates from \(path)") }
+            }
+            config.trustRoots = .certificates(roots)
+            config.certificateVerification = t.clientAuth == "require" ? .noHostnameVerification : .optionalVerification
+        default:
+            fail(src, "tls.client_auth", "'\(t.clientAuth)' is not none, optional or require")
+            return nil
+        }
         do { return try NIOSSLContext(configuration: config) } catch {
             fail(src, "tls", "certificate and key do not make a TLS context: \(error)")
             return nil

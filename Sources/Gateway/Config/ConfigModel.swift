@@ -34,13 +34,46 @@ struct AdminConfig: Decodable {
 struct TLSConfig: Decodable {
     var cert: String
     var key: String
+    /// `none` (default), `optional` (verified when presented) or `require`.
+    var clientAuth = "none"
+    /// CA certificate files (PEM) client certificates must chain to.
+    var clientCA: [String] = []
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case cert, key }
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case cert, key
+        case clientAuth = "client_auth", clientCA = "client_ca"
+    }
 
     init(from decoder: Decoder) throws {
         let c = try decoder.strictContainer(CodingKeys.self)
         cert = try c.decode(String.self, forKey: .cert)
         key = try c.decode(String.self, forKey: .key)
+        clientAuth = try c.decodeIfPresent(String.self, forKey: .clientAuth) ?? clientAuth
+        if let one = try? c.decodeIfPresent(String.self, forKey: .clientCA) {
+            clientCA = [one]
+        } else {
+            clientCA = try c.decodeIfPresent([String].self, forKey: .clientCA) ?? []
+        }
+    }
+}
+
+/// `trust_xfcc: true`, or `trust_xfcc: {from: [10.0.0.0/8, ...]}` to trust
+/// `X-Forwarded-Client-Cert` only from those peer addresses.
+struct TrustXFCCConfig: Decodable {
+    var enabled: Bool
+    var from: [String]
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case from }
+
+    init(from decoder: Decoder) throws {
+        if let flag = try? decoder.singleValueContainer().decode(Bool.self) {
+            enabled = flag
+            from = []
+            return
+        }
+        let c = try decoder.strictContainer(CodingKeys.self)
+        enabled = true
+        from = try c.decode([String].self, forKey: .from)
     }
 }
 
@@ -114,10 +147,11 @@ struct ListenerConfig: Decodable {
     /// nil: the default (on for TLS listeners); `false`: off.
     var securityHeaders: SecurityHeadersConfig?
     var trustRequestID = false
+    var trustXFCC: TrustXFCCConfig?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, address, tls, limits, filters, sanitize
-        case securityHeaders = "security_headers", trustRequestID = "trust_request_id"
+        case securityHeaders = "security_headers", trustRequestID = "trust_request_id", trustXFCC = "trust_xfcc"
     }
 
     init(from decoder: Decoder) throws {
@@ -130,6 +164,7 @@ struct ListenerConfig: Decodable {
         sanitize = try c.decodeIfPresent(ListenerSanitizeConfig.self, forKey: .sanitize) ?? sanitize
         securityHeaders = try c.decodeIfPresent(SecurityHeadersConfig.self, forKey: .securityHeaders)
         trustRequestID = try c.decodeIfPresent(Bool.self, forKey: .trustRequestID) ?? false
+        trustXFCC = try c.decodeIfPresent(TrustXFCCConfig.self, forKey: .trustXFCC)
     }
 }
 

@@ -132,7 +132,7 @@ enum HeaderRules {
             case .other: if !strip.contains(name) { out.add(name: name, value: value) }
             case .hopByHop, .gatewaySet, .requestID, .passport: break
             case .appChannel: if keepAppChannel { out.add(name: name, value: value) }
-            case .clientCert: if policy.trustXFCC && !strip.contains(name) { out.add(name: name, value: value) }
+            case .clientCert: break  // read (on a trusting listener) before routing; never forwarded
             case .connection: connectionValues.append(value)
             case .expect: expectsContinue = value.lowercased() == "100-continue"
             }

@@ -37,6 +37,16 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// The peer's address and its text form, looked up once per connection.
     private(set) lazy var remoteAddress: SocketAddress? = context?.channel.remoteAddress
     private(set) lazy var clientIP: String? = remoteAddress?.ipAddress
+    /// The client certificate the TLS handshake verified (listeners with
+    /// `client_auth`), read once per connection or stream; nil without one.
+    private(set) lazy var tlsIdentity: ClientIdentity? = {
+        guard isTLS, let channel = context?.channel else { return nil }
+        // An HTTP/2 stream's TLS handler is on its connection's channel.
+        let tls = (try? channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))
+            ?? (try? channel.parent?.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))
+        guard let certificate = tls?.peerCertificate, let der = try? certificate.toDERBytes() else { return nil }
+        return try? ClientIdentity(der: der, source: .tls)
+    }()
 
     /// The deadlines of the HTTP/2 connection this stream belongs to, and
     /// this stream's own (nil when it waits on nothing).

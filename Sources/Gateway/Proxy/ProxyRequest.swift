@@ -124,6 +124,19 @@ final class ProxyRequest: UpstreamDelegate {
             return respondLocally(.invalidPath, close: true)
         }
 
+        // The caller's certificate: from a trusted hop's XFCC, else from the handshake.
+        var identity = handler.tlsIdentity
+        if let trust = env.listener.sanitize.xfccTrust, trust.trusts(exchange.clientAddress) {
+            let forwarded = head.headers["x-forwarded-client-cert"]
+            if !forwarded.isEmpty {
+                do { identity = try XFCC.identity(forwarded.joined(separator: ",")) } catch {
+                    exchange.logger.debug("X-Forwarded-Client-Cert refused", metadata: ["reason": "\(error)"])
+                    return respondLocally(.rejection("malformed_xfcc"))
+                }
+            }
+        }
+        if let identity { exchange[ClientIdentityKey.self] = identity }
+
         if let keys = env.listener.gatewayKeys, Router.split(Substring(exchange.canonicalTarget)).0 == Self.gatewayKeysPath {
             return serveGatewayKeys(keys)
         }

@@ -1,4 +1,5 @@
 import Filters
+import NIOCore
 import NIOHTTP1
 
 /// The protocol-level sanitizing of one listener, compiled once per config
@@ -13,8 +14,10 @@ struct SanitizePolicy: Sendable {
     var stripResponse = HeaderNameSet([])
     /// Whether a client's `X-Request-Id` (if well-formed) becomes the request's id.
     var trustRequestID = false
-    /// Whether `X-Forwarded-Client-Cert` from clients is kept (issue 7 gives it meaning).
-    var trustXFCC = false
+    /// From which peers `X-Forwarded-Client-Cert` is read as the caller's
+    /// identity (nil: from none). It is never forwarded upstream either way:
+    /// the identity travels in the passport's `cert`.
+    var xfccTrust: XFCCTrust?
     /// `Strict-Transport-Security`, added to responses that do not carry their own.
     var hsts: String?
     /// `X-Content-Type-Options: nosniff` on every response.
@@ -80,5 +83,58 @@ enum HostSyntax {
         default:
             return false
         }
+    }
+}
+
+
+/// Which peers may vouch for a client certificate in `X-Forwarded-Client-Cert`.
+struct XFCCTrust: Sendable {
+    /// Empty: every peer of the listener.
+    let ranges: [CIDR]
+
+    func trusts(_ address: SocketAddress?) -> Bool {
+        if ranges.isEmpty { return true }
+        guard let bytes = address.flatMap(CIDR.bytes) else { return false }
+        return ranges.contains { $0.contains(bytes) }
+    }
+}
+
+/// An IPv4 or IPv6 address range, `a.b.c.d/n`, `x::/n`, or one address.
+struct CIDR: Sendable, Equatable {
+    let network: [UInt8]
+    let prefix: Int
+
+    init?(_ text: String) {
+        let parts = text.split(separator: "/", maxSplits: 1).map(String.init)
+        guard let first = parts.first, let address = try? SocketAddress(ipAddress: first, port: 0), let bytes = Self.bytes(address) else { return nil }
+        let bits = bytes.count * 8
+        let prefix: Int
+        if parts.count == 2 {
+            guard let n = Int(parts[1]), (0...bits).contains(n) else { return nil }
+            prefix = n
+        } else {
+            prefix = bits
+        }
+        self.network = bytes
+        self.prefix = prefix
+    }
+
+    static func bytes(_ address: SocketAddress) -> [UInt8]? {
+        switch address {
+        case .v4(let a): return withUnsafeBytes(of: a.address.sin_addr) { Array($0) }
+        case .v6(let a): return withUnsafeBytes(of: a.address.sin6_addr) { Array($0) }
+        default: return nil
+        }
+    }
+
+    func contains(_ bytes: [UInt8]) -> Bool {
+        guard bytes.count == network.count else { return false }
+        var left = prefix
+        for i in 0..<bytes.count where left > 0 {
+            let mask: UInt8 = left >= 8 ? 0xFF : ~(0xFF >> UInt8(left))
+            if bytes[i] & mask != network[i] & mask { return false }
+            left -= 8
+        }
+        return true
     }
 }
