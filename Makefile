@@ -17,13 +17,15 @@ deps:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-## What the tests need beyond the build: Python clients, and a real
-## redis-server (the tests start their own on free loopback ports and stop them).
+## What the tests need beyond the build: Python clients, a real redis-server
+## and nginx (the tests start their own on free loopback ports and stop them).
 test-deps: deps
-	@dpkg -s redis-server >/dev/null 2>&1 || { \
-	  echo "installing: redis-server"; \
+	@missing=""; for p in redis-server nginx; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
 	@# Debian starts a system redis on 6379 at install; the tests never use it.
 	@python3 -c "import nacl, jwt, cryptography, h2" 2>/dev/null || python3 -m pip install -q $(PY_PACKAGES)
 

@@ -75,6 +75,16 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    @Option(help: "How often certificate and key files are checked for changes (new handshakes use new files), e.g. 1s.")
+    var certCheck: String = "1s"
+    var certificateCheck: ConfigDuration { (try? ConfigDuration(parsing: certCheck)) ?? .seconds(1) }
+
+    func validate() throws {
+        guard let d = try? ConfigDuration(parsing: certCheck), d.nanoseconds >= 100_000_000 else {
+            throw ValidationError("--cert-check must be a duration of at least 100ms, e.g. 1s")
+        }
+    }
+
     @Flag(inversion: .prefixedNo, help: "Write one JSON access-log line per request.")
     var accessLog: Bool = true
 
@@ -102,6 +112,7 @@ struct Serve: AsyncParsableCommand {
         }
         let server = GatewayServer(config: config, state: GatewayState(metricsRegistry: registry), threads: max(1, threads),
                                    grace: graceDuration.timeAmount, accessLog: AccessLog(enabled: accessLog), logger: logger)
+        server.certificateCheckInterval = Double(certificateCheck.nanoseconds) / 1e9
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: server)],
             gracefulShutdownSignals: [.sigterm, .sigint],

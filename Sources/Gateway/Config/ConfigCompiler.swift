@@ -45,17 +45,22 @@ struct ConfigCompiler {
                 do { addresses.append(try resolveAddress(e)) } catch { fail(src, "endpoints[\(i)]", "\(error)") }
             }
             guard addresses.count == u.endpoints.count, !addresses.isEmpty else { continue }
+            var tls: UpstreamTLS?
+            if let t = u.tls {
+                guard let made = makeUpstreamTLS(t, src, upstream: u.name) else { continue }
+                tls = made
+            }
             upstreams[u.name] = UpstreamDefinition(
                 name: u.name, endpoints: addresses, endpointTexts: u.endpoints, host: u.host ?? u.endpoints[0],
                 connectTimeout: u.connectTimeout.timeAmount, responseTimeout: u.responseTimeout.timeAmount,
                 bodyTimeout: u.bodyTimeout.timeAmount, maxConnections: u.maxConnections,
-                keepaliveTimeout: u.keepaliveTimeout.timeAmount)
+                keepaliveTimeout: u.keepaliveTimeout.timeAmount, tls: tls)
         }
 
         // Listeners (before routes, which refer to them).
         var listenerConfigs: [String: (ListenerConfig, Source)] = [:]
         var listenerOrder: [String] = []
-        var listenerParts: [String: (SocketAddress, NIOSSLContext?)] = [:]
+        var listenerParts: [String: (SocketAddress, ReloadingTLSContext?)] = [:]
         for (l, src) in raw.listeners {
             if let first = listenerConfigs[l.name] {
                 fail(src, "name", "duplicate listener name '\(l.name)' (first in \(first.1.file) \(first.1.path()))")
@@ -65,8 +70,8 @@ struct ConfigCompiler {
             listenerOrder.append(l.name)
             var address: SocketAddress?
             do { address = try resolveAddress(l.address) } catch { fail(src, "address", "\(error)") }
-            var tls: NIOSSLContext?
-            if let t = l.tls { tls = makeTLS(t, src) }
+            var tls: ReloadingTLSContext?
+            if let t = l.tls { tls = makeTLS(t, src, listener: l.name) }
             validateLimits(l.limits, src)
             validateSanitize(l, src)
             if let address, l.tls == nil || tls != nil { listenerParts[l.name] = (address, tls) }
@@ -176,55 +181,101 @@ struct ConfigCompiler {
         path.hasPrefix("/") ? path : (stateDirectory as NSString).appendingPathComponent(path)
     }
 
-    private mutating func makeTLS(_ t: TLSConfig, _ src: Source) -> NIOSSLContext? {
+    private mutating func makeUpstreamTLS(_ t: UpstreamTLSConfig, _ src: Source, upstream: String) -> UpstreamTLS? {
+        let before = problems.count
+        if t.ca.isEmpty { fail(src, "tls.ca", "the CA the upstream's certificate chains to is required (never an unverified upstream)") }
+        if (t.cert == nil) != (t.key == nil) { fail(src, t.cert == nil ? "tls.cert" : "tls.key", "cert and key go together (mTLS)") }
+        if t.serverName == nil && t.verifySAN.isEmpty {
+            fail(src, "tls", "needs server_name (checked against the certificate's DNS names) or verify_san (its URI SANs)")
+        }
+        for (i, san) in t.verifySAN.enumerated() where san.isEmpty || !san.contains(":") {
+            fail(src, "tls.verify_san[\(i)]", "'\(san)' is not a URI (e.g. spiffe://cluster.local/ns/payments/sa/payments)")
+        }
+        guard problems.count == before else { return nil }
+        let caPaths = t.ca.map(resolvePath)
+        let certPath = t.cert.map(resolvePath)
+        let keyPath = t.key.map(resolvePath)
+        let checksHostname = t.verifySAN.isEmpty
+        let build: @Sendable () throws -> NIOSSLContext = {
+            var config = TLSConfiguration.makeClientConfiguration()
+            config.minimumTLSVersion = .tlsv12
+            var roots: [NIOSSLCertificate] = []
+            for (i, path) in caPaths.enumerated() { roots += try TLSFiles.certificates(path, key: "tls.ca[\(i)]") }
+            config.trustRoots = .certificates(roots)
+            // Mesh certificates carry no DNS name: the chain is verified here
+            // and the URI SAN right after the handshake (verify_san).
+            config.certificateVerification = checksHostname ? .fullVerification : .noHostnameVerification
+            config.applicationProtocols = ["http/1.1"]
+            if let certPath, let keyPath {
+                config.certificateChain = try TLSFiles.certificates(certPath, key: "tls.cert").map { .certificate($0) }
+                config.privateKey = .privateKey(try TLSFiles.privateKey(keyPath, key: "tls.key"))
+            }
+            do { return try NIOSSLContext(configuration: config) } catch {
+                throw TLSBuildError(path: "tls", message: "the files do not make a TLS context: \(error)")
+            }
+        }
+        do {
+            let context = try ReloadingTLSContext(name: "upstream \(upstream)", files: caPaths + [certPath, keyPath].compactMap { $0 }, build: build)
+            return UpstreamTLS(context: context, serverName: t.serverName, verifySANs: t.verifySAN)
+        } catch let e as TLSBuildError {
+            fail(src, e.path, e.message)
+        } catch {
+            fail(src, "tls", "\(error)")
+        }
+        return nil
+    }
+
+    private mutating func makeTLS(_ t: TLSConfig, _ src: Source, listener: String) -> ReloadingTLSContext? {
         let certPath = resolvePath(t.cert)
         let keyPath = resolvePath(t.key)
-        var chain: [NIOSSLCertificate] = []
-        var key: NIOSSLPrivateKey?
-        if !FileManager.default.fileExists(atPath: certPath) {
-            fail(src, "tls.cert", "file not found: \(certPath)")
-        } else {
-            do { chain = try NIOSSLCertificate.fromPEMFile(certPath) } catch { fail(src, "tls.cert", "cannot read a PEM certificate chain from \(certPath): \(error)") }
-            if chain.isEmpty && problems.isEmpty { fail(src, "tls.cert", "no certificate in \(certPath)") }
-        }
-        if !FileManager.default.fileExists(atPath: keyPath) {
-            fail(src, "tls.key", "file not found: \(keyPath)")
-        } else {
-            do { key = try NIOSSLPrivateKey(file: keyPath, format: .pem) } catch { fail(src, "tls.key", "cannot read a PEM private key from \(keyPath): \(error)") }
-        }
-        guard !chain.isEmpty, let key else { return nil }
-        var config = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-        config.minimumTLSVersion = .tlsv12
-        config.maximumTLSVersion = .tlsv13
-        config.cipherSuites = Self.tls12CipherSuites
-        config.applicationProtocols = ["h2", "http/1.1"]
+        let caPaths = t.clientCA.map(resolvePath)
         switch t.clientAuth {
         case "none":
             if !t.clientCA.isEmpty { fail(src, "tls.client_ca", "needs client_auth: optional or require") }
         case "optional", "require":
-            guard !t.clientCA.isEmpty else {
+            if t.clientCA.isEmpty {
                 fail(src, "tls.client_ca", "client_auth: \(t.clientAuth) needs at least one CA file")
                 return nil
             }
-            var roots: [NIOSSLCertificate] = []
-            for (i, file) in t.clientCA.enumerated() {
-                let path = resolvePath(file)
-                do {
-                    let certs = try NIOSSLCertificate.fromPEMFile(path)
-                    if certs.isEmpty { fail(src, "tls.client_ca[\(i)]", "no certificate in \(path)") }
-                    roots += certs
-                } catch { fail(src, "tls.client_ca[\(i)]", "cannot read PEM certificates from \(path)") }
-            }
-            config.trustRoots = .certificates(roots)
-            config.certificateVerification = t.clientAuth == "require" ? .noHostnameVerification : .optionalVerification
         default:
             fail(src, "tls.client_auth", "'\(t.clientAuth)' is not none, optional or require")
             return nil
         }
-        do { return try NIOSSLContext(configuration: config) } catch {
-            fail(src, "tls", "certificate and key do not make a TLS context: \(error)")
-            return nil
+        // Every missing file at once, not one per run of `gateway check`.
+        var missing = false
+        for (path, key) in [(certPath, "tls.cert"), (keyPath, "tls.key")] + caPaths.enumerated().map({ ($1, "tls.client_ca[\($0)]") })
+        where !FileManager.default.fileExists(atPath: path) {
+            fail(src, key, "file not found: \(path)")
+            missing = true
         }
+        if missing { return nil }
+        let clientAuth = t.clientAuth
+        let build: @Sendable () throws -> NIOSSLContext = {
+            let chain = try TLSFiles.certificates(certPath, key: "tls.cert")
+            let key = try TLSFiles.privateKey(keyPath, key: "tls.key")
+            var config = TLSConfiguration.makeServerConfiguration(certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
+            config.minimumTLSVersion = .tlsv12
+            config.maximumTLSVersion = .tlsv13
+            config.cipherSuites = Self.tls12CipherSuites
+            config.applicationProtocols = ["h2", "http/1.1"]
+            if clientAuth != "none" {
+                var roots: [NIOSSLCertificate] = []
+                for (i, path) in caPaths.enumerated() { roots += try TLSFiles.certificates(path, key: "tls.client_ca[\(i)]") }
+                config.trustRoots = .certificates(roots)
+                config.certificateVerification = clientAuth == "require" ? .noHostnameVerification : .optionalVerification
+            }
+            do { return try NIOSSLContext(configuration: config) } catch {
+                throw TLSBuildError(path: "tls", message: "certificate and key do not make a TLS context: \(error)")
+            }
+        }
+        do {
+            return try ReloadingTLSContext(name: "listener \(listener)", files: [certPath, keyPath] + caPaths, build: build)
+        } catch let e as TLSBuildError {
+            fail(src, e.path, e.message)
+        } catch {
+            fail(src, "tls", "\(error)")
+        }
+        return nil
     }
 
     private mutating func validateLimits(_ l: ListenerLimits, _ src: Source) {

@@ -168,10 +168,38 @@ struct ListenerConfig: Decodable {
     }
 }
 
+/// `tls:` of an upstream: verify its chain against `ca`, present `cert`/`key`
+/// (mTLS), check `server_name` against its DNS names, or its URI SANs
+/// against `verify_san` (mesh certificates carry SPIFFE IDs and no DNS name).
+struct UpstreamTLSConfig: Decodable {
+    var ca: [String] = []
+    var cert: String?
+    var key: String?
+    var serverName: String?
+    var verifySAN: [String] = []
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case ca, cert, key
+        case serverName = "server_name", verifySAN = "verify_san"
+    }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(CodingKeys.self)
+        if let one = try? c.decodeIfPresent(String.self, forKey: .ca) { ca = [one] } else {
+            ca = try c.decodeIfPresent([String].self, forKey: .ca) ?? []
+        }
+        cert = try c.decodeIfPresent(String.self, forKey: .cert)
+        key = try c.decodeIfPresent(String.self, forKey: .key)
+        serverName = try c.decodeIfPresent(String.self, forKey: .serverName)
+        verifySAN = try c.decodeIfPresent([String].self, forKey: .verifySAN) ?? []
+    }
+}
+
 struct UpstreamConfig: Decodable {
     var name: String
     var endpoints: [String]
     var host: String?
+    var tls: UpstreamTLSConfig?
     var connectTimeout = ConfigDuration.seconds(2)
     var responseTimeout = ConfigDuration.seconds(30)
     var bodyTimeout = ConfigDuration.seconds(30)
@@ -179,7 +207,7 @@ struct UpstreamConfig: Decodable {
     var keepaliveTimeout = ConfigDuration.seconds(30)
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case name, endpoints, host
+        case name, endpoints, host, tls
         case connectTimeout = "connect_timeout", responseTimeout = "response_timeout", bodyTimeout = "body_timeout"
         case maxConnections = "max_connections", keepaliveTimeout = "keepalive_timeout"
     }
@@ -194,6 +222,7 @@ struct UpstreamConfig: Decodable {
         bodyTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .bodyTimeout) ?? bodyTimeout
         maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? maxConnections
         keepaliveTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .keepaliveTimeout) ?? keepaliveTimeout
+        tls = try c.decodeIfPresent(UpstreamTLSConfig.self, forKey: .tls)
     }
 }
 

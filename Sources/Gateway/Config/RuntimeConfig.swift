@@ -9,7 +9,8 @@ struct ListenerRuntime: Sendable {
     let name: String
     let address: SocketAddress
     let addressText: String
-    let tls: NIOSSLContext?
+    /// The listener's TLS material, rebuilt when its files change.
+    let tls: ReloadingTLSContext?
     let limits: ListenerLimitsRuntime
     let router: Router
     /// The listener's default chain; its response hooks also decorate the
@@ -43,6 +44,17 @@ struct UpstreamDefinition: Sendable {
     let bodyTimeout: TimeAmount
     let maxConnections: Int
     let keepaliveTimeout: TimeAmount
+    /// TLS (and mTLS) to the upstream, when configured.
+    var tls: UpstreamTLS? = nil
+}
+
+/// How the gateway talks TLS to one upstream.
+struct UpstreamTLS: Sendable {
+    let context: ReloadingTLSContext
+    /// SNI and, without `verifySANs`, the name checked against the certificate.
+    let serverName: String?
+    /// The URI SANs one of which the upstream's certificate must carry.
+    let verifySANs: [String]
 }
 
 /// A validated, compiled configuration version. Immutable and shared by every

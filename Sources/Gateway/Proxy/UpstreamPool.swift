@@ -1,5 +1,8 @@
 import Metrics
 import NIOCore
+import NIOSSL
+import NIOTLS
+import Filters
 import NIOPosix
 
 /// Pooled keep-alive connections to one upstream, owned by one event loop.
@@ -127,11 +130,38 @@ final class UpstreamPool {
         let endpointText = definition.endpointTexts[index]
         let id = nextConnectionID
         nextConnectionID += 1
-        ClientBootstrap(group: eventLoop)
+        let tls = definition.tls
+        let metrics = self.metrics
+        var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(definition.connectTimeout)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelOption(.autoRead, value: true)
+        if let tls {
+            bootstrap = bootstrap.channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(try UpstreamTLSSupport.handler(tls, metrics: metrics))
+                    try channel.pipeline.syncOperations.addHandler(HandshakeWaiter(promise: channel.eventLoop.makePromise()))
+                }
+            }
+        }
+        bootstrap
             .connect(to: address)
+            .flatMap { channel -> EventLoopFuture<Channel> in
+                // A TLS upstream counts as connected once the handshake and
+                // the SAN check passed: a failure fails the connect, never a request half-sent.
+                guard tls != nil, let waiter = try? channel.pipeline.syncOperations.handler(type: HandshakeWaiter.self) else {
+                    return channel.eventLoop.makeSucceededFuture(channel)
+                }
+                let timeout = channel.eventLoop.scheduleTask(in: self.definition.connectTimeout) {
+                    waiter.promise.fail(UpstreamTLSSupport.Failure(description: "TLS handshake timed out"))
+                }
+                return waiter.promise.futureResult.map { channel }.flatMapErrorThrowing { error in
+                    timeout.cancel()
+                    metrics.tlsFailed(error)
+                    channel.close(promise: nil)
+                    throw error
+                }.always { _ in timeout.cancel() }
+            }
             .flatMapThrowing { [weak self] channel -> UpstreamConnection in
                 try UpstreamConnection.configure(channel: channel, id: id, endpoint: endpointText) { [weak self] c in
                     self?.closed(c)
@@ -169,8 +199,10 @@ final class UpstreamMetrics: Sendable {
     private let connectFailures: Counter
     private let saturated: Counter
     private let retries: Counter
+    private let upstream: String
 
     init(upstream: String) {
+        self.upstream = upstream
         let d = [("upstream", upstream)]
         active = Meter(label: "gateway_upstream_connections_active", dimensions: d)
         idle = Meter(label: "gateway_upstream_connections_idle", dimensions: d)
@@ -180,6 +212,11 @@ final class UpstreamMetrics: Sendable {
     }
 
     func connectFailed() { connectFailures.increment() }
+    /// A TLS handshake with the upstream failed (`reason`: `san_mismatch` or `handshake`).
+    func tlsFailed(_ error: Error) {
+        let reason = error is UpstreamTLSSupport.SANMismatch ? "san_mismatch" : "handshake"
+        Counter(label: "gateway_upstream_tls_failures_total", dimensions: [("upstream", upstream), ("reason", reason)]).increment()
+    }
     func rejected() { saturated.increment() }
     func retried() { retries.increment() }
     func leased() { active.increment() }
@@ -188,4 +225,57 @@ final class UpstreamMetrics: Sendable {
     /// A parked connection was leased again.
     func unparked() { idle.decrement() }
     func connectionClosed(wasIdle: Bool) { if wasIdle { idle.decrement() } }
+}
+
+/// The client side of TLS to an upstream: the reloading context's current
+/// material, SNI, and the URI SAN check after the chain verified.
+enum UpstreamTLSSupport {
+    struct Failure: Error, CustomStringConvertible { let description: String }
+    struct SANMismatch: Error, CustomStringConvertible {
+        let presented: [String]
+        var description: String { "the upstream's certificate carries none of the expected URI SANs (it has \(presented))" }
+    }
+
+    static func handler(_ tls: UpstreamTLS, metrics: UpstreamMetrics) throws -> NIOSSLClientHandler {
+        let context = tls.context.context
+        guard !tls.verifySANs.isEmpty else { return try NIOSSLClientHandler(context: context, serverHostname: tls.serverName) }
+        let expected = Set(tls.verifySANs)
+        // Runs after BoringSSL verified the chain against `ca`.
+        return try NIOSSLClientHandler._makeSSLClientHandler(context: context, serverHostname: tls.serverName) { certificate, channel in
+            guard let der = try? certificate.toDERBytes(), let identity = try? ClientIdentity(der: der, source: .tls) else {
+                return channel.eventLoop.makeFailedFuture(SANMismatch(presented: []))
+            }
+            guard identity.uris.contains(where: expected.contains) else {
+                return channel.eventLoop.makeFailedFuture(SANMismatch(presented: identity.uris))
+            }
+            return channel.eventLoop.makeSucceededVoidFuture()
+        }
+    }
+}
+
+/// Completes its promise when the TLS handshake (and the SAN check) is done,
+/// or fails it when the connection errs or closes first; then steps aside.
+final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    let promise: EventLoopPromise<Void>
+
+    init(promise: EventLoopPromise<Void>) { self.promise = promise }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case TLSUserEvent.handshakeCompleted = event {
+            promise.succeed(())
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        promise.fail(error)
+        context.fireErrorCaught(error)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        promise.fail(UpstreamTLSSupport.Failure(description: "the upstream closed the connection during the TLS handshake"))
+        context.fireChannelInactive()
+    }
 }

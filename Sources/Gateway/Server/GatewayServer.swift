@@ -85,8 +85,17 @@ final class GatewayServer: Service, @unchecked Sendable {
         try await gracefulShutdown()
     }
 
+    /// Polls the certificate and key files of listeners and upstreams.
+    private var watcher: CertificateWatcher?
+    /// Seconds between checks of the TLS files.
+    var certificateCheckInterval = 1.0
+
     func start() async throws {
         state.setConfig(config)
+        let reloading = config.listeners.compactMap(\.tls) + config.upstreams.values.compactMap { $0.tls?.context }
+        if !reloading.isEmpty {
+            watcher = CertificateWatcher(contexts: reloading, interval: certificateCheckInterval, logger: logger)
+        }
         for listener in config.listeners {
             let env = ProxyEnvironment(listener: listener, loops: loops, accessLog: accessLog, inFlight: inFlight,
                                        logger: logger, unrouted: RouteMetrics(route: ""))
@@ -157,6 +166,8 @@ extension GatewayServer {
     /// Closes the listeners and the admin endpoint and drops the quiescing
     /// helpers while the event loops still run.
     fileprivate func closeAll() async {
+        watcher?.stop()
+        watcher = nil
         for entry in listeners { try? await entry.channel.close() }
         listeners.removeAll()
         try? await admin?.close()

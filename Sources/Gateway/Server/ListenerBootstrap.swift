@@ -43,7 +43,7 @@ enum ListenerBootstrap {
         // A connection that has not finished its handshake and chosen a
         // protocol within the header timeout is closed.
         let handshakeTimer = channel.eventLoop.scheduleTask(in: limits.headerTimeout) { channel.close(promise: nil) }
-        try sync.addHandler(NIOSSLServerHandler(context: tls))
+        try sync.addHandler(NIOSSLServerHandler(context: tls.context))
         try sync.addHandler(ApplicationProtocolNegotiationHandler { result, channel in
             handshakeTimer.cancel()
             return channel.eventLoop.makeCompletedFuture {
