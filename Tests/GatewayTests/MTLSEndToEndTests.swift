@@ -190,6 +190,43 @@ struct MTLSEndToEndTests {
         #expect(garbage.status == 200, "an untrusted listener does not even parse it")
     }
 
+    @Test("SNI: several certificates on one listener, chosen by server name (exact, then *.domain); no match keeps the default")
+    func sni() async throws {
+        let state = try TestSupport.temporaryDirectory("sni")
+        #expect(try await TestSupport.run(try TestSupport.gatewayBinary, ["certs", "dev", "--out", state]).code == 0)
+        let made = try await TestSupport.run("/bin/bash", ["-c", """
+            set -e; cd "\(state)"
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout sni-key.pem -out sni.csr -subj "/CN=api.test" 2>/dev/null
+            printf "subjectAltName=DNS:api.test,DNS:*.partner.test\\nextendedKeyUsage=serverAuth\\n" > ext.cnf
+            openssl x509 -req -in sni.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 30 -extfile ext.cnf -out sni.pem 2>/dev/null
+            """])
+        #expect(made.code == 0, "\(made.stderr)")
+        let upstream = DemoUpstreamServer(name: "svc", group: MultiThreadedEventLoopGroup.singleton)
+        let upstreamPort = try await upstream.start(port: 0)
+        defer { Task { await upstream.stop() } }
+        let port = try TestSupport.freePort()
+        let gw = try await GatewayProcess.start(yaml: """
+        listeners:
+          - name: web
+            address: "127.0.0.1:\(port)"
+            tls: {cert: localhost.pem, key: localhost-key.pem, sni: [{server_names: [api.test, "*.partner.test"], cert: sni.pem, key: sni-key.pem}]}
+        upstreams: [{name: svc, endpoints: ["127.0.0.1:\(upstreamPort)"]}]
+        routes: [{name: r, listener: web, match: {path_prefix: /}, upstream: svc}]
+
+        """, stateDir: state)
+        defer { gw.stop() }
+        for host in ["api.test", "acme.partner.test", "localhost"] {
+            let r = try await Curl.request("https://\(host):\(port)/", caFile: state + "/ca.pem", args: ["--resolve", "\(host):\(port):127.0.0.1"])
+            #expect(r.status == 200, "\(host): curl verified the name against the certificate served: \(r.stderr)")
+        }
+        func served(_ name: String) async throws -> String {
+            try await TestSupport.run("/bin/bash", ["-c", "echo | openssl s_client -connect 127.0.0.1:\(port) -servername \(name) 2>/dev/null | openssl x509 -noout -subject"]).stdout
+        }
+        #expect(try await served("api.test").contains("api.test"))
+        #expect(try await served("a.b.partner.test").contains("localhost"), "a wildcard matches one label only")
+        #expect(try await served("other.test").contains("localhost"))
+    }
+
     @Test("config: client_auth without client_ca, an unknown mode, a bad trust range, an mtls_authz without rules fail at load with their key path")
     func configErrors() async throws {
         let dir = try TestSupport.temporaryDirectory("mtls-config")

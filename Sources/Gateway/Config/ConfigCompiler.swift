@@ -241,9 +241,17 @@ struct ConfigCompiler {
             fail(src, "tls.client_auth", "'\(t.clientAuth)' is not none, optional or require")
             return nil
         }
+        let sniEntries = t.sni.map { (names: $0.serverNames.map { $0.lowercased() }, cert: resolvePath($0.cert), key: resolvePath($0.key)) }
+        for (i, entry) in t.sni.enumerated() {
+            if entry.serverNames.isEmpty { fail(src, "tls.sni[\(i)].server_names", "at least one server name") }
+            for (j, name) in entry.serverNames.enumerated() where !SNISelector.isPattern(name) {
+                fail(src, "tls.sni[\(i)].server_names[\(j)]", "'\(name)' is not a host name or *.domain")
+            }
+        }
         // Every missing file at once, not one per run of `gateway check`.
         var missing = false
-        for (path, key) in [(certPath, "tls.cert"), (keyPath, "tls.key")] + caPaths.enumerated().map({ ($1, "tls.client_ca[\($0)]") })
+        let sniFiles = sniEntries.enumerated().flatMap { i, e in [(e.cert, "tls.sni[\(i)].cert"), (e.key, "tls.sni[\(i)].key")] }
+        for (path, key) in [(certPath, "tls.cert"), (keyPath, "tls.key")] + caPaths.enumerated().map({ ($1, "tls.client_ca[\($0)]") }) + sniFiles
         where !FileManager.default.fileExists(atPath: path) {
             fail(src, key, "file not found: \(path)")
             missing = true
@@ -258,6 +266,15 @@ struct ConfigCompiler {
             config.maximumTLSVersion = .tlsv13
             config.cipherSuites = Self.tls12CipherSuites
             config.applicationProtocols = ["h2", "http/1.1"]
+            if !sniEntries.isEmpty {
+                var choices: [(names: [String], chain: [NIOSSLCertificate], key: NIOSSLPrivateKey)] = []
+                for (i, e) in sniEntries.enumerated() {
+                    choices.append((e.names, try TLSFiles.certificates(e.cert, key: "tls.sni[\(i)].cert"),
+                                    try TLSFiles.privateKey(e.key, key: "tls.sni[\(i)].key")))
+                }
+                let selector = SNISelector(choices: choices)
+                config.sslContextCallback = { values, promise in promise.succeed(selector.override(for: values.serverHostname)) }
+            }
             if clientAuth != "none" {
                 var roots: [NIOSSLCertificate] = []
                 for (i, path) in caPaths.enumerated() { roots += try TLSFiles.certificates(path, key: "tls.client_ca[\(i)]") }
@@ -269,7 +286,7 @@ struct ConfigCompiler {
             }
         }
         do {
-            return try ReloadingTLSContext(name: "listener \(listener)", files: [certPath, keyPath] + caPaths, build: build)
+            return try ReloadingTLSContext(name: "listener \(listener)", files: [certPath, keyPath] + caPaths + sniFiles.map(\.0), build: build)
         } catch let e as TLSBuildError {
             fail(src, e.path, e.message)
         } catch {

@@ -38,9 +38,11 @@ struct TLSConfig: Decodable {
     var clientAuth = "none"
     /// CA certificate files (PEM) client certificates must chain to.
     var clientCA: [String] = []
+    /// More certificates, chosen by the server name the client asks for (SNI).
+    var sni: [SNICertificateConfig] = []
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case cert, key
+        case cert, key, sni
         case clientAuth = "client_auth", clientCA = "client_ca"
     }
 
@@ -49,11 +51,28 @@ struct TLSConfig: Decodable {
         cert = try c.decode(String.self, forKey: .cert)
         key = try c.decode(String.self, forKey: .key)
         clientAuth = try c.decodeIfPresent(String.self, forKey: .clientAuth) ?? clientAuth
+        sni = try c.decodeIfPresent([SNICertificateConfig].self, forKey: .sni) ?? []
         if let one = try? c.decodeIfPresent(String.self, forKey: .clientCA) {
             clientCA = [one]
         } else {
             clientCA = try c.decodeIfPresent([String].self, forKey: .clientCA) ?? []
         }
+    }
+}
+
+/// One SNI entry: `{server_names: [api.example.com, "*.example.net"], cert, key}`.
+struct SNICertificateConfig: Decodable {
+    var serverNames: [String]
+    var cert: String
+    var key: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case cert, key, serverNames = "server_names" }
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.strictContainer(CodingKeys.self)
+        serverNames = try c.decode([String].self, forKey: .serverNames)
+        cert = try c.decode(String.self, forKey: .cert)
+        key = try c.decode(String.self, forKey: .key)
     }
 }
 

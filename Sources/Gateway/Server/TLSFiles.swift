@@ -112,3 +112,32 @@ enum TLSFiles {
         }
     }
 }
+
+/// Picks a listener's certificate by the server name of the client hello:
+/// an exact name, else a `*.domain` pattern matching one label; no match (or
+/// no SNI) keeps the listener's default certificate.
+struct SNISelector: Sendable {
+    let choices: [(names: [String], chain: [NIOSSLCertificate], key: NIOSSLPrivateKey)]
+
+    func override(for serverName: String?) -> NIOSSLContextConfigurationOverride {
+        guard let name = serverName?.lowercased(), !name.isEmpty else { return .noChanges }
+        let choice = choices.first { $0.names.contains(name) } ?? choices.first { $0.names.contains { Self.wildcard($0, matches: name) } }
+        guard let choice else { return .noChanges }
+        var o = NIOSSLContextConfigurationOverride()
+        o.certificateChain = choice.chain.map { .certificate($0) }
+        o.privateKey = .privateKey(choice.key)
+        return o
+    }
+
+    static func wildcard(_ pattern: String, matches name: String) -> Bool {
+        guard pattern.hasPrefix("*."), let dot = name.firstIndex(of: ".") else { return false }
+        return name[name.index(after: dot)...] == pattern.dropFirst(2) && dot != name.startIndex
+    }
+
+    static func isPattern(_ name: String) -> Bool {
+        let host = name.hasPrefix("*.") ? String(name.dropFirst(2)) : name
+        return !host.isEmpty && host.utf8.allSatisfy { b in
+            (b >= 0x61 && b <= 0x7A) || (b >= 0x41 && b <= 0x5A) || (b >= 0x30 && b <= 0x39) || b == UInt8(ascii: "-") || b == UInt8(ascii: ".")
+        }
+    }
+}
