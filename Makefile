@@ -35,21 +35,11 @@ build: deps
 release: deps
 	$(SWIFT) build -c release
 
-## A dev CA and a localhost server certificate in $(STATE)/dev, made once.
-dev-certs: deps
-	@if [ ! -f $(STATE)/dev/localhost.pem ]; then \
-	  mkdir -p $(STATE)/dev && cd $(STATE)/dev && \
-	  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 825 \
-	    -keyout ca-key.pem -out ca.pem -subj "/CN=gateway dev CA" \
-	    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" 2>/dev/null && \
-	  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	    -keyout localhost-key.pem -out localhost.csr -subj "/CN=localhost" 2>/dev/null && \
-	  printf "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n" > ext.cnf && \
-	  openssl x509 -req -in localhost.csr -CA ca.pem -CAkey ca-key.pem -CAcreateserial -days 397 \
-	    -extfile ext.cnf -out localhost.pem 2>/dev/null && \
-	  rm -f localhost.csr ext.cnf ca.srl && chmod 600 *-key.pem && \
-	  echo "made dev certificates in $(STATE)/dev (CA: $(STATE)/dev/ca.pem)"; \
-	fi
+## Dev certificates in $(STATE)/dev, made once by `gateway certs dev`: a dev CA,
+## localhost, the gateway's client certificate (SPIFFE), the demo's mesh
+## service (SPIFFE only) and a partner's client certificate.
+dev-certs: release
+	@.build/release/gateway certs dev --out $(STATE)/dev --upstream ledger
 
 check: build
 	.build/debug/gateway check --config $(CONFIG) --state $(STATE)
@@ -63,6 +53,11 @@ run: release dev-certs
 	  name=$${spec%%=*}; port=$${spec##*=}; \
 	  .build/release/gateway demo-upstream --name $$name --port $$port --state $(STATE) & \
 	done; \
+	for spec in $$(sed -n 's/^# demo-upstream-mtls: *//p' $(CONFIG)/*.yaml); do \
+	  name=$${spec%%=*}; port=$${spec##*=}; \
+	  .build/release/gateway demo-upstream --name $$name --port $$port --state $(STATE) \
+	    --tls-cert $(STATE)/dev/$$name.pem --tls-key $(STATE)/dev/$$name-key.pem --client-ca $(STATE)/dev/ca.pem & \
+	done; \
 	sleep 0.5; \
 	echo; echo "Try:"; \
 	echo "  TOKEN=\$$(.build/release/gateway dev token --state $(STATE) --sub user-42 --scope accounts:read)"; \
@@ -72,6 +67,7 @@ run: release dev-certs
 	echo "  curl --cacert $(STATE)/dev/ca.pem --http2 -H 'content-type: application/json' -d '{\"amount\":5}' https://localhost:8443/api/v1/payments"; \
 	echo "  curl --cacert $(STATE)/dev/ca.pem -H 'x-canary: always' https://localhost:8443/api/v1/payments/7"; \
 	echo "  .build/release/gateway app-call --gateway https://localhost:8443 --cacert $(STATE)/dev/ca.pem --header \"authorization: Bearer \$$TOKEN\" POST /app/v1/transfers '{\"amount\":1000,\"to\":\"110-222\"}'"; \
+	echo "  curl --cacert $(STATE)/dev/ca.pem --cert $(STATE)/dev/partner.pem --key $(STATE)/dev/partner-key.pem https://localhost:8444/partner/v1/ledger/entries"; \
 	echo "  curl http://127.0.0.1:9901/metrics"; echo; \
 	.build/release/gateway serve --config $(CONFIG) --state $(STATE)
 

@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import NIOCore
 import NIOPosix
+import NIOSSL
 import Passport
 import Prometheus
 import ServiceLifecycle
@@ -138,6 +139,14 @@ struct DemoUpstream: AsyncParsableCommand {
     @Option(help: "Name reported in answers.") var name: String = "demo"
     @Option(help: "State folder: when it has passport keys, an X-Passport is verified (audience: the name) and its claims shown.")
     var state: String?
+    @Option(help: "Serve TLS with this certificate (PEM), e.g. one from `gateway certs dev` with a SPIFFE URI SAN.") var tlsCert: String?
+    @Option(help: "The key of --tls-cert.") var tlsKey: String?
+    @Option(help: "Require client certificates from this CA (mTLS).") var clientCA: String?
+
+    func validate() throws {
+        if (tlsCert == nil) != (tlsKey == nil) { throw ValidationError("--tls-cert and --tls-key go together") }
+        if clientCA != nil && tlsCert == nil { throw ValidationError("--client-ca needs --tls-cert and --tls-key") }
+    }
 
     func run() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -145,7 +154,17 @@ struct DemoUpstream: AsyncParsableCommand {
         if let state, FileManager.default.fileExists(atPath: state + "/passport") {
             verifier = PassportVerifier(jwks: try PassportKeyRing(directory: state + "/passport").published(), audience: name)
         }
-        let server = DemoUpstreamServer(name: name, group: group, passportVerifier: verifier)
+        var tls: NIOSSLContext?
+        if let tlsCert, let tlsKey {
+            var config = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(tlsCert).map { .certificate($0) }, privateKey: .privateKey(try NIOSSLPrivateKey(file: tlsKey, format: .pem)))
+            if let clientCA {
+                config.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(clientCA))
+                config.certificateVerification = .noHostnameVerification
+            }
+            tls = try NIOSSLContext(configuration: config)
+        }
+        let server = DemoUpstreamServer(name: name, group: group, passportVerifier: verifier, tls: tls)
         let bound = try await server.start(port: port)
         print("{\"message\":\"demo upstream listening\",\"name\":\(JSONText.quote(name)),\"port\":\(bound)}")
         fflush(stdout)

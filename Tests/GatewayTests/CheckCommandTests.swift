@@ -8,9 +8,9 @@ struct CheckCommandTests {
     @Test("passes on the repository's filters.d")
     func passesOnRepositoryConfig() async throws {
         let state = try TestSupport.temporaryDirectory("check-state")
-        try FileManager.default.createDirectory(atPath: state + "/dev", withIntermediateDirectories: true)
-        try await TestSupport.makeCertificates(in: state + "/dev")
-        // As `make run` does: the dev token issuer and a passport key.
+        // As `make run` does: the dev certificates, the dev token issuer, the passport and app-channel keys.
+        let certs = try await TestSupport.run(try TestSupport.gatewayBinary, ["certs", "dev", "--out", state + "/dev", "--upstream", "ledger"])
+        #expect(certs.code == 0, "\(certs.stderr)")
         let keys = try await TestSupport.run(try TestSupport.gatewayBinary, ["dev", "keys", "--state", state])
         #expect(keys.code == 0, "\(keys.stderr)")
         let config = TestSupport.packageRoot.appendingPathComponent("filters.d").path

@@ -4,6 +4,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import NIOSSL
 import Passport
 
 /// What a demo upstream received, for tests and for the demo's JSON answer.
@@ -34,17 +35,23 @@ final class DemoUpstreamServer: @unchecked Sendable {
     /// When set, an `X-Passport` is verified and the answer shows its claims.
     let passportVerifier: PassportVerifier?
 
-    init(name: String, group: EventLoopGroup, passportVerifier: PassportVerifier? = nil) {
+    /// TLS (with client certificates, when the context requires them), as a mesh service.
+    let tls: NIOSSLContext?
+
+    init(name: String, group: EventLoopGroup, passportVerifier: PassportVerifier? = nil, tls: NIOSSLContext? = nil) {
         self.name = name
         self.group = group
         self.passportVerifier = passportVerifier
+        self.tls = tls
     }
 
     func start(host: String = "127.0.0.1", port: Int) async throws -> Int {
+        let tls = self.tls
         let channel = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
+                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls)) }
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
                     try channel.pipeline.syncOperations.addHandler(DemoUpstreamHandler(server: self))
                 }
@@ -122,7 +129,8 @@ final class DemoUpstreamHandler: ChannelInboundHandler {
             let c = try verifier.verify(token)
             let amr = c.methods.map(JSONText.quote).joined(separator: ",")
             return "{\"valid\":true,\"sub\":\(c.subject.map(JSONText.quote) ?? "null"),\"aud\":\(JSONText.quote(c.audience)),"
-                + "\"lvl\":\(c.level),\"amr\":[\(amr)],\"scope\":\(c.scope.map(JSONText.quote) ?? "null"),\"exp\":\(c.expiresAt)}"
+                + "\"lvl\":\(c.level),\"amr\":[\(amr)],\"scope\":\(c.scope.map(JSONText.quote) ?? "null"),\"exp\":\(c.expiresAt)"
+                + (c.certificate.map { ",\"cert\":{\"san\":[" + $0.sans.map(JSONText.quote).joined(separator: ",") + "]}" } ?? "") + "}"
         } catch {
             return "{\"valid\":false,\"error\":\(JSONText.quote("\(error)"))}"
         }
@@ -160,6 +168,12 @@ final class DemoUpstreamHandler: ChannelInboundHandler {
             return "\(JSONText.quote(lower)):\(JSONText.quote(shown))"
         }.joined(separator: ",")
         json += "},\"body_bytes\":\(record.bodyBytes),\"body_sha256\":\"\(record.bodySHA256)\""
+        if server.tls != nil {
+            // The caller's verified client certificate, as a mesh service sees it.
+            let ssl = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+            let peer = ssl?.peerCertificate.flatMap { try? $0.toDERBytes() }.flatMap { try? ClientIdentity(der: $0, source: .tls) }
+            json += ",\"client_certificate\":" + (peer.map { "{\"san\":[" + $0.sans.map(JSONText.quote).joined(separator: ",") + "]}" } ?? "null")
+        }
         if let verifier = server.passportVerifier, let token = h.headers.first(name: "x-passport") {
             json += ",\"passport\":" + Self.describePassport(token, verifier)
         }
