@@ -16,6 +16,7 @@ final class NginxMTLSUpstream: @unchecked Sendable {
         port = try TestSupport.freePort()
         try """
         worker_processes 1;
+        master_process off;
         daemon off;
         pid \(dir)/nginx.pid;
         error_log \(dir)/error.log warn;
@@ -289,6 +290,120 @@ struct UpstreamTLSEndToEndTests {
         let text = r.stdout + r.stderr
         #expect(r.code != 0)
         for expected in ["upstreams[0].tls.ca", "upstreams[1].tls.key", "upstreams[2].tls: needs server_name", "upstreams[3].tls.ca[0]: file not found"] {
+            #expect(text.contains(expected), "missing '\(expected)' in \(text)")
+        }
+    }
+}
+
+@Suite("HTTP/2 to upstreams: h2 over TLS (ALPN) and h2c with prior knowledge, multiplexed", .serialized)
+struct UpstreamHTTP2EndToEndTests {
+    @Test("nginx over h2 (TLS, SPIFFE check) and h2c: requests arrive as HTTP/2.0, 40 concurrent requests share a few connections, bodies both ways")
+    func h2AndH2c() async throws {
+        let certs = try await UpstreamTLSEndToEndTests.certs()
+        let dir = try TestSupport.temporaryDirectory("nginx-h2")
+        let tlsPort = try TestSupport.freePort(), clearPort = try TestSupport.freePort()
+        try """
+        worker_processes 1;
+        master_process off;
+        daemon off;
+        pid \(dir)/nginx.pid;
+        error_log \(dir)/error.log warn;
+        events { worker_connections 256; }
+        http {
+          access_log off;
+          client_body_temp_path \(dir)/body;
+          server {
+            listen 127.0.0.1:\(tlsPort) ssl http2;
+            ssl_certificate \(certs)/payments.pem;
+            ssl_certificate_key \(certs)/payments-key.pem;
+            location / { default_type text/plain; return 200 "proto=$server_protocol conn=$connection len=$content_length\\n"; }
+          }
+          server {
+            listen 127.0.0.1:\(clearPort) http2;
+            location / { default_type text/plain; return 200 "proto=$server_protocol conn=$connection len=$content_length\\n"; }
+          }
+        }
+        """.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
+        let nginx = Process()
+        nginx.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+        nginx.arguments = ["-p", dir, "-c", dir + "/nginx.conf"]
+        nginx.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try nginx.run()
+        defer {
+            kill(nginx.processIdentifier, SIGKILL)
+            let r = Process()
+            r.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
+            r.arguments = ["-KILL", "-f", dir + "/nginx.conf"]
+            try? r.run()
+        }
+        for _ in 0..<100 {
+            if try await TestSupport.run("/bin/bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(clearPort)"]).code == 0 { break }
+            try await Task.sleep(nanoseconds: 50_000_000)
+        }
+        let port = try TestSupport.freePort()
+        let gw = try await GatewayProcess.start(yaml: """
+        listeners:
+          - {name: l, address: "127.0.0.1:\(port)", tls: {cert: localhost.pem, key: localhost-key.pem}}
+        upstreams:
+          - name: secure
+            endpoints: ["127.0.0.1:\(tlsPort)"]
+            protocol: h2
+            tls: {ca: ca.pem, verify_san: ["\(UpstreamTLSEndToEndTests.spiffe)"]}
+          - name: clear
+            endpoints: ["127.0.0.1:\(clearPort)"]
+            protocol: h2c
+        routes:
+          - {name: secure, listener: l, match: {path_prefix: /secure}, upstream: secure}
+          - {name: clear, listener: l, match: {path_prefix: /clear}, upstream: clear}
+
+        """, stateDir: certs)
+        defer { gw.stop() }
+        for path in ["/secure/x", "/clear/x"] {
+            let get = try await Curl.request("https://localhost:\(port)\(path)", caFile: certs + "/ca.pem")
+            #expect(get.status == 200 && get.body.hasPrefix("proto=HTTP/2.0"), "\(path): \(get.status) \(get.body)")
+            let post = try await Curl.request("https://localhost:\(port)\(path)", caFile: certs + "/ca.pem", args: ["--data-binary", "hello h2"])
+            #expect(post.status == 200 && post.body.contains("len=8"), "\(path): \(post.body)")
+            // A chunked request body (no length) is sent as DATA frames all the same.
+            let chunked = try await Curl.request("https://localhost:\(port)\(path)", caFile: certs + "/ca.pem",
+                                                 args: ["--http1.1", "-H", "transfer-encoding: chunked", "--data-binary", "abc"])
+            #expect(chunked.status == 200, "\(path) chunked: \(chunked.status) \(chunked.body)")
+        }
+        // 40 requests at once: streams on shared connections (2 event loops: at most 2 connections here).
+        let script = """
+        import http.client, ssl, sys, threading
+        ctx = ssl.create_default_context(cafile=sys.argv[2])
+        out, lock = [], threading.Lock()
+        def one():
+            c = http.client.HTTPSConnection("localhost", int(sys.argv[1]), context=ctx, timeout=10)
+            c.request("GET", "/clear/many"); r = c.getresponse(); b = r.read().decode()
+            with lock: out.append((r.status, b.strip()))
+        ts = [threading.Thread(target=one) for _ in range(40)]
+        [t.start() for t in ts]; [t.join() for t in ts]
+        for s, b in out: print(s, b)
+        """
+        let r = try await TestSupport.run("/usr/bin/env", ["python3", "-c", script, String(port), certs + "/ca.pem"])
+        let lines = r.stdout.split(separator: "\n")
+        #expect(lines.count == 40 && lines.allSatisfy { $0.hasPrefix("200 proto=HTTP/2.0") }, "\(r.stdout) \(r.stderr)")
+        let connections = Set(lines.compactMap { $0.split(separator: " ").first { $0.hasPrefix("conn=") } })
+        #expect(connections.count <= 3, "40 requests should share a few HTTP/2 connections, not \(connections.count)")
+    }
+
+    @Test("config: h2 without tls, h2c with tls, an unknown protocol fail at load")
+    func configErrors() async throws {
+        let dir = try TestSupport.temporaryDirectory("h2-config")
+        try FileManager.default.createDirectory(atPath: dir + "/filters.d", withIntermediateDirectories: true)
+        #expect(try await TestSupport.run(try TestSupport.gatewayBinary, ["certs", "dev", "--out", dir]).code == 0)
+        try """
+        listeners: [{name: l, address: "127.0.0.1:0"}]
+        upstreams:
+          - {name: a, endpoints: ["127.0.0.1:1"], protocol: h2}
+          - {name: b, endpoints: ["127.0.0.1:1"], protocol: h2c, tls: {ca: ca.pem, server_name: x}}
+          - {name: c, endpoints: ["127.0.0.1:1"], protocol: spdy}
+        routes: []
+        """.write(toFile: dir + "/filters.d/10.yaml", atomically: true, encoding: .utf8)
+        let r = try await TestSupport.run(try TestSupport.gatewayBinary, ["check", "--config", dir + "/filters.d", "--state", dir])
+        let text = r.stdout + r.stderr
+        for expected in ["upstreams[0].protocol: h2 needs tls", "upstreams[1].protocol: h2c is cleartext", "upstreams[2].protocol: 'spdy'"] {
             #expect(text.contains(expected), "missing '\(expected)' in \(text)")
         }
     }

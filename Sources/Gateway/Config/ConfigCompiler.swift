@@ -45,16 +45,22 @@ struct ConfigCompiler {
                 do { addresses.append(try resolveAddress(e)) } catch { fail(src, "endpoints[\(i)]", "\(error)") }
             }
             guard addresses.count == u.endpoints.count, !addresses.isEmpty else { continue }
+            switch (u.protocolName, u.tls != nil) {
+            case ("http1", _), ("h2", true), ("h2c", false): break
+            case ("h2", false): fail(src, "protocol", "h2 needs tls (ALPN); use h2c for cleartext HTTP/2 with prior knowledge")
+            case ("h2c", true): fail(src, "protocol", "h2c is cleartext; with tls use h2")
+            default: fail(src, "protocol", "'\(u.protocolName)' is not http1, h2 or h2c")
+            }
             var tls: UpstreamTLS?
             if let t = u.tls {
-                guard let made = makeUpstreamTLS(t, src, upstream: u.name) else { continue }
+                guard let made = makeUpstreamTLS(t, src, upstream: u.name, alpn: u.protocolName == "h2" ? "h2" : "http/1.1") else { continue }
                 tls = made
             }
             upstreams[u.name] = UpstreamDefinition(
                 name: u.name, endpoints: addresses, endpointTexts: u.endpoints, host: u.host ?? u.endpoints[0],
                 connectTimeout: u.connectTimeout.timeAmount, responseTimeout: u.responseTimeout.timeAmount,
                 bodyTimeout: u.bodyTimeout.timeAmount, maxConnections: u.maxConnections,
-                keepaliveTimeout: u.keepaliveTimeout.timeAmount, tls: tls)
+                keepaliveTimeout: u.keepaliveTimeout.timeAmount, tls: tls, http2: u.protocolName != "http1")
         }
 
         // Listeners (before routes, which refer to them).
@@ -181,7 +187,7 @@ struct ConfigCompiler {
         path.hasPrefix("/") ? path : (stateDirectory as NSString).appendingPathComponent(path)
     }
 
-    private mutating func makeUpstreamTLS(_ t: UpstreamTLSConfig, _ src: Source, upstream: String) -> UpstreamTLS? {
+    private mutating func makeUpstreamTLS(_ t: UpstreamTLSConfig, _ src: Source, upstream: String, alpn: String) -> UpstreamTLS? {
         let before = problems.count
         if t.ca.isEmpty { fail(src, "tls.ca", "the CA the upstream's certificate chains to is required (never an unverified upstream)") }
         if (t.cert == nil) != (t.key == nil) { fail(src, t.cert == nil ? "tls.cert" : "tls.key", "cert and key go together (mTLS)") }
@@ -205,7 +211,7 @@ struct ConfigCompiler {
             // Mesh certificates carry no DNS name: the chain is verified here
             // and the URI SAN right after the handshake (verify_san).
             config.certificateVerification = checksHostname ? .fullVerification : .noHostnameVerification
-            config.applicationProtocols = ["http/1.1"]
+            config.applicationProtocols = [alpn]
             if let certPath, let keyPath {
                 config.certificateChain = try TLSFiles.certificates(certPath, key: "tls.cert").map { .certificate($0) }
                 config.privateKey = .privateKey(try TLSFiles.privateKey(keyPath, key: "tls.key"))

@@ -219,6 +219,8 @@ struct UpstreamConfig: Decodable {
     var endpoints: [String]
     var host: String?
     var tls: UpstreamTLSConfig?
+    /// `http1` (default), `h2` (over TLS, ALPN) or `h2c` (cleartext, prior knowledge).
+    var protocolName = "http1"
     var connectTimeout = ConfigDuration.seconds(2)
     var responseTimeout = ConfigDuration.seconds(30)
     var bodyTimeout = ConfigDuration.seconds(30)
@@ -227,6 +229,7 @@ struct UpstreamConfig: Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, endpoints, host, tls
+        case protocolName = "protocol"
         case connectTimeout = "connect_timeout", responseTimeout = "response_timeout", bodyTimeout = "body_timeout"
         case maxConnections = "max_connections", keepaliveTimeout = "keepalive_timeout"
     }
@@ -242,6 +245,7 @@ struct UpstreamConfig: Decodable {
         maxConnections = try c.decodeIfPresent(Int.self, forKey: .maxConnections) ?? maxConnections
         keepaliveTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .keepaliveTimeout) ?? keepaliveTimeout
         tls = try c.decodeIfPresent(UpstreamTLSConfig.self, forKey: .tls)
+        protocolName = try c.decodeIfPresent(String.self, forKey: .protocolName) ?? protocolName
     }
 }
 

@@ -46,6 +46,8 @@ struct UpstreamDefinition: Sendable {
     let keepaliveTimeout: TimeAmount
     /// TLS (and mTLS) to the upstream, when configured.
     var tls: UpstreamTLS? = nil
+    /// HTTP/2 (`h2` over TLS, `h2c` with prior knowledge) instead of HTTP/1.1.
+    var http2 = false
 }
 
 /// How the gateway talks TLS to one upstream.

@@ -5,11 +5,11 @@ import Passport
 /// What belongs to one event loop: the pools of every upstream and the
 /// request-id randomness. Only touched on its own loop.
 final class LoopLocal {
-    let pools: [String: UpstreamPool]
+    let pools: [String: any UpstreamPooling]
     private var random = [UInt8](repeating: 0, count: 4096)
     private var randomOffset = 4096
 
-    init(pools: [String: UpstreamPool]) { self.pools = pools }
+    init(pools: [String: any UpstreamPooling]) { self.pools = pools }
 
     /// 32 lowercase hex characters from libsodium's CSPRNG, drawn 4 KiB at a
     /// time so that a request costs no system call.
@@ -50,8 +50,11 @@ final class LoopDirectory: @unchecked Sendable {
         var byLoop: [ObjectIdentifier: LoopLocal] = [:]
         var loops: [EventLoop] = []
         for loop in group.makeIterator() {
-            var pools: [String: UpstreamPool] = [:]
-            for (name, def) in upstreams { pools[name] = UpstreamPool(definition: def, eventLoop: loop, metrics: metrics[name]!) }
+            var pools: [String: any UpstreamPooling] = [:]
+            for (name, def) in upstreams {
+                pools[name] = def.http2 ? H2UpstreamPool(definition: def, eventLoop: loop, metrics: metrics[name]!)
+                    : UpstreamPool(definition: def, eventLoop: loop, metrics: metrics[name]!)
+            }
             byLoop[ObjectIdentifier(loop)] = LoopLocal(pools: pools)
             loops.append(loop)
         }

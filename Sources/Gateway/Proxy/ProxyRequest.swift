@@ -25,7 +25,7 @@ final class ProxyRequest: UpstreamDelegate {
 
     enum Phase { case filtering, buffering, acquiring, forwarding, finished }
     var phase = Phase.filtering
-    var pool: UpstreamPool?
+    var pool: (any UpstreamPooling)?
     var connection: UpstreamConnection?
 
     /// Request parts that arrived before the upstream connection was ready.

@@ -45,13 +45,15 @@ final class UpstreamConnection {
     }
 
     /// Adds the HTTP/1.1 client handlers and this connection's handler.
-    static func configure(channel: Channel, id: Int, endpoint: String, onClose: @escaping (UpstreamConnection) -> Void) throws -> UpstreamConnection {
+    /// `codec: false` for an HTTP/2 stream whose pipeline already converts HTTP/1 parts.
+    static func configure(channel: Channel, id: Int, endpoint: String, codec: Bool = true,
+                          onClose: @escaping (UpstreamConnection) -> Void) throws -> UpstreamConnection {
         let connection = UpstreamConnection(id: id, channel: channel, endpoint: endpoint)
         let handler = UpstreamHandler(connection: connection, onClose: onClose)
         connection.handler = handler
         // Outbound header validation stays on: a filter that copies untrusted
         // bytes into a request header must not be able to split the request.
-        try channel.pipeline.syncOperations.addHTTPClientHandlers()
+        if codec { try channel.pipeline.syncOperations.addHTTPClientHandlers() }
         try channel.pipeline.syncOperations.addHandler(handler)
         return connection
     }

@@ -258,11 +258,14 @@ enum UpstreamTLSSupport {
 final class HandshakeWaiter: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = NIOAny
     let promise: EventLoopPromise<Void>
+    /// The ALPN protocol the handshake agreed on.
+    private(set) var negotiated: String?
 
     init(promise: EventLoopPromise<Void>) { self.promise = promise }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case TLSUserEvent.handshakeCompleted = event {
+        if case TLSUserEvent.handshakeCompleted(let proto) = event {
+            negotiated = proto
             promise.succeed(())
             context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         }
