@@ -31,6 +31,9 @@ final class NginxMTLSUpstream: @unchecked Sendable {
             ssl_certificate_key \(certs)/payments-key.pem;
             ssl_client_certificate \(certs)/ca.pem;
             ssl_verify_client on;
+            # Without it nginx completes the handshake and answers 400 itself;
+            # with it a client without a certificate fails the handshake.
+            ssl_conf_command VerifyMode Peer,Require;
             location / { default_type text/plain; return 200 "verify=$ssl_client_verify serial=$ssl_client_serial\\n"; }
           }
         }
@@ -103,7 +106,7 @@ struct UpstreamTLSEndToEndTests {
 
     static let spiffe = "spiffe://cluster.local/ns/payments/sa/payments"
 
-    @Test("mTLS to nginx (ssl_verify_client on) with a SPIFFE-only certificate: success; the wrong expected SPIFFE ID: 503, counted, nothing sent")
+    @Test("mTLS to nginx (ssl_verify_client on) with a SPIFFE-only certificate: success; the wrong expected SPIFFE ID: 503, counted, nothing sent; the gateway without a client certificate: 503")
     func mtlsToNginx() async throws {
         let certs = try await Self.certs()
         let nginx = try NginxMTLSUpstream(certs: certs)
@@ -129,6 +132,13 @@ struct UpstreamTLSEndToEndTests {
         #expect(nginx.requests == before, "a request reached an upstream whose identity did not match")
         let metrics = try await TestSupport.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(wrong.adminPort)/metrics"]).stdout
         #expect(metrics.contains("gateway_upstream_tls_failures_total") && metrics.contains("san_mismatch"), "\(metrics.split(separator: "\n").filter { $0.contains("tls") })")
+
+        // The gateway without a client certificate: nginx refuses the handshake; 503, nothing served.
+        let (noCert, noCertPort) = try await Self.gateway(state: certs, upstreamPort: nginx.port, tls: "{ca: ca.pem, verify_san: [\"\(Self.spiffe)\"]}")
+        defer { noCert.stop() }
+        let refused = try await Curl.request("https://localhost:\(noCertPort)/pay", caFile: certs + "/ca.pem")
+        #expect(refused.status == 503 && refused.body.contains("upstream_unavailable"), "\(refused.status) \(refused.body)")
+        #expect(nginx.requests == before, "nginx served a request from a gateway without a client certificate")
     }
 
     @Test("an upstream that requires a client certificate the gateway does not have: 503 and the service handles nothing (a Python TLS server with CERT_REQUIRED); a CA that did not sign the upstream: 503")
