@@ -120,7 +120,7 @@ struct ConfigCompiler {
             listeners.append(ListenerRuntime(name: name, address: address, addressText: l.address, tls: tls, limits: limits,
                                              router: Router(routes: routesByListener[name] ?? []),
                                              defaultFilters: l.filters.map(\.filter), sanitize: Self.sanitizePolicy(l),
-                                             gatewayKeys: appChannelKeys))
+                                             gatewayKeys: appChannelKeys, requestsClientCertificates: (l.tls?.clientAuth ?? "none") != "none"))
         }
         return RuntimeConfig(digest: raw.digest, adminAddress: adminAddress!, adminAddressText: raw.admin.address,
                              listeners: listeners, upstreams: upstreams, routes: allRoutes, routeTests: tests,

@@ -21,6 +21,9 @@ struct ListenerRuntime: Sendable {
     /// The app-channel keys, when a filter of the config uses them: the
     /// listener then serves `/.well-known/gateway-keys.json` (PROTOCOL 2.1).
     var gatewayKeys: AppChannelKeyRing? = nil
+    /// Whether the listener asks for client certificates (`client_auth`):
+    /// only then is the handshake's peer certificate looked up.
+    var requestsClientCertificates = false
 }
 
 struct ListenerLimitsRuntime: Sendable {

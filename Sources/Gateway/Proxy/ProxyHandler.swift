@@ -40,7 +40,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// The client certificate the TLS handshake verified (listeners with
     /// `client_auth`), read once per connection or stream; nil without one.
     private(set) lazy var tlsIdentity: ClientIdentity? = {
-        guard isTLS, let channel = context?.channel else { return nil }
+        guard isTLS, env.listener.requestsClientCertificates, let channel = context?.channel else { return nil }
         // An HTTP/2 stream's TLS handler is on its connection's channel.
         let tls = (try? channel.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))
             ?? (try? channel.parent?.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self))
