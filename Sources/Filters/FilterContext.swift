@@ -1,5 +1,6 @@
 import Foundation
 import Passport
+import Redis
 import Synchronization
 
 /// What a filter may need beyond its own YAML when it is built: the state
@@ -16,6 +17,7 @@ public final class FilterContext: Sendable {
     public static let appChannelKeyFolder = "app-channel"
     private let appRing: Mutex<(grace: Int64, ring: AppChannelKeyRing)?>
     private let memoryStores: Mutex<[Int64: MemoryNonceStore]>
+    private let redisClients: Mutex<[String: RedisClient]>
     /// Unix milliseconds; tests inject a fixed clock (the app-channel vectors' timestamps).
     public let clock: @Sendable () -> Int64
 
@@ -26,6 +28,7 @@ public final class FilterContext: Sendable {
         self.ring = Mutex(nil)
         self.appRing = Mutex(nil)
         self.memoryStores = Mutex([:])
+        self.redisClients = Mutex([:])
         self.clock = clock
     }
 
@@ -63,6 +66,18 @@ public final class FilterContext: Sendable {
             let store = MemoryNonceStore(windowMilliseconds: windowMilliseconds, capacity: capacity)
             stores[windowMilliseconds] = store
             return store
+        }
+    }
+
+    /// One Redis client (one pipelined connection per event loop) per
+    /// distinct Redis setting of the config, shared by every filter that
+    /// names it, rather than one per route.
+    public func redisClient(key: String, make: () throws -> RedisClient) rethrows -> RedisClient {
+        try redisClients.withLock { clients in
+            if let existing = clients[key] { return existing }
+            let client = try make()
+            clients[key] = client
+            return client
         }
     }
 

@@ -117,6 +117,12 @@ public struct RedisStoreConfiguration: Decodable, Sendable {
         tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
     }
 
+    /// What makes two `redis:` blocks the same connection (the prefix is per store, not per connection).
+    var sharingKey: String {
+        [address, username ?? "", passwordFile ?? "", passwordEnv ?? "", String(database), "\(timeout.nanoseconds)",
+         "\(connectTimeout.nanoseconds)", tls.map { "tls:\($0.ca ?? ""):\($0.serverName ?? "")" } ?? "plain"].joined(separator: "\u{1}")
+    }
+
     /// The client configuration; errors name the key (the loader adds the file and path).
     func clientConfiguration(context: FilterContext) throws -> RedisConfiguration {
         guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]),

@@ -119,7 +119,9 @@ public struct RequestSignatureFilter: Filter {
             store = try context.memoryNonceStore(windowMilliseconds: window, capacity: c.memory.maxEntries)
         case .redis:
             guard let redis = c.redis else { throw FilterConfigurationError("redis: required with nonce_store: redis (address: host:port)") }
-            let client = RedisClient(configuration: try redis.clientConfiguration(context: context))
+            let client = try context.redisClient(key: redis.sharingKey) {
+                RedisClient(configuration: try redis.clientConfiguration(context: context))
+            }
             store = RedisNonceStore(client: client, prefix: redis.prefix, windowMilliseconds: window)
         }
     }

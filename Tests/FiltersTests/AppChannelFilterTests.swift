@@ -162,6 +162,21 @@ struct AppChannelFilterTests {
         #expect(throws: FilterConfigurationError.self) { try RequestSignatureFilter(configuration: other, context: context) }
     }
 
+    @Test("routes with the same redis settings share one client (one pipelined connection per event loop), whatever their prefixes")
+    func sharedRedisClient() throws {
+        let f = try AppChannelFilterFixture()
+        let context = f.context()
+        func make(_ yaml: String) throws -> RedisNonceStore {
+            let c = try JSONDecoder().decode(RequestSignatureFilter.Configuration.self, from: Data(yaml.utf8))
+            return try #require(try RequestSignatureFilter(configuration: c, context: context).store as? RedisNonceStore)
+        }
+        let a = try make(#"{"nonce_store": "redis", "redis": {"address": "127.0.0.1:6390", "prefix": "a:"}}"#)
+        let b = try make(#"{"nonce_store": "redis", "redis": {"address": "127.0.0.1:6390", "prefix": "b:"}}"#)
+        let c = try make(#"{"nonce_store": "redis", "redis": {"address": "127.0.0.1:6390", "database": 2}}"#)
+        #expect(a.client === b.client && a.prefix == "a:" && b.prefix == "b:")
+        #expect(a.client !== c.client)
+    }
+
     @Test("a full in-memory store fails closed: 503 replay_store_unavailable, the nonce not forgotten early")
     func fullStore() throws {
         let f = try AppChannelFilterFixture()
