@@ -56,16 +56,15 @@ public final class AppChannelKeyRing: Sendable {
     ///   - grace: milliseconds an old key stays accepted after its successor appeared.
     ///   - sessionCacheSize: session keys cached per gateway key.
     public init(directory: String, grace: Int64, sessionCacheSize: Int = 100_000) throws {
-        let fm = FileManager.default
-        let hint = "make one: gateway keys generate --type x25519 --kid K --out \(directory)/K.json"
-        guard let names = try? fm.contentsOfDirectory(atPath: directory) else {
-            throw Failure(description: "\(directory): no app-channel key folder (\(hint))")
+        let entries: [JWKFolder.Entry]
+        do {
+            entries = try JWKFolder.read(directory, hint: "make one: gateway keys generate --type x25519 --kid K --out \(directory)/K.json")
+        } catch let f as JWKFolder.Failure {
+            throw Failure(description: f.description)
         }
-        var found: [(kid: String, pk: [UInt8], sk: [UInt8], modified: Int64, name: String)] = []
-        for name in names.sorted() where name.hasSuffix(".json") && !name.hasPrefix(".") {
-            let path = (directory as NSString).appendingPathComponent(name)
-            guard let data = fm.contents(atPath: path) else { throw Failure(description: "\(path): cannot read") }
-            guard let jwk = try? JSONDecoder().decode(JWK.self, from: data) else { throw Failure(description: "\(path): not a JWK file") }
+        var found: [(kid: String, pk: [UInt8], sk: [UInt8], modified: Int64)] = []
+        for entry in entries.reversed() {  // newest first
+            let jwk = entry.jwk, path = entry.path
             guard jwk.kty == "OKP", jwk.crv == "X25519", let kid = jwk.kid, !kid.isEmpty, let d = jwk.d, let sk = Base64URL.decode(d),
                   sk.count == X25519.keyBytes, let pk = X25519.publicKey(secretKey: sk)
             else { throw Failure(description: "\(path): not an X25519 private key with a kid") }
@@ -76,11 +75,8 @@ public final class AppChannelKeyRing: Sendable {
             guard !found.contains(where: { $0.kid == kid }) else {
                 throw Failure(description: "\(path): kid '\(kid)' is used by another key file")
             }
-            let modified = (try? fm.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? .distantPast
-            found.append((kid, pk, sk, Int64(modified.timeIntervalSince1970 * 1000), name))
+            found.append((kid, pk, sk, Int64(entry.modified.timeIntervalSince1970 * 1000)))
         }
-        found.sort { ($0.modified, $0.name) > ($1.modified, $1.name) }
-        guard !found.isEmpty else { throw Failure(description: "\(directory): no app-channel key (*.json); \(hint)") }
         var keys: [Key] = []
         for (i, k) in found.enumerated() {
             // Accepted until `grace` after the next newer key appeared.

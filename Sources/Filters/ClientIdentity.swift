@@ -56,7 +56,7 @@ public struct ClientIdentity: Sendable, Equatable {
         self.uris = uris
         self.dnsNames = dns
         self.subject = certificate.subject.description
-        self.sha256 = Sodium.sha256(der).map { String(format: "%02x", $0) }.joined()
+        self.sha256 = Hex.encode(Sodium.sha256(der))
         self.source = source
     }
 

@@ -89,8 +89,15 @@ public final class Exchange {
         set { values[ObjectIdentifier(key)] = newValue }
     }
 
+    /// Whether the route buffers the request body: every filter's
+    /// `onRequestBody` then runs once it is in, after every `onRequest`.
+    public internal(set) var buffersRequestBody = false
+
     /// Used by the gateway once the route is known.
-    public func setRoute(_ name: String) { route = name }
+    public func setRoute(_ name: String, buffersBody: Bool = false) {
+        route = name
+        buffersRequestBody = buffersBody
+    }
 
     /// Used by the gateway once the path is canonical, before routing.
     public func setCanonicalTarget(_ target: String) {

@@ -33,14 +33,16 @@ public struct MTLSAuthzFilter: Filter {
             uriPrefix = try c.decodeIfPresent(String.self, forKey: .uriPrefix)
             dns = try c.decodeIfPresent(String.self, forKey: .dns)
             dnsPrefix = try c.decodeIfPresent(String.self, forKey: .dnsPrefix)
+            // DNS names compare case-insensitively: lowercase the rule once, here.
+            dns = dns?.lowercased()
+            dnsPrefix = dnsPrefix?.lowercased()
         }
 
         func allows(_ identity: ClientIdentity) -> Bool {
             if let uri, identity.uris.contains(uri) { return true }
             if let uriPrefix, identity.uris.contains(where: { $0.hasPrefix(uriPrefix) }) { return true }
-            // DNS names compare case-insensitively.
-            if let dns, identity.dnsNames.contains(where: { $0.lowercased() == dns.lowercased() }) { return true }
-            if let dnsPrefix, identity.dnsNames.contains(where: { $0.lowercased().hasPrefix(dnsPrefix.lowercased()) }) { return true }
+            if let dns, identity.dnsNames.contains(where: { $0.lowercased() == dns }) { return true }
+            if let dnsPrefix, identity.dnsNames.contains(where: { $0.lowercased().hasPrefix(dnsPrefix) }) { return true }
             return false
         }
     }

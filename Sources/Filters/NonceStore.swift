@@ -54,13 +54,7 @@ public final class RedisNonceStore: NonceStore {
     }
 
     public func storageKey(clientKey: [UInt8], nonce: [UInt8]) -> [UInt8] {
-        let key = MemoryNonceStore.key(clientKey: clientKey, nonce: nonce)
-        var out = Array(prefix.utf8)
-        let digits = Array("0123456789abcdef".utf8)
-        for word in [key.high, key.low] {
-            for shift in stride(from: 60, through: 0, by: -4) { out.append(digits[Int((word >> UInt64(shift)) & 0xF)]) }
-        }
-        return out
+        Array((prefix + Hex.encode(Sodium.sha256(clientKey + nonce).prefix(16))).utf8)
     }
 
     public func record(clientKey: [UInt8], nonce: [UInt8], now: Int64, on loop: EventLoop) -> NonceStoreResult {

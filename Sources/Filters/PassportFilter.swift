@@ -20,7 +20,8 @@ import Passport
 /// `scope` and `amr` come from the principal `authenticate` verified (none:
 /// an anonymous passport, `lvl` 1, empty `amr`); `lvl` is 3 for a verified
 /// credential plus a verified app-channel signature (`request_signature`
-/// earlier in the chain; the passport is then minted once the body is in), 2
+/// earlier in the chain; on routes that buffer the body the passport is
+/// minted once the body is in, after the body filters before it), 2
 /// for a verified
 /// credential over TLS, 1 otherwise; `dev` from `X-Device-Id`, `X-Platform`
 /// and `X-App-Version` when present and well-formed (1 to 128 printable
@@ -91,24 +92,15 @@ public struct PassportFilter: Filter {
 
     static let deviceHeaders = ["x-device-id", "x-platform", "x-app-version"]
 
-    enum DeferredKey: ExchangeKey { typealias Value = Bool }
-
     public func onRequest(_ exchange: Exchange) -> FilterAction {
-        // A signed app-channel request is verified only once its body is in:
-        // mint then, with the level the signature earns.
-        if exchange[RequestSignatureFilter.PendingKey.self] != nil {
-            exchange[DeferredKey.self] = true
-            return .next
-        }
-        mint(exchange)
+        // On a route that buffers the body, identity may still be settled by
+        // a body filter (the app-channel signature): mint once it is in.
+        if !exchange.buffersRequestBody { mint(exchange) }
         return .next
     }
 
     public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction {
-        if exchange[DeferredKey.self] == true {
-            exchange[DeferredKey.self] = nil
-            mint(exchange)
-        }
+        mint(exchange)
         return .next
     }
 

@@ -19,32 +19,24 @@ public final class PassportKeyRing: Sendable {
     }
 
     public init(directory: String, retention: Int64 = 3600, now: Int64 = PassportVerifier.currentTime()) throws {
-        let fm = FileManager.default
-        guard let names = try? fm.contentsOfDirectory(atPath: directory) else {
-            throw Failure(description: "\(directory): no passport key folder (make one key: gateway keys generate --type ed25519 --kid K --out \(directory)/K.json)")
+        let entries: [JWKFolder.Entry]
+        do {
+            entries = try JWKFolder.read(directory, hint: "make one: gateway keys generate --type ed25519 --kid K --out \(directory)/K.json")
+        } catch let f as JWKFolder.Failure {
+            throw Failure(description: f.description)
         }
-        var keys: [(key: PassportSigningKey, modified: Date, name: String)] = []
-        for name in names.sorted() where name.hasSuffix(".json") && !name.hasPrefix(".") {
-            let path = (directory as NSString).appendingPathComponent(name)
-            guard let data = fm.contents(atPath: path) else { throw Failure(description: "\(path): cannot read") }
-            let jwk: JWK
-            do { jwk = try JSONDecoder().decode(JWK.self, from: data) } catch {
-                throw Failure(description: "\(path): not a JWK file")
-            }
+        var keys: [PassportSigningKey] = []
+        for entry in entries {
             let key: PassportSigningKey
-            do { key = try PassportSigningKey(jwk: jwk) } catch {
-                throw Failure(description: "\(path): not an Ed25519 private key: \(error)")
+            do { key = try PassportSigningKey(jwk: entry.jwk) } catch {
+                throw Failure(description: "\(entry.path): not an Ed25519 private key: \(error)")
             }
-            if keys.contains(where: { $0.key.kid == key.kid }) { throw Failure(description: "\(path): kid '\(key.kid)' is used by another key file") }
-            let modified = (try? fm.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? .distantPast
-            keys.append((key, modified, name))
+            if keys.contains(where: { $0.kid == key.kid }) { throw Failure(description: "\(entry.path): kid '\(key.kid)' is used by another key file") }
+            keys.append(key)
         }
-        keys.sort { ($0.modified, $0.name) < ($1.modified, $1.name) }
-        guard let newest = keys.last else {
-            throw Failure(description: "\(directory): no passport key (*.json); make one: gateway keys generate --type ed25519 --kid K --out \(directory)/K.json")
-        }
-        self.signer = PassportSigner(key: newest.key)
-        self.retired = keys.dropLast().map { $0.key.publicJWK }
+        let newest = keys.last!
+        self.signer = PassportSigner(key: newest)
+        self.retired = keys.dropLast().map(\.publicJWK)
         self.loadedAt = now
         self.retention = retention
     }

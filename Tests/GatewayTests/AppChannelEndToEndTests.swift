@@ -105,6 +105,13 @@ final class AppChannelFixture: @unchecked Sendable {
             filters:
               - request_signature: \(signature)
               - decrypt_payload: {required: true, max_body: 1KiB}
+          - name: small
+            listener: app
+            match: {path_prefix: /small}
+            upstream: svc
+            filters:
+              - request_signature: \(signature)
+              - decrypt_payload: {max_response_body: 1KiB}
           - name: bound
             listener: app
             match: {path_prefix: /bound}
@@ -326,6 +333,23 @@ struct AppChannelEndToEndTests {
             #expect(metrics.contains("gateway_rejections_total{route=\"signed\",reason=\"\(code)\"}") || metrics.contains("reason=\"\(code)\",route=\"signed\""),
                     "\(code) not counted")
         }
+    }
+
+    @Test("an upstream answer larger than max_response_body cannot be sealed: 502 upstream_response_too_large, unsealed, nothing of it sent; a smaller one is sealed")
+    func responseTooLargeToSeal() async throws {
+        let f = try await AppChannelFixture.start()
+        defer { Task { await f.stop() } }
+        let client = try f.client()
+        let big = client.prepare(method: "GET", target: "/small/x", body: [], encrypt: true)
+        let r = try await f.send(big, "GET", "/small/x", headers: [("x-demo-response-bytes", "5000")])
+        #expect(r.status == 502 && r.code == "upstream_response_too_large", "\(r.status) \(r.text)")
+        #expect(r.headers["x-gw-encrypted"] == nil && !r.text.contains("xxxx"), "the gateway's own answer, none of the upstream's bytes")
+        let small = client.prepare(method: "GET", target: "/small/y", body: [], encrypt: true)
+        let ok = try await f.send(small, "GET", "/small/y", headers: [("x-demo-response-bytes", "1000")])
+        #expect(ok.status == 200 && ok.headers["x-gw-encrypted"] == "1")
+        #expect(client.openResponse(status: 200, body: ok.body, request: small) == [UInt8](repeating: UInt8(ascii: "x"), count: 1000))
+        let metrics = try await TestSupport.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(f.gateway.adminPort)/metrics"]).stdout
+        #expect(metrics.contains("upstream_response_too_large"))
     }
 
     @Test("key binding that matches: the passport says lvl 3 (credential plus app-channel signature), and the service never sees the token")

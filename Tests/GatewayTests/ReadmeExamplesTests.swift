@@ -55,6 +55,47 @@ struct ReadmeExamplesTests {
         #expect(exchange.request.headers["x-env"] == ["demo"])
     }
 
+    /// The first YAML block after `heading`.
+    static func block(after heading: String) throws -> String {
+        let readme = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)
+        let section = try #require(readme.range(of: heading))
+        let rest = readme[section.upperBound...]
+        let open = try #require(rest.range(of: "```yaml\n"))
+        let close = try #require(rest[open.upperBound...].range(of: "```"))
+        return String(rest[open.upperBound..<close.lowerBound])
+    }
+
+    @Test("the app channel example in the README loads as written, with the keys `gateway dev keys` makes")
+    func appChannelExample() async throws {
+        let block = try Self.block(after: "## The app channel")
+        // "filters:" then list items indented by two: the route's chain.
+        let items = block.split(separator: "\n").dropFirst().map { $0.hasPrefix("  ") ? String($0.dropFirst(2)) : String($0) }
+        let folder = try ConfigFolder.oneRoute(filters: items.joined(separator: "\n"))
+        let keys = try await TestSupport.run(try TestSupport.gatewayBinary, ["dev", "keys", "--state", folder.state])
+        #expect(keys.code == 0, "\(keys.stderr)")
+        let config = try folder.load()
+        #expect(config.routes[0].filterNames == ["authenticate", "request_signature", "decrypt_payload", "passport"])
+        #expect(config.listeners[0].gatewayKeys != nil, "the listener serves gateway-keys.json")
+    }
+
+    @Test("the partners and mesh example in the README loads as written, with certificates in place of its file names")
+    func partnersExample() async throws {
+        let folder = try ConfigFolder(["example.yaml": try Self.block(after: "## Partners and the mesh")])
+        let made = try await TestSupport.run(try TestSupport.gatewayBinary, ["certs", "dev", "--out", folder.state])
+        #expect(made.code == 0)
+        for (from, to) in [("localhost", "partner-gw"), ("gateway-client", "gateway")] {
+            for suffix in [".pem", "-key.pem"] {
+                try FileManager.default.copyItem(atPath: "\(folder.state)/\(from)\(suffix)", toPath: "\(folder.state)/\(to)\(suffix)")
+            }
+        }
+        for ca in ["partners-ca.pem", "mesh-ca.pem"] { try FileManager.default.copyItem(atPath: folder.state + "/ca.pem", toPath: folder.state + "/" + ca) }
+        #expect(try await TestSupport.run(try TestSupport.gatewayBinary, ["dev", "keys", "--state", folder.state]).code == 0)
+        let config = try folder.load()
+        #expect(config.routes[0].filterNames == ["mtls_authz", "passport"])
+        #expect(config.listeners[0].requestsClientCertificates)
+        #expect(config.upstreams["ledger"]?.tls?.verifySANs == ["spiffe://cluster.local/ns/ledger/sa/ledger"])
+    }
+
     @Test("the sanitize filter example in the README loads as written")
     func sanitizeExample() throws {
         let readme = try String(contentsOf: TestSupport.packageRoot.appendingPathComponent("README.md"), encoding: .utf8)

@@ -56,10 +56,7 @@ final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// Whether the port accepts connections (a TLS port does not answer a plain PING).
-    func accepts() async -> Bool {
-        guard let r = try? await TestSupport.run("/bin/bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(port)"]) else { return false }
-        return r.code == 0
-    }
+    func accepts() async -> Bool { await TestSupport.accepts(port) }
 
     func kill() {
         guard let p = process else { return }

@@ -56,6 +56,20 @@ enum TestSupport {
         throw TestError("no free port found")
     }
 
+    /// Whether something accepts TCP connections on the loopback port.
+    static func accepts(_ port: Int) async -> Bool {
+        (try? await run("/bin/bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(port)"]).code) == 0
+    }
+
+    /// Waits (up to 5 s) until the loopback port accepts connections.
+    static func waitForPort(_ port: Int, what: String) async throws {
+        for _ in 0..<200 {
+            if await accepts(port) { return }
+            try await Task.sleep(nanoseconds: 25_000_000)
+        }
+        throw TestError("\(what) does not accept connections on port \(port)")
+    }
+
     struct ProcessResult {
         var code: Int32
         var stdout: String

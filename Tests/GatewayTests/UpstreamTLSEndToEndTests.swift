@@ -3,17 +3,15 @@ import Testing
 
 @testable import Gateway
 
-/// nginx from Debian as a mesh service: TLS with a certificate that has only
-/// a SPIFFE URI SAN, client certificates required (`ssl_verify_client on`),
-/// answering with what it verified and the client certificate's serial.
-final class NginxMTLSUpstream: @unchecked Sendable {
+/// nginx from Debian, started by a test with the `server` blocks it gives,
+/// in one process (no master: no worker outlives the test), access log in
+/// its folder.
+final class NginxProcess: @unchecked Sendable {
     let dir: String
-    let port: Int
     private var process: Process?
 
-    init(certs: String, keepaliveRequests: Int = 1000) throws {
+    init(servers: String, keepaliveRequests: Int = 1000) throws {
         dir = try TestSupport.temporaryDirectory("nginx")
-        port = try TestSupport.freePort()
         try """
         worker_processes 1;
         master_process off;
@@ -25,6 +23,49 @@ final class NginxMTLSUpstream: @unchecked Sendable {
           access_log \(dir)/access.log;
           client_body_temp_path \(dir)/body;
           keepalive_requests \(keepaliveRequests);
+        \(servers)
+        }
+        """.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
+    }
+
+    /// Starts nginx and waits until `port` accepts connections.
+    func start(waitingFor port: Int) async throws {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") else {
+            throw TestError("nginx is not installed; `make test` installs it (apt-get install nginx)")
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
+        p.arguments = ["-p", dir, "-c", dir + "/nginx.conf"]
+        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        try p.run()
+        process = p
+        do { try await TestSupport.waitForPort(port, what: "nginx") } catch {
+            throw TestError("\(error): \((try? String(contentsOfFile: dir + "/error.log", encoding: .utf8)) ?? "")")
+        }
+    }
+
+    /// Requests nginx answered (its access log).
+    var requests: Int {
+        ((try? String(contentsOfFile: dir + "/access.log", encoding: .utf8)) ?? "").split(separator: "\n").count
+    }
+
+    func stop() {
+        guard let p = process else { return }
+        kill(p.processIdentifier, SIGKILL)
+        process = nil
+    }
+
+    deinit { stop() }
+}
+
+/// nginx as a mesh service: TLS with a certificate that has only a SPIFFE URI
+/// SAN, client certificates required, answering with what it verified and the
+/// client certificate's serial.
+enum NginxMTLSUpstream {
+    static func start(certs: String, keepaliveRequests: Int = 1000) async throws -> (NginxProcess, Int) {
+        let port = try TestSupport.freePort()
+        let nginx = try NginxProcess(servers: """
           server {
             listen 127.0.0.1:\(port) ssl;
             ssl_certificate \(certs)/payments.pem;
@@ -36,47 +77,10 @@ final class NginxMTLSUpstream: @unchecked Sendable {
             ssl_conf_command VerifyMode Peer,Require;
             location / { default_type text/plain; return 200 "verify=$ssl_client_verify serial=$ssl_client_serial\\n"; }
           }
-        }
-        """.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
+        """, keepaliveRequests: keepaliveRequests)
+        try await nginx.start(waitingFor: port)
+        return (nginx, port)
     }
-
-    func start() async throws {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/nginx") else {
-            throw TestError("nginx is not installed; `make test` installs it (apt-get install nginx)")
-        }
-        p.arguments = ["-p", dir, "-c", dir + "/nginx.conf"]
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
-        process = p
-        for _ in 0..<200 {
-            let r = try await TestSupport.run("/bin/bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(port)"])
-            if r.code == 0 { return }
-            try await Task.sleep(nanoseconds: 25_000_000)
-        }
-        throw TestError("nginx did not start: \((try? String(contentsOfFile: dir + "/error.log", encoding: .utf8)) ?? "")")
-    }
-
-    /// Requests nginx answered (its access log).
-    var requests: Int {
-        ((try? String(contentsOfFile: dir + "/access.log", encoding: .utf8)) ?? "").split(separator: "\n").count
-    }
-
-    func stop() {
-        guard let p = process else { return }
-        kill(p.processIdentifier, SIGKILL)
-        // nginx's worker is its child: it goes with the master's process group only if asked.
-        _ = try? String(contentsOfFile: dir + "/nginx.pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        let r = Process()
-        r.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
-        r.arguments = ["-KILL", "-f", dir + "/nginx.conf"]
-        try? r.run()
-        process = nil
-    }
-
-    deinit { stop() }
 }
 
 @Suite("TLS and mTLS to upstreams, and certificates that rotate (PROTOCOL 3)", .serialized)
@@ -109,10 +113,9 @@ struct UpstreamTLSEndToEndTests {
     @Test("mTLS to nginx (ssl_verify_client on) with a SPIFFE-only certificate: success; the wrong expected SPIFFE ID: 503, counted, nothing sent; the gateway without a client certificate: 503")
     func mtlsToNginx() async throws {
         let certs = try await Self.certs()
-        let nginx = try NginxMTLSUpstream(certs: certs)
-        try await nginx.start()
+        let (nginx, nginxPort) = try await NginxMTLSUpstream.start(certs: certs)
         defer { nginx.stop() }
-        let (gw, port) = try await Self.gateway(state: certs, upstreamPort: nginx.port, tls: """
+        let (gw, port) = try await Self.gateway(state: certs, upstreamPort: nginxPort, tls: """
         {ca: ca.pem, cert: gateway-client.pem, key: gateway-client-key.pem, verify_san: ["\(Self.spiffe)"]}
         """)
         defer { gw.stop() }
@@ -122,7 +125,7 @@ struct UpstreamTLSEndToEndTests {
         #expect(ok.body.contains(serial.stdout.replacingOccurrences(of: "serial=", with: "").trimmingCharacters(in: .whitespacesAndNewlines)),
                 "nginx saw another client certificate: \(ok.body)")
 
-        let (wrong, wrongPort) = try await Self.gateway(state: certs, upstreamPort: nginx.port, tls: """
+        let (wrong, wrongPort) = try await Self.gateway(state: certs, upstreamPort: nginxPort, tls: """
         {ca: ca.pem, cert: gateway-client.pem, key: gateway-client-key.pem, verify_san: ["spiffe://cluster.local/ns/accounts/sa/accounts"]}
         """)
         defer { wrong.stop() }
@@ -134,7 +137,7 @@ struct UpstreamTLSEndToEndTests {
         #expect(metrics.contains("gateway_upstream_tls_failures_total") && metrics.contains("san_mismatch"), "\(metrics.split(separator: "\n").filter { $0.contains("tls") })")
 
         // The gateway without a client certificate: nginx refuses the handshake; 503, nothing served.
-        let (noCert, noCertPort) = try await Self.gateway(state: certs, upstreamPort: nginx.port, tls: "{ca: ca.pem, verify_san: [\"\(Self.spiffe)\"]}")
+        let (noCert, noCertPort) = try await Self.gateway(state: certs, upstreamPort: nginxPort, tls: "{ca: ca.pem, verify_san: [\"\(Self.spiffe)\"]}")
         defer { noCert.stop() }
         let refused = try await Curl.request("https://localhost:\(noCertPort)/pay", caFile: certs + "/ca.pem")
         #expect(refused.status == 503 && refused.body.contains("upstream_unavailable"), "\(refused.status) \(refused.body)")
@@ -165,10 +168,7 @@ struct UpstreamTLSEndToEndTests {
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
         try p.run()
         defer { kill(p.processIdentifier, SIGKILL) }
-        for _ in 0..<100 {
-            if try await TestSupport.run("/bin/bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(port)"]).code == 0 { break }
-            try await Task.sleep(nanoseconds: 50_000_000)
-        }
+        try await TestSupport.waitForPort(port, what: "the Python TLS server")
         let (noCert, noCertPort) = try await Self.gateway(state: certs, upstreamPort: port, tls: "{ca: ca.pem, verify_san: [\"\(Self.spiffe)\"]}")
         defer { noCert.stop() }
         let r = try await Curl.request("https://localhost:\(noCertPort)/", caFile: certs + "/ca.pem")
@@ -221,10 +221,9 @@ struct UpstreamTLSEndToEndTests {
     func rotationUnderLoad() async throws {
         let certs = try await Self.certs()
         // nginx closes each connection after 3 requests, so the pool keeps making new handshakes.
-        let nginx = try NginxMTLSUpstream(certs: certs, keepaliveRequests: 3)
-        try await nginx.start()
+        let (nginx, nginxPort) = try await NginxMTLSUpstream.start(certs: certs, keepaliveRequests: 3)
         defer { nginx.stop() }
-        let (gw, port) = try await Self.gateway(state: certs, upstreamPort: nginx.port, tls: """
+        let (gw, port) = try await Self.gateway(state: certs, upstreamPort: nginxPort, tls: """
         {ca: ca.pem, cert: gateway-client.pem, key: gateway-client-key.pem, verify_san: ["\(Self.spiffe)"]}
         """, extraArgs: ["--cert-check", "200ms"])
         defer { gw.stop() }
@@ -310,46 +309,23 @@ struct UpstreamHTTP2EndToEndTests {
     @Test("nginx over h2 (TLS, SPIFFE check) and h2c: requests arrive as HTTP/2.0, 40 concurrent requests share a few connections, bodies both ways")
     func h2AndH2c() async throws {
         let certs = try await UpstreamTLSEndToEndTests.certs()
-        let dir = try TestSupport.temporaryDirectory("nginx-h2")
         let tlsPort = try TestSupport.freePort(), clearPort = try TestSupport.freePort()
-        try """
-        worker_processes 1;
-        master_process off;
-        daemon off;
-        pid \(dir)/nginx.pid;
-        error_log \(dir)/error.log warn;
-        events { worker_connections 256; }
-        http {
-          access_log off;
-          client_body_temp_path \(dir)/body;
+        let answer = #"location / { default_type text/plain; return 200 "proto=$server_protocol conn=$connection len=$content_length\n"; }"#
+        let nginx = try NginxProcess(servers: """
           server {
             listen 127.0.0.1:\(tlsPort) ssl http2;
             ssl_certificate \(certs)/payments.pem;
             ssl_certificate_key \(certs)/payments-key.pem;
-            location / { default_type text/plain; return 200 "proto=$server_protocol conn=$connection len=$content_length\\n"; }
+            \(answer)
           }
           server {
             listen 127.0.0.1:\(clearPort) http2;
-            location / { default_type text/plain; return 200 "proto=$server_protocol conn=$connection len=$content_length\\n"; }
+            \(answer)
           }
-        }
-        """.write(toFile: dir + "/nginx.conf", atomically: true, encoding: .utf8)
-        let nginx = Process()
-        nginx.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
-        nginx.arguments = ["-p", dir, "-c", dir + "/nginx.conf"]
-        nginx.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try nginx.run()
-        defer {
-            kill(nginx.processIdentifier, SIGKILL)
-            let r = Process()
-            r.executableURL = URL(fileURLWithPath: "/usr/bin/pkill")
-            r.arguments = ["-KILL", "-f", dir + "/nginx.conf"]
-            try? r.run()
-        }
-        for _ in 0..<100 {
-            if try await TestSupport.run("/bin/bash", ["-c", "exec 3<>/dev/tcp/127.0.0.1/\(clearPort)"]).code == 0 { break }
-            try await Task.sleep(nanoseconds: 50_000_000)
-        }
+        """)
+        try await nginx.start(waitingFor: tlsPort)
+        defer { nginx.stop() }
+        try await TestSupport.waitForPort(clearPort, what: "nginx h2c")
         let port = try TestSupport.freePort()
         let gw = try await GatewayProcess.start(yaml: """
         listeners:

@@ -89,11 +89,7 @@ struct Certs: ParsableCommand {
         func write(_ certificate: Certificate, _ key: P256.Signing.PrivateKey, _ name: String) throws {
             let certPEM = try certificate.serializeAsPEM().pemString + "\n"
             try certPEM.write(toFile: "\(out)/\(name).pem", atomically: true, encoding: .utf8)
-            let keyPath = "\(out)/\(name)-key.pem"
-            let tmp = keyPath + ".tmp-\(getpid())"
-            guard FileManager.default.createFile(atPath: tmp, contents: Data((key.pemRepresentation + "\n").utf8),
-                                                 attributes: [.posixPermissions: 0o600]), rename(tmp, keyPath) == 0
-            else { throw ValidationError("cannot write \(keyPath)") }
+            try KeyFile.writeSecret(Data((key.pemRepresentation + "\n").utf8), to: "\(out)/\(name)-key.pem", replace: true)
         }
     }
 }

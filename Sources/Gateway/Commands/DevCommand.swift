@@ -45,9 +45,7 @@ struct Dev: ParsableCommand {
                 let formatter = DateFormatter()
                 formatter.dateFormat = "yyyyMMdd"
                 let kid = "app-\(formatter.string(from: Date()))"
-                let pair = X25519.generate()
-                try KeyFile.write(JWK(kty: "OKP", crv: "X25519", kid: kid, x: Base64URL.encode(pair.publicKey), d: Base64URL.encode(pair.secretKey),
-                                      use: "enc"), to: "\(appDir)/\(kid).json", replace: false)
+                try KeyFile.write(KeyFile.newX25519(kid: kid), to: "\(appDir)/\(kid).json", replace: false)
                 print("made the app-channel key \(appDir)/\(kid).json")
             }
         }

@@ -30,9 +30,7 @@ struct Keys: ParsableCommand {
             case .ed25519:
                 jwk = try PassportSigningKey.generate(kid: kid).privateJWK
             case .x25519:
-                let pair = X25519.generate()
-                jwk = JWK(kty: "OKP", crv: "X25519", kid: kid, x: Base64URL.encode(pair.publicKey), d: Base64URL.encode(pair.secretKey),
-                          use: "enc")
+                jwk = KeyFile.newX25519(kid: kid)
             }
             try KeyFile.write(jwk, to: out, replace: force)
             print("wrote \(type.rawValue) key '\(kid)' to \(out)")
@@ -47,13 +45,23 @@ enum KeyFile {
         let description: String
     }
 
+    /// A new app-channel key pair as a private JWK.
+    static func newX25519(kid: String) -> JWK {
+        let pair = X25519.generate()
+        return JWK(kty: "OKP", crv: "X25519", kid: kid, x: Base64URL.encode(pair.publicKey), d: Base64URL.encode(pair.secretKey), use: "enc")
+    }
+
     static func write(_ jwk: JWK, to path: String, replace: Bool) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        try writeSecret(try encoder.encode(jwk) + Data("\n".utf8), to: path, replace: replace)
+    }
+
+    /// Any secret file (a JWK, a PEM private key): mode 0600 from the first byte, in place by rename.
+    static func writeSecret(_ data: Data, to path: String, replace: Bool) throws {
         if FileManager.default.fileExists(atPath: path) && !replace {
             throw Failure(description: "\(path) exists; use --force to replace it")
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        let data = try encoder.encode(jwk) + Data("\n".utf8)
         let dir = (path as NSString).deletingLastPathComponent
         if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
         let tmp = path + ".tmp-\(getpid())"

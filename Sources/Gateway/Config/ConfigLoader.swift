@@ -120,7 +120,7 @@ enum ConfigLoader {
             for (i, r) in file.routes.enumerated() { raw.routes.append((r, Source(file: display, index: i, section: "routes"))) }
         }
         if !problems.isEmpty { throw ConfigError(problems: problems) }
-        raw.digest = Sodium.sha256(digestInput).map { String(format: "%02x", $0) }.joined()
+        raw.digest = Hex.encode(Sodium.sha256(digestInput))
         return raw
     }
 

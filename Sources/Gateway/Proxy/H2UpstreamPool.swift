@@ -32,11 +32,14 @@ final class H2UpstreamPool: UpstreamPooling {
     private final class Parent {
         let channel: Channel
         let multiplexer: NIOHTTP2Handler.StreamMultiplexer
+        /// For logs: the peer address, once per connection.
+        let endpoint: String
         var open = 0
         var idleTimer: Scheduled<Void>?
         init(channel: Channel, multiplexer: NIOHTTP2Handler.StreamMultiplexer) {
             self.channel = channel
             self.multiplexer = multiplexer
+            self.endpoint = "\(channel.remoteAddress.map { "\($0)" } ?? "?") h2"
         }
     }
 
@@ -154,7 +157,7 @@ final class H2UpstreamPool: UpstreamPooling {
                 try stream.pipeline.syncOperations.addHandler(HTTP2FramePayloadToHTTP1ClientCodec(httpProtocol: scheme))
             }
         }
-        let endpoint = "\(parent.channel.remoteAddress.map { "\($0)" } ?? "?") h2"
+        let endpoint = parent.endpoint
         return promise.futureResult.flatMapThrowing { stream -> NIOLoopBound<UpstreamConnection> in
             let connection = try UpstreamConnection.configure(channel: stream, id: id, endpoint: endpoint, codec: false) { _ in }
             self.metrics.leased()

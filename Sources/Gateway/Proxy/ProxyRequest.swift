@@ -149,7 +149,7 @@ final class ProxyRequest: UpstreamDelegate {
             return respondLocally(.methodNotAllowed, headers: ["allow": allow.joined(separator: ", ")])
         case .matched(let route):
             self.route = route
-            exchange.setRoute(route.name)
+            exchange.setRoute(route.name, buffersBody: route.buffersBody)
             if framing == .contentLength, let n = Int(lengths[0]), n > route.maxBody {
                 return respondLocally(.bodyTooLarge)
             }

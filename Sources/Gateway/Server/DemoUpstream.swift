@@ -98,7 +98,7 @@ final class DemoUpstreamHandler: ChannelInboundHandler {
         case .end(let trailers):
             guard let h = head else { return }
             head = nil
-            let digest = hasher.finalize().map { String(format: "%02x", $0) }.joined()
+            let digest = Hex.encode(hasher.finalize())
             let record = ReceivedRequest(method: h.method.rawValue, uri: h.uri, headers: h.headers.map { ($0.name, $0.value) },
                                          bodyBytes: bytes, bodySHA256: digest, complete: true,
                                          trailers: trailers.map { $0.map { ($0.name, $0.value) } } ?? [])
