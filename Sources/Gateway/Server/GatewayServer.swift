@@ -68,6 +68,10 @@ final class GatewayServer: Service, @unchecked Sendable {
             try await start()
         } catch {
             await closeAll()
+            // A failed bind leaves its cleanup queued on a loop (the listener's
+            // quiescing helper is freed there, and schedules a task as it goes):
+            // let every loop run what is queued before the loops stop.
+            for loop in group.makeIterator() { try? await loop.submit {}.get() }
             try? await group.shutdownGracefully()
             throw error
         }
