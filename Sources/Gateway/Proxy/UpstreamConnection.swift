@@ -20,11 +20,23 @@ final class UpstreamConnection {
     weak var delegate: UpstreamDelegate?
     /// Set while the downstream cannot take more bytes: reads are held back.
     var readsPaused = false {
-        didSet { if !readsPaused, let handler, handler.readPending { handler.resumeRead() } }
+        didSet {
+            if !readsPaused, let context = heldRead {
+                heldRead = nil
+                context.read()
+            }
+        }
     }
+    /// The handler's context whose read was held back while `readsPaused`.
+    private var heldRead: ChannelHandlerContext?
+    /// Set when the connection must not serve another exchange: the last
+    /// response ended with the connection, said `Connection: close`, or was
+    /// followed by bytes nobody asked for.
+    var mustClose = false
     var keepAliveTimer: Scheduled<Void>?
     var exchanges = 0
-    fileprivate weak var handler: UpstreamHandler?
+    /// The fused HTTP/1.1 codec (nil on an HTTP/2 stream).
+    private weak var h1: UpstreamHTTP1Handler?
 
     init(id: Int, channel: Channel, endpoint: String) {
         self.id = id
@@ -35,26 +47,68 @@ final class UpstreamConnection {
     var isActive: Bool { channel.isActive }
 
     func write(_ part: HTTPClientRequestPart) {
-        channel.write(part, promise: nil)
+        if let h1 {
+            h1.send(part)
+        } else {
+            channel.write(part, promise: nil)
+        }
     }
 
-    func flush() { channel.flush() }
+    func flush() {
+        if let h1 {
+            h1.flush()
+        } else {
+            channel.flush()
+        }
+    }
 
     func close() {
         channel.close(promise: nil)
     }
 
-    /// Adds the HTTP/1.1 client handlers and this connection's handler.
-    /// `codec: false` for an HTTP/2 stream whose pipeline already converts HTTP/1 parts.
+    // MARK: - Shared by both handlers
+
+    /// A handler's `read`: passed on unless the downstream cannot take more.
+    func read(_ context: ChannelHandlerContext) {
+        if readsPaused {
+            heldRead = context
+        } else {
+            context.read()
+        }
+    }
+
+    /// Ends the current exchange, if any, with `error`.
+    func failExchange(_ error: Error) {
+        if let delegate {
+            self.delegate = nil
+            delegate.upstreamFailed(error)
+        }
+    }
+
+    /// The channel closed: an exchange still on it fails; the pool forgets it.
+    func closed(onClose: (UpstreamConnection) -> Void) {
+        keepAliveTimer?.cancel()
+        heldRead = nil
+        mustClose = true
+        failExchange(ChannelError.eof)
+        onClose(self)
+    }
+
+    /// Adds this connection's handler: the fused HTTP/1.1 codec
+    /// (`UpstreamHTTP1Handler`), or, with `codec: false`, for an HTTP/2
+    /// stream whose pipeline already converts HTTP/1 parts, `UpstreamHandler`.
     static func configure(channel: Channel, id: Int, endpoint: String, codec: Bool = true,
                           onClose: @escaping (UpstreamConnection) -> Void) throws -> UpstreamConnection {
         let connection = UpstreamConnection(id: id, channel: channel, endpoint: endpoint)
-        let handler = UpstreamHandler(connection: connection, onClose: onClose)
-        connection.handler = handler
-        // Outbound header validation stays on: a filter that copies untrusted
-        // bytes into a request header must not be able to split the request.
-        if codec { try channel.pipeline.syncOperations.addHTTPClientHandlers() }
-        try channel.pipeline.syncOperations.addHandler(handler)
+        if codec {
+            // It validates every header it writes: a filter that copies
+            // untrusted bytes into a request header cannot split the request.
+            let h1 = UpstreamHTTP1Handler(connection: connection, onClose: onClose)
+            connection.h1 = h1
+            try channel.pipeline.syncOperations.addHandler(h1)
+        } else {
+            try channel.pipeline.syncOperations.addHandler(UpstreamHandler(connection: connection, onClose: onClose))
+        }
         return connection
     }
 }
@@ -71,16 +125,11 @@ final class UpstreamHandler: ChannelDuplexHandler {
 
     private let connection: UpstreamConnection
     private let onClose: (UpstreamConnection) -> Void
-    private var context: ChannelHandlerContext?
-    fileprivate var readPending = false
 
     init(connection: UpstreamConnection, onClose: @escaping (UpstreamConnection) -> Void) {
         self.connection = connection
         self.onClose = onClose
     }
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let delegate = connection.delegate else {
@@ -104,33 +153,16 @@ final class UpstreamHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        connection.keepAliveTimer?.cancel()
-        if let delegate = connection.delegate {
-            connection.delegate = nil
-            delegate.upstreamFailed(ChannelError.eof)
-        }
-        onClose(connection)
+        connection.closed(onClose: onClose)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let delegate = connection.delegate {
-            connection.delegate = nil
-            delegate.upstreamFailed(error)
-        }
+        connection.failExchange(error)
         context.close(promise: nil)
     }
 
     func read(context: ChannelHandlerContext) {
-        if connection.readsPaused {
-            readPending = true
-        } else {
-            context.read()
-        }
-    }
-
-    fileprivate func resumeRead() {
-        readPending = false
-        context?.read()
+        connection.read(context)
     }
 }
 

@@ -79,7 +79,7 @@ final class UpstreamPool {
         connection.delegate = nil
         connection.readsPaused = false
         metrics.released()
-        let ok = reusable && connection.isActive && !isShutDown
+        let ok = reusable && connection.isActive && !connection.mustClose && !isShutDown
         run(state.released(connection.id, reusable: ok))
     }
 

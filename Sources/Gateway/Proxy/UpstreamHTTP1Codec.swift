@@ -1,0 +1,628 @@
+import NIOCore
+import NIOHTTP1
+
+/// The HTTP/1.1 client side of a pooled upstream connection in one piece:
+/// request heads are validated and written straight into a buffer, and
+/// responses are parsed straight from the bytes read. It replaces NIO's
+/// request encoder, request-header validator and response decoder (three
+/// pipeline hops per message part, each boxing it) on the hot path; HTTP/2
+/// upstream streams keep NIO's codec.
+///
+/// It is strict where a lenient reading could let one response be taken for
+/// another on a reused connection: CRLF line ends only, no folded or
+/// space-before-colon headers, one plain `Content-Length`, no
+/// `Content-Length` with `Transfer-Encoding`, well-formed chunks, and no byte
+/// after a response that no request asked for (the connection is then closed
+/// instead of reused).
+enum UpstreamRequestEncoder {
+    struct InvalidRequest: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Writes `head` as HTTP/1.1 into `buffer`; returns whether its body is
+    /// sent chunked. The framing headers follow NIO's encoder: a POST, PUT or
+    /// PATCH without `Content-Length` is chunked; `Content-Length` wins over
+    /// `Transfer-Encoding`; a TRACE carries neither.
+    static func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) throws -> Bool {
+        let method = head.method.rawValue
+        guard !method.isEmpty, method.utf8.allSatisfy(HTTPBytes.isTokenByte) else {
+            throw InvalidRequest(description: "invalid method")
+        }
+        guard !head.uri.isEmpty, head.uri.utf8.allSatisfy(HTTPBytes.isTargetByte) else {
+            throw InvalidRequest(description: "invalid request target")
+        }
+        var hasLength = false
+        var chunkedGiven = false
+        var firstCoding: Substring?
+        for (name, value) in head.headers {
+            guard HTTPBytes.isValidName(name), HTTPBytes.isValidValue(value) else {
+                throw InvalidRequest(description: "invalid header field")
+            }
+            if HTTPBytes.equalsLowercase(name, "content-length") { hasLength = true }
+            if HTTPBytes.equalsLowercase(name, "transfer-encoding"), firstCoding == nil {
+                firstCoding = Substring(value)
+                chunkedGiven = value == "chunked"
+            }
+        }
+        let dropLength: Bool
+        let dropCoding: Bool
+        let addChunked: Bool
+        let chunked: Bool
+        switch head.method {
+        case .TRACE:
+            (dropLength, dropCoding, addChunked, chunked) = (true, true, false, false)
+        case .POST, .PUT, .PATCH:
+            if hasLength {
+                (dropLength, dropCoding, addChunked, chunked) = (false, true, false, false)
+            } else {
+                (dropLength, dropCoding, addChunked, chunked) = (false, true, true, true)
+            }
+        default:
+            if hasLength {
+                (dropLength, dropCoding, addChunked, chunked) = (false, true, false, false)
+            } else {
+                (dropLength, dropCoding, addChunked, chunked) = (false, !chunkedGiven && firstCoding != nil, false, chunkedGiven)
+            }
+        }
+        buffer.reserveCapacity(minimumWritableBytes: 256)
+        buffer.writeString(method)
+        buffer.writeInteger(UInt8(ascii: " "))
+        buffer.writeString(head.uri)
+        buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+        for (name, value) in head.headers {
+            if dropLength, HTTPBytes.equalsLowercase(name, "content-length") { continue }
+            if (dropCoding || addChunked), HTTPBytes.equalsLowercase(name, "transfer-encoding") { continue }
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        if addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
+        buffer.writeStaticString("\r\n")
+        return chunked
+    }
+
+    /// The last chunk and the trailers of a chunked body.
+    static func writeChunkedEnd(_ trailers: HTTPHeaders?, into buffer: inout ByteBuffer) throws {
+        buffer.writeStaticString("0\r\n")
+        for (name, value) in trailers ?? [:] {
+            guard HTTPBytes.isValidName(name), HTTPBytes.isValidValue(value) else {
+                throw InvalidRequest(description: "invalid trailer field")
+            }
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        buffer.writeStaticString("\r\n")
+    }
+}
+
+/// Byte classes of RFC 9110/9112 used by the upstream codec.
+enum HTTPBytes {
+    @inline(__always)
+    static func isTokenByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
+            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
+            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// A request-target byte: the characters RFC 3986 allows unescaped
+    /// (what NIO's request validator allows).
+    @inline(__always)
+    static func isTargetByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: ":"), UInt8(ascii: "/"),
+            UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "["), UInt8(ascii: "]"), UInt8(ascii: "@"), UInt8(ascii: "!"),
+            UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"),
+            UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: "%"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// A field-value byte: anything but control characters (HTAB allowed).
+    @inline(__always)
+    static func isValueByte(_ b: UInt8) -> Bool {
+        b == 0x09 || (b >= 0x20 && b != 0x7F)
+    }
+
+    static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy(isTokenByte)
+    }
+
+    static func isValidValue(_ value: String) -> Bool {
+        value.utf8.allSatisfy(isValueByte)
+    }
+
+    @inline(__always)
+    static func hexValue(_ b: UInt8) -> UInt8? {
+        switch b {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
+        default: return nil
+        }
+    }
+
+    /// ASCII case-insensitive comparison with a lowercase literal.
+    @inline(__always)
+    static func equalsLowercase(_ name: String, _ lower: StaticString) -> Bool {
+        let n = lower.utf8CodeUnitCount
+        guard name.utf8.count == n else { return false }
+        let l = lower.utf8Start
+        var i = 0
+        for b in name.utf8 {
+            if b | 0x20 != l[i] { return false }
+            i += 1
+        }
+        return true
+    }
+
+    @inline(__always)
+    static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
+        let n = lower.utf8CodeUnitCount
+        guard bytes.count == n else { return false }
+        let l = lower.utf8Start
+        for i in 0..<n where bytes[i] | 0x20 != l[i] { return false }
+        return true
+    }
+}
+
+/// Parses the responses of one upstream HTTP/1.1 connection, one event at
+/// a time, from a buffer the caller accumulates reads into.
+struct UpstreamResponseParser {
+    enum Event {
+        case head(HTTPResponseHead)
+        case body(ByteBuffer)
+        case end
+    }
+
+    struct ParseError: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static let maxHeadBytes = 64 << 10
+    static let maxHeaders = 256
+
+    private enum State {
+        case head
+        case fixed(Int)
+        case chunkSize
+        case chunkData(Int)
+        case chunkDataEnd
+        case trailers
+        case untilClose
+    }
+
+    private var state = State.head
+    /// How far the current head was already searched for its end.
+    private var scanned = 0
+    /// The methods of requests sent whose responses have not started yet.
+    private var methods = CircularBuffer<HTTPMethod>(initialCapacity: 2)
+    /// Set when the current response's body ends only when the upstream
+    /// closes the connection, or it said `Connection: close`.
+    private(set) var mustClose = false
+
+    /// A request went out: its response is expected next.
+    mutating func requestSent(_ method: HTTPMethod) {
+        methods.append(method)
+    }
+
+    /// Whether no response is in progress and none is awaited.
+    var isIdle: Bool {
+        if case .head = state, methods.isEmpty { return true }
+        return false
+    }
+
+    /// The next event from `buffer`, consuming its bytes; nil when more bytes are needed.
+    mutating func next(_ buffer: inout ByteBuffer) throws -> Event? {
+        while true {
+            switch state {
+            case .head:
+                guard buffer.readableBytes > 0 else { return nil }
+                guard let method = methods.first else {
+                    throw ParseError(description: "bytes from the upstream with no request outstanding")
+                }
+                guard let (head, framing) = try parseHead(&buffer, method: method) else { return nil }
+                if head.status.code < 200 {
+                    // 1xx: not forwarded; the final response follows.
+                    if head.status.code == 101 { throw ParseError(description: "unexpected 101 Switching Protocols") }
+                    continue
+                }
+                methods.removeFirst()
+                state = framing
+                return .head(head)
+            case .fixed(let remaining):
+                if remaining == 0 {
+                    state = .head
+                    return .end
+                }
+                guard buffer.readableBytes > 0 else { return nil }
+                let n = min(remaining, buffer.readableBytes)
+                state = .fixed(remaining - n)
+                return .body(buffer.readSlice(length: n)!)
+            case .untilClose:
+                guard buffer.readableBytes > 0 else { return nil }
+                return .body(buffer.readSlice(length: buffer.readableBytes)!)
+            case .chunkSize:
+                guard let size = try readChunkSize(&buffer) else { return nil }
+                state = size == 0 ? .trailers : .chunkData(size)
+            case .chunkData(let remaining):
+                guard buffer.readableBytes > 0 else { return nil }
+                let n = min(remaining, buffer.readableBytes)
+                state = n == remaining ? .chunkDataEnd : .chunkData(remaining - n)
+                return .body(buffer.readSlice(length: n)!)
+            case .chunkDataEnd:
+                guard buffer.readableBytes >= 2 else { return nil }
+                guard buffer.readInteger(as: UInt16.self) == 0x0D0A else { throw ParseError(description: "chunk not followed by CRLF") }
+                state = .chunkSize
+            case .trailers:
+                guard try skipTrailers(&buffer) else { return nil }
+                state = .head
+                return .end
+            }
+        }
+    }
+
+    /// The upstream closed the connection: the end of a body that runs until
+    /// then, or nil when a response was cut short (or none was in progress).
+    mutating func endOfInput() -> Event? {
+        if case .untilClose = state {
+            state = .head
+            return .end
+        }
+        return nil
+    }
+
+    // MARK: - Head
+
+    private mutating func parseHead(_ buffer: inout ByteBuffer, method: HTTPMethod) throws -> (HTTPResponseHead, State)? {
+        let readable = buffer.readableBytes
+        // The head ends at the first CRLF CRLF; a LF without its CR is refused
+        // at once (never waited on until a timeout).
+        let end: Int? = try buffer.withUnsafeReadableBytes { p in
+            var j = scanned
+            while j < p.count {
+                if p[j] == 0x0A {
+                    guard j > 0, p[j - 1] == 0x0D else { throw ParseError(description: "LF without CR in the response head") }
+                    if j >= 3, p[j - 2] == 0x0A { return j + 1 }
+                }
+                j += 1
+            }
+            return nil
+        }
+        guard let end else {
+            if readable > Self.maxHeadBytes { throw ParseError(description: "response head larger than \(Self.maxHeadBytes) bytes") }
+            scanned = readable
+            return nil
+        }
+        scanned = 0
+        if end > Self.maxHeadBytes { throw ParseError(description: "response head larger than \(Self.maxHeadBytes) bytes") }
+        let parsed = try buffer.withUnsafeReadableBytes { p in
+            try Self.parseHeadBytes(UnsafeRawBufferPointer(rebasing: p[0..<(end - 2)]))
+        }
+        buffer.moveReaderIndex(forwardBy: end)
+        let status = HTTPResponseStatus(statusCode: parsed.status)
+        let head = HTTPResponseHead(version: parsed.version, status: status, headers: HTTPHeaders(parsed.headers))
+        // RFC 9112 6.3: how the body ends.
+        var framing: State
+        if method == .HEAD || parsed.status < 200 || parsed.status == 204 || parsed.status == 304 {
+            framing = .fixed(0)
+        } else if let coding = parsed.finalCoding {
+            if parsed.length != nil { throw ParseError(description: "both Content-Length and Transfer-Encoding") }
+            framing = coding == .chunked ? .chunkSize : .untilClose
+        } else if let length = parsed.length {
+            framing = .fixed(length)
+        } else {
+            framing = .untilClose
+        }
+        if parsed.status >= 200 {
+            if case .untilClose = framing { mustClose = true }
+            if !head.isKeepAlive { mustClose = true }
+        }
+        return (head, framing)
+    }
+
+    private enum Coding { case chunked, other }
+
+    private struct ParsedHead {
+        var version: HTTPVersion
+        var status: Int
+        var headers: [(String, String)]
+        var length: Int?
+        var finalCoding: Coding?
+    }
+
+    /// Parses a status line and header lines, each ending in CRLF (the
+    /// final empty line already cut off).
+    private static func parseHeadBytes(_ p: UnsafeRawBufferPointer) throws -> ParsedHead {
+        func fail(_ what: String) -> ParseError { ParseError(description: what) }
+        // Status line: HTTP/1.x SP 3DIGIT [SP reason] CRLF
+        guard p.count >= 14, p[0] == UInt8(ascii: "H"), p[1] == UInt8(ascii: "T"), p[2] == UInt8(ascii: "T"),
+              p[3] == UInt8(ascii: "P"), p[4] == UInt8(ascii: "/"), p[5] == UInt8(ascii: "1"), p[6] == UInt8(ascii: "."),
+              p[7] == UInt8(ascii: "0") || p[7] == UInt8(ascii: "1"), p[8] == UInt8(ascii: " ")
+        else { throw fail("malformed status line") }
+        var status = 0
+        for i in 9..<12 {
+            let d = p[i] &- UInt8(ascii: "0")
+            guard d <= 9 else { throw fail("malformed status code") }
+            status = status * 10 + Int(d)
+        }
+        guard status >= 100 else { throw fail("malformed status code") }
+        var i = 12
+        if p[i] == UInt8(ascii: " ") {
+            i += 1
+            while i < p.count, p[i] != 0x0D {
+                guard HTTPBytes.isValueByte(p[i]) else { throw fail("control character in the reason phrase") }
+                i += 1
+            }
+        }
+        guard i + 1 < p.count, p[i] == 0x0D, p[i + 1] == 0x0A else { throw fail("malformed status line") }
+        i += 2
+        var head = ParsedHead(version: HTTPVersion(major: 1, minor: p[7] == UInt8(ascii: "1") ? 1 : 0), status: status, headers: [])
+        head.headers.reserveCapacity(12)
+        while i < p.count {
+            // field-name ":" OWS field-value OWS CRLF
+            let nameStart = i
+            while i < p.count, HTTPBytes.isTokenByte(p[i]) { i += 1 }
+            guard i > nameStart, i < p.count, p[i] == UInt8(ascii: ":") else { throw fail("malformed header line") }
+            let name = UnsafeRawBufferPointer(rebasing: p[nameStart..<i])
+            i += 1
+            while i < p.count, p[i] == 0x20 || p[i] == 0x09 { i += 1 }
+            let valueStart = i
+            while i < p.count, p[i] != 0x0D {
+                guard HTTPBytes.isValueByte(p[i]) else { throw fail("control character in a header value") }
+                i += 1
+            }
+            guard i + 1 < p.count, p[i + 1] == 0x0A else { throw fail("header line not ended by CRLF") }
+            var valueEnd = i
+            while valueEnd > valueStart, p[valueEnd - 1] == 0x20 || p[valueEnd - 1] == 0x09 { valueEnd -= 1 }
+            let value = UnsafeRawBufferPointer(rebasing: p[valueStart..<valueEnd])
+            i += 2
+            guard head.headers.count < maxHeaders else { throw fail("more than \(maxHeaders) header fields") }
+            if HTTPBytes.equalsLowercase(name, "content-length") {
+                guard head.length == nil else { throw fail("more than one Content-Length") }
+                guard value.count >= 1, value.count <= 18 else { throw fail("malformed Content-Length") }
+                var n = 0
+                for b in value {
+                    let d = b &- UInt8(ascii: "0")
+                    guard d <= 9 else { throw fail("malformed Content-Length") }
+                    n = n * 10 + Int(d)
+                }
+                head.length = n
+            } else if HTTPBytes.equalsLowercase(name, "transfer-encoding") {
+                // The last coding of the last field decides (RFC 9112 6.3).
+                var last = value[...]
+                if let comma = last.lastIndex(of: UInt8(ascii: ",")) { last = last[(comma + 1)...] }
+                while let f = last.first, f == 0x20 || f == 0x09 { last = last.dropFirst() }
+                head.finalCoding = HTTPBytes.equalsLowercase(UnsafeRawBufferPointer(rebasing: last), "chunked") ? .chunked : .other
+            }
+            head.headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+        }
+        return head
+    }
+
+    // MARK: - Chunks
+
+    /// `chunk-size [; ext] CRLF`; nil until the whole line is there.
+    private func readChunkSize(_ buffer: inout ByteBuffer) throws -> Int? {
+        let line: (size: Int, length: Int)? = try buffer.withUnsafeReadableBytes { p in
+            var i = 0
+            var size = 0
+            while i < p.count, let v = HTTPBytes.hexValue(p[i]) {
+                guard i < 15 else { throw ParseError(description: "chunk size too large") }
+                size = size << 4 | Int(v)
+                i += 1
+            }
+            guard i < p.count else { return nil }
+            guard i > 0 else { throw ParseError(description: "malformed chunk size") }
+            if p[i] == UInt8(ascii: ";") {
+                // Extensions are ignored, but must be printable up to CRLF.
+                i += 1
+                while i < p.count, p[i] != 0x0D {
+                    guard HTTPBytes.isValueByte(p[i]), i < 4096 else { throw ParseError(description: "malformed chunk extension") }
+                    i += 1
+                }
+            }
+            guard i < p.count else { return nil }
+            guard p[i] == 0x0D else { throw ParseError(description: "malformed chunk size") }
+            guard i + 1 < p.count else { return nil }
+            guard p[i + 1] == 0x0A else { throw ParseError(description: "chunk size not ended by CRLF") }
+            return (size, i + 2)
+        }
+        guard let line else { return nil }
+        buffer.moveReaderIndex(forwardBy: line.length)
+        return line.size
+    }
+
+    /// Trailer fields up to the empty line, checked and dropped (the proxy
+    /// does not forward response trailers); false until the empty line is there.
+    private func skipTrailers(_ buffer: inout ByteBuffer) throws -> Bool {
+        func partial(_ p: UnsafeRawBufferPointer) throws -> Int? {
+            if p.count > Self.maxHeadBytes { throw ParseError(description: "trailer section too large") }
+            return nil
+        }
+        let consumed: Int? = try buffer.withUnsafeReadableBytes { p in
+            var i = 0
+            while true {
+                guard i + 1 < p.count else { return try partial(p) }
+                if p[i] == 0x0D {
+                    guard p[i + 1] == 0x0A else { throw ParseError(description: "malformed trailer section") }
+                    return i + 2
+                }
+                let start = i
+                while i < p.count, HTTPBytes.isTokenByte(p[i]) { i += 1 }
+                guard i < p.count else { return try partial(p) }
+                guard i > start, p[i] == UInt8(ascii: ":") else { throw ParseError(description: "malformed trailer field") }
+                while i < p.count, p[i] != 0x0D {
+                    guard HTTPBytes.isValueByte(p[i]) else { throw ParseError(description: "malformed trailer field") }
+                    i += 1
+                }
+                guard i + 1 < p.count else { return try partial(p) }
+                guard p[i + 1] == 0x0A else { throw ParseError(description: "malformed trailer field") }
+                i += 2
+                if i > Self.maxHeadBytes { throw ParseError(description: "trailer section too large") }
+            }
+        }
+        guard let consumed else { return false }
+        buffer.moveReaderIndex(forwardBy: consumed)
+        return true
+    }
+}
+
+/// The only handler (after TLS) of a pooled HTTP/1.1 upstream connection:
+/// `UpstreamConnection.write` calls it directly to encode request parts,
+/// and it parses the response bytes into `UpstreamDelegate` calls. Reads
+/// are held back while the downstream is not writable.
+final class UpstreamHTTP1Handler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let connection: UpstreamConnection
+    private let onClose: (UpstreamConnection) -> Void
+    private var context: ChannelHandlerContext?
+    private var parser = UpstreamResponseParser()
+    /// Bytes of a response part that has not arrived whole.
+    private var received: ByteBuffer?
+    private var chunked = false
+    /// Set once a request could not be encoded: nothing more is written.
+    private var broken = false
+
+    init(connection: UpstreamConnection, onClose: @escaping (UpstreamConnection) -> Void) {
+        self.connection = connection
+        self.onClose = onClose
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    // MARK: - Requests
+
+    func send(_ part: HTTPClientRequestPart) {
+        guard let context, !broken else { return }
+        do {
+            switch part {
+            case .head(let head):
+                var buffer = context.channel.allocator.buffer(capacity: 512)
+                chunked = try UpstreamRequestEncoder.writeHead(head, into: &buffer)
+                parser.requestSent(head.method)
+                context.write(wrapOutboundOut(buffer), promise: nil)
+            case .body(.byteBuffer(let body)):
+                writeBody(body, context: context)
+            case .body(.fileRegion):
+                // The proxy only forwards buffers.
+                throw UpstreamRequestEncoder.InvalidRequest(description: "file regions are not supported")
+            case .end(let trailers):
+                guard chunked else { return }
+                var buffer = context.channel.allocator.buffer(capacity: 8)
+                try UpstreamRequestEncoder.writeChunkedEnd(trailers, into: &buffer)
+                context.write(wrapOutboundOut(buffer), promise: nil)
+            }
+        } catch {
+            broken = true
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    private func writeBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
+        let n = body.readableBytes
+        guard n > 0 else { return }
+        guard chunked else {
+            context.write(wrapOutboundOut(body), promise: nil)
+            return
+        }
+        var framed = context.channel.allocator.buffer(capacity: n <= 4096 ? n + 24 : 24)
+        framed.writeString(String(n, radix: 16))
+        framed.writeStaticString("\r\n")
+        if n <= 4096 {
+            var b = body
+            framed.writeBuffer(&b)
+            framed.writeStaticString("\r\n")
+            context.write(wrapOutboundOut(framed), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(framed), promise: nil)
+            context.write(wrapOutboundOut(body), promise: nil)
+            context.write(wrapOutboundOut(ByteBuffer(staticString: "\r\n")), promise: nil)
+        }
+    }
+
+    func flush() { context?.flush() }
+
+    // MARK: - Responses
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if var earlier = received {
+            received = nil
+            earlier.writeBuffer(&buffer)
+            buffer = earlier
+        }
+        do {
+            while let event = try parser.next(&buffer) {
+                guard let delegate = connection.delegate else {
+                    // A response nobody is waiting for: the connection is unusable.
+                    context.close(promise: nil)
+                    return
+                }
+                switch event {
+                case .head(let head):
+                    delegate.upstreamResponseHead(head)
+                case .body(let body):
+                    delegate.upstreamResponseBody(body)
+                case .end:
+                    // Bytes after a response that no request asked for: never
+                    // let them be read as the next request's response.
+                    if parser.mustClose || (buffer.readableBytes > 0 && parser.isIdle) { connection.mustClose = true }
+                    delegate.upstreamResponseEnd()
+                }
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+            return
+        }
+        if buffer.readableBytes > 0 {
+            if buffer.readerIndex > 4096 { buffer.discardReadBytes() }
+            received = buffer
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        connection.delegate?.upstreamReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        connection.delegate?.upstreamWritabilityChanged(context.channel.isWritable)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // A body that runs until the close has ended.
+        if case .end = parser.endOfInput(), let delegate = connection.delegate {
+            connection.mustClose = true
+            delegate.upstreamResponseEnd()
+        }
+        connection.closed(onClose: onClose)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        connection.mustClose = true
+        connection.failExchange(error)
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        connection.read(context)
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamHTTP1Handler: Sendable {}

@@ -1,0 +1,187 @@
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import Gateway
+
+/// What the parser made of some bytes: the heads, the body, how many ends.
+private struct Parsed: Equatable {
+    var statuses: [UInt] = []
+    var headers: [[String]] = []
+    var body = ""
+    var ends = 0
+}
+
+/// Feeds `bytes` to a fresh parser in pieces of `step` bytes (0: all at
+/// once), with `methods` sent; then the end of input when `eof`.
+private func parse(_ bytes: String, methods: [HTTPMethod] = [.GET], step: Int = 0, eof: Bool = false) throws -> (Parsed, UpstreamResponseParser) {
+    var parser = UpstreamResponseParser()
+    for m in methods { parser.requestSent(m) }
+    var out = Parsed()
+    var buffer = ByteBuffer()
+    let all = Array(bytes.utf8)
+    let pieces = step == 0 ? [all[...]] : stride(from: 0, to: all.count, by: step).map { all[$0..<min($0 + step, all.count)] }
+    func drain() throws {
+        while let e = try parser.next(&buffer) {
+            switch e {
+            case .head(let h):
+                out.statuses.append(h.status.code)
+                out.headers.append(h.headers.map { "\($0.name)=\($0.value)" })
+            case .body(let b): out.body += String(buffer: b)
+            case .end: out.ends += 1
+            }
+        }
+    }
+    for piece in pieces {
+        buffer.writeBytes(piece)
+        try drain()
+    }
+    if eof, case .end = parser.endOfInput() { out.ends += 1 }
+    return (out, parser)
+}
+
+@Suite("upstream HTTP/1.1 codec")
+struct UpstreamHTTP1CodecTests {
+    @Test("responses parse the same however the bytes are split", arguments: [0, 1, 2, 3, 7])
+    func splitAnywhere(step: Int) throws {
+        let wire = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A:  spaced value \t\r\n\r\nhello"
+            + "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer-A: x\r\n\r\n"
+            + "HTTP/1.1 204 No Content\r\nContent-Length: 99\r\n\r\n"
+            + "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok"
+        let (p, parser) = try parse(wire, methods: [.GET, .POST, .DELETE, .PUT], step: step)
+        #expect(p.statuses == [200, 201, 204, 200])
+        #expect(p.headers[0] == ["Content-Length=5", "X-A=spaced value"])
+        #expect(p.body == "helloabc0123456789abcdefok")
+        #expect(p.ends == 4)
+        #expect(parser.isIdle)
+        #expect(!parser.mustClose)
+    }
+
+    @Test("HEAD and 304 have no body whatever the headers say; the next response follows")
+    func bodiless() throws {
+        let (p, _) = try parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nHTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+                               methods: [.HEAD, .GET])
+        #expect(p.statuses == [200, 304])
+        #expect(p.body.isEmpty)
+        #expect(p.ends == 2)
+    }
+
+    @Test("a body without length runs to the close, and the connection is not reused")
+    func closeDelimited() throws {
+        let (p, parser) = try parse("HTTP/1.1 200 OK\r\n\r\nuntil the end", step: 4, eof: true)
+        #expect(p.body == "until the end")
+        #expect(p.ends == 1)
+        #expect(parser.mustClose)
+        // Any coding but chunked last also reads to the close.
+        let (q, qp) = try parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\nzz", eof: true)
+        #expect(q.body == "zz" && q.ends == 1 && qp.mustClose)
+    }
+
+    @Test("Connection: close, and HTTP/1.0 without keep-alive, mark the connection for closing")
+    func closing() throws {
+        #expect(try parse("HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n").1.mustClose)
+        #expect(try parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n").1.mustClose)
+        #expect(!(try parse("HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n").1.mustClose))
+    }
+
+    @Test("a response cut short ends nothing")
+    func cutShort() throws {
+        let (p, _) = try parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", eof: true)
+        #expect(p.ends == 0)
+        let (q, _) = try parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", eof: true)
+        #expect(q.ends == 0)
+    }
+
+    @Test("malformed or ambiguous responses are refused", arguments: [
+        ("bare LF", "HTTP/1.1 200 OK\nContent-Length: 2\n\nok"),
+        ("LF in a header", "HTTP/1.1 200 OK\r\nA: b\nContent-Length: 2\r\n\r\nok"),
+        ("obs-fold", "HTTP/1.1 200 OK\r\nA: b\r\n  c\r\nContent-Length: 2\r\n\r\nok"),
+        ("space before colon", "HTTP/1.1 200 OK\r\nContent-Length : 2\r\n\r\nok"),
+        ("CL and TE", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+        ("two CL", "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok"),
+        ("CL list", "HTTP/1.1 200 OK\r\nContent-Length: 2, 2\r\n\r\nok"),
+        ("CL sign", "HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\nok"),
+        ("CL empty", "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\nok"),
+        ("CL overflow", "HTTP/1.1 200 OK\r\nContent-Length: 9999999999999999999\r\n\r\nok"),
+        ("NUL in a value", "HTTP/1.1 200 OK\r\nA: b\u{0}c\r\nContent-Length: 2\r\n\r\nok"),
+        ("HTTP/2 status line", "HTTP/2 200 OK\r\n\r\n"),
+        ("HTTP/1.2", "HTTP/1.2 200 OK\r\n\r\n"),
+        ("short status", "HTTP/1.1 20 OK\r\n\r\n"),
+        ("status letters", "HTTP/1.1 2x0 OK\r\n\r\n"),
+        ("leading CRLF", "\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"),
+        ("101", "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"),
+        ("chunk size not hex", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
+        ("chunk size huge", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\n"),
+        ("chunk without CRLF after data", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nokXX0\r\n\r\n"),
+        ("chunk size with space", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2 \r\nok\r\n0\r\n\r\n"),
+        ("bad trailer", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nnot a field\r\n\r\n"),
+    ])
+    func refused(name: String, wire: String) {
+        #expect(throws: UpstreamResponseParser.ParseError.self, "\(name)") { try parse(wire) }
+        #expect(throws: UpstreamResponseParser.ParseError.self, "\(name), byte by byte") { try parse(wire, step: 1) }
+    }
+
+    @Test("bytes nobody asked for are refused; bytes after a response leave the parser not idle-clean")
+    func unasked() throws {
+        #expect(throws: UpstreamResponseParser.ParseError.self) { try parse("HTTP/1.1 200 OK\r\n\r\n", methods: []) }
+        // A second response glued to the first: the first parses, the
+        // second has no request to answer.
+        #expect(throws: UpstreamResponseParser.ParseError.self) {
+            try parse("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nPWNED")
+        }
+    }
+
+    @Test("a head larger than the limit is refused before it is whole")
+    func headLimit() {
+        let big = "HTTP/1.1 200 OK\r\n" + String(repeating: "A: \(String(repeating: "b", count: 1000))\r\n", count: 70)
+        #expect(throws: UpstreamResponseParser.ParseError.self) { try parse(big) }
+    }
+
+    private func encode(_ head: HTTPRequestHead) throws -> (String, Bool) {
+        var b = ByteBuffer()
+        let chunked = try UpstreamRequestEncoder.writeHead(head, into: &b)
+        return (String(buffer: b), chunked)
+    }
+
+    @Test("request heads: framing as NIO's encoder frames them")
+    func requestFraming() throws {
+        var h = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a?b=c", headers: ["Host": "x", "Content-Length": "3"])
+        #expect(try encode(h) == ("POST /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", false))
+        h.headers = ["Host": "x"]
+        #expect(try encode(h) == ("POST /a?b=c HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n", true))
+        h.headers = ["Host": "x", "Transfer-Encoding": "chunked", "Content-Length": "3"]
+        #expect(try encode(h) == ("POST /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", false))
+        h = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Host": "x"])
+        #expect(try encode(h) == ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", false))
+        h.headers.add(name: "Transfer-Encoding", value: "chunked")
+        #expect(try encode(h) == ("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", true))
+        h = HTTPRequestHead(version: .http1_1, method: .TRACE, uri: "/", headers: ["Content-Length": "3", "Transfer-Encoding": "chunked"])
+        #expect(try encode(h) == ("TRACE / HTTP/1.1\r\n\r\n", false))
+    }
+
+    @Test("request heads that would split the request are refused", arguments: [
+        ("CRLF in a value", "/", "x-a", "b\r\nX-Injected: 1"),
+        ("LF in a value", "/", "x-a", "b\nc"),
+        ("NUL in a value", "/", "x-a", "b\u{0}c"),
+        ("space in a name", "/", "x a", "b"),
+        ("colon in a name", "/", "x:a", "b"),
+        ("empty name", "/", "", "b"),
+        ("space in the target", "/a b", "x-a", "b"),
+        ("CRLF in the target", "/a\r\nX: y", "x-a", "b"),
+    ])
+    func splitting(name: String, uri: String, header: String, value: String) {
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders([(header, value)]))
+        #expect(throws: UpstreamRequestEncoder.InvalidRequest.self, "\(name)") { try encode(head) }
+    }
+
+    @Test("trailers: checked and written after the last chunk")
+    func trailers() throws {
+        var b = ByteBuffer()
+        try UpstreamRequestEncoder.writeChunkedEnd(["X-Sum": "1"], into: &b)
+        #expect(String(buffer: b) == "0\r\nX-Sum: 1\r\n\r\n")
+        #expect(throws: UpstreamRequestEncoder.InvalidRequest.self) {
+            var c = ByteBuffer()
+            try UpstreamRequestEncoder.writeChunkedEnd(["X-Sum": "1\r\nX: 2"], into: &c)
+        }
+    }
+}
