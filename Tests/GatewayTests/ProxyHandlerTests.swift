@@ -31,11 +31,19 @@ struct ProxyHandlerTests {
             let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/nowhere", headers: ["host": "localhost"])
             try channel.writeInbound(HTTPServerRequestPart.head(head))
             try channel.writeInbound(HTTPServerRequestPart.end(nil))
-            guard case .head(let response)? = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
-                Issue.record("no response head")
-                return
+            if isHTTP2 {
+                guard case .head(let response)? = try channel.readOutbound(as: HTTPServerResponsePart.self) else {
+                    Issue.record("no response head")
+                    return
+                }
+                #expect(response.status == .notFound)
+            } else {
+                // HTTP/1.1 responses leave the handler as bytes.
+                var wire = ""
+                while let b = try channel.readOutbound(as: ByteBuffer.self) { wire += String(buffer: b) }
+                #expect(wire.hasPrefix("HTTP/1.1 404 Not Found\r\n"), "\(wire)")
+                #expect(wire.contains("\r\ncontent-length: ") && wire.hasSuffix("\"}"), "\(wire)")
             }
-            #expect(response.status == .notFound)
             #expect(env.inFlight.value == 0)
             _ = try channel.finish(acceptAlreadyClosed: true)
         }

@@ -53,11 +53,16 @@ final class ProxyHandler: ChannelDuplexHandler {
     private let streamDeadlines: StreamDeadlines?
     private(set) var streamDeadline: NIODeadline?
 
+    /// HTTP/1.1: responses are written as bytes from here (nil on an HTTP/2
+    /// stream, whose codec takes response parts).
+    private var encoder: DownstreamHTTP1Encoder?
+
     init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool, streamDeadlines: StreamDeadlines? = nil) {
         self.env = environment
         self.isHTTP2 = isHTTP2
         self.isTLS = isTLS
         self.streamDeadlines = streamDeadlines
+        self.encoder = isHTTP2 ? nil : DownstreamHTTP1Encoder()
     }
 
     // MARK: - Channel events
@@ -194,10 +199,10 @@ final class ProxyHandler: ChannelDuplexHandler {
             status: Int(error.status.code), bytesIn: 0, bytesOut: body.utf8.count, durationNanos: 0, upstreamNanos: nil,
             client: clientIP, protocolName: isHTTP2 ? "HTTP/2" : "HTTP/1.1", error: error.errorCode))
         let version: HTTPVersion = isHTTP2 ? .http2 : .http1_1
-        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: version, status: error.status, headers: headers))), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+        send(.head(HTTPResponseHead(version: version, status: error.status, headers: headers)), context: context)
+        send(.body(.byteBuffer(context.channel.allocator.buffer(string: body))), context: context)
         queued.removeAll()
-        context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+        sendEnd(context: context, thenClose: true)
     }
 
     /// Holds reads back while pipelined requests wait or the upstream cannot
@@ -237,15 +242,15 @@ final class ProxyHandler: ChannelDuplexHandler {
         clearDeadline()
         guard let ctx = context else { return }
         if isHTTP2 {
-            ctx.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            sendEnd(context: ctx, thenClose: false)
             return
         }
         if close || quiescing {
             queued.removeAll()
-            ctx.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in ctx.close(promise: nil) }
+            sendEnd(context: ctx, thenClose: true)
             return
         }
-        ctx.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        sendEnd(context: ctx, thenClose: false)
         if bodyPending { discardingBody = true }
         requestEnded = true
         setDeadline(.awaitingHead, in: env.listener.limits.idleTimeout)
@@ -281,7 +286,58 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func write(_ part: HTTPServerResponsePart) {
-        context?.write(wrapOutboundOut(part), promise: nil)
+        guard let context else { return }
+        send(part, context: context)
+    }
+
+    /// Writes a response part: as bytes on HTTP/1.1, as a part to the HTTP/2 codec.
+    private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
+        guard encoder != nil else {
+            context.write(wrapOutboundOut(part), promise: nil)
+            return
+        }
+        switch part {
+        case .head(let head):
+            var buffer = context.channel.allocator.buffer(capacity: 512)
+            do {
+                try encoder!.head(head, answeringHEAD: request?.method == .HEAD, into: &buffer)
+            } catch {
+                // A filter put bytes in a header that could split the
+                // response: nothing of it is sent, the connection ends.
+                env.logger.error("response not sent", metadata: ["error": "\(error)", "listener": "\(env.listener.name)"])
+                context.close(promise: nil)
+                return
+            }
+            context.write(NIOAny(buffer), promise: nil)
+        case .body(.byteBuffer(let body)):
+            encoder!.body(body, allocator: context.channel.allocator) { context.write(NIOAny($0), promise: nil) }
+        case .body(.fileRegion):
+            // The proxy only sends buffers.
+            context.close(promise: nil)
+        case .end:
+            if let last = encoder!.end() { context.write(NIOAny(last), promise: nil) }
+        }
+    }
+
+    /// Ends the response and flushes; then, with `thenClose`, closes once
+    /// every byte was written.
+    private func sendEnd(context: ChannelHandlerContext, thenClose: Bool) {
+        guard encoder != nil else {
+            if thenClose {
+                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+            } else {
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            }
+            return
+        }
+        let last = encoder!.end()
+        if thenClose {
+            context.writeAndFlush(NIOAny(last ?? ByteBuffer())).whenComplete { _ in context.close(promise: nil) }
+        } else if let last {
+            context.writeAndFlush(NIOAny(last), promise: nil)
+        } else {
+            context.flush()
+        }
     }
 
     func flush() { context?.flush() }

@@ -1,0 +1,88 @@
+import NIOCore
+import NIOHTTP1
+
+/// Writes the responses of one downstream HTTP/1.1 connection as bytes,
+/// from `ProxyHandler` itself: NIO's response encoder and response-header
+/// validator were two pipeline hops per response part. The framing is NIO's
+/// (`Content-Length` wins and `Transfer-Encoding` goes; without it the body
+/// is chunked; 1xx, 204 and 304 carry neither; a HEAD answer keeps its
+/// framing headers and sends no body), and every header is validated as it
+/// is written: one that could split the response fails the write before a
+/// byte of the head leaves.
+struct DownstreamHTTP1Encoder {
+    struct InvalidResponse: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    private var chunked = false
+    private var suppressBody = false
+
+    /// The head of a response; `answeringHEAD` when the request was a HEAD.
+    mutating func head(_ head: HTTPResponseHead, answeringHEAD: Bool, into buffer: inout ByteBuffer) throws {
+        let code = head.status.code
+        let interim = code < 200 && code != 101
+        let bodiless = code < 200 || code == 204 || code == 304
+        var hasLength = false
+        for (name, value) in head.headers {
+            guard HTTPBytes.isValidName(name), HTTPBytes.isValidValue(value) else {
+                throw InvalidResponse(description: "invalid response header field")
+            }
+            if !hasLength && HTTPBytes.equalsLowercase(name, "content-length") { hasLength = true }
+        }
+        let reason = head.status.reasonPhrase
+        guard reason.utf8.allSatisfy(HTTPBytes.isValueByte) else { throw InvalidResponse(description: "invalid reason phrase") }
+        // Which framing headers go out, and how the body is framed.
+        let dropLength = bodiless
+        let dropCoding = bodiless || hasLength || head.version.minor >= 1
+        let addChunked = !bodiless && !hasLength && head.version.minor >= 1
+        if !interim {
+            chunked = addChunked && !answeringHEAD
+            suppressBody = answeringHEAD
+        }
+        buffer.reserveCapacity(minimumWritableBytes: 256)
+        buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        buffer.writeString(String(code))
+        buffer.writeInteger(UInt8(ascii: " "))
+        buffer.writeString(reason)
+        buffer.writeStaticString("\r\n")
+        for (name, value) in head.headers {
+            if dropLength, HTTPBytes.equalsLowercase(name, "content-length") { continue }
+            if dropCoding, HTTPBytes.equalsLowercase(name, "transfer-encoding") { continue }
+            buffer.writeString(name)
+            buffer.writeStaticString(": ")
+            buffer.writeString(value)
+            buffer.writeStaticString("\r\n")
+        }
+        if addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
+        buffer.writeStaticString("\r\n")
+    }
+
+    /// A piece of the body, framed; nothing for a HEAD answer.
+    func body(_ body: ByteBuffer, allocator: ByteBufferAllocator, write: (ByteBuffer) -> Void) {
+        let n = body.readableBytes
+        guard n > 0, !suppressBody else { return }
+        guard chunked else { return write(body) }
+        var framed = allocator.buffer(capacity: n <= 4096 ? n + 24 : 24)
+        framed.writeString(String(n, radix: 16))
+        framed.writeStaticString("\r\n")
+        if n <= 4096 {
+            var b = body
+            framed.writeBuffer(&b)
+            framed.writeStaticString("\r\n")
+            write(framed)
+        } else {
+            write(framed)
+            write(body)
+            write(ByteBuffer(staticString: "\r\n"))
+        }
+    }
+
+    /// The end of the body: the last chunk when chunked, else nothing.
+    mutating func end() -> ByteBuffer? {
+        defer {
+            chunked = false
+            suppressBody = false
+        }
+        return chunked ? ByteBuffer(staticString: "0\r\n\r\n") : nil
+    }
+}

@@ -1,0 +1,65 @@
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import Gateway
+
+@Suite("downstream HTTP/1.1 response encoder")
+struct DownstreamHTTP1EncoderTests {
+    /// Encodes a whole response (head, `bodies`, end) and returns the wire bytes.
+    func wire(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, bodies: [String] = [], head: Bool = false,
+              encoder: inout DownstreamHTTP1Encoder) throws -> String {
+        var out = ByteBuffer()
+        try encoder.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers), answeringHEAD: head, into: &out)
+        for b in bodies {
+            encoder.body(ByteBuffer(string: b), allocator: ByteBufferAllocator()) { var x = $0; out.writeBuffer(&x) }
+        }
+        if var last = encoder.end() { out.writeBuffer(&last) }
+        return String(buffer: out)
+    }
+
+    func wire(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, bodies: [String] = [], head: Bool = false) throws -> String {
+        var e = DownstreamHTTP1Encoder()
+        return try wire(status, headers, bodies: bodies, head: head, encoder: &e)
+    }
+
+    @Test("Content-Length wins and Transfer-Encoding goes; without it the body is chunked")
+    func framing() throws {
+        #expect(try wire(.ok, ["content-length": "5", "transfer-encoding": "chunked", "x-a": "b"], bodies: ["hel", "lo"])
+            == "HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-a: b\r\n\r\nhello")
+        #expect(try wire(.created, ["x-a": "b"], bodies: ["hel", "", "lo"])
+            == "HTTP/1.1 201 Created\r\nx-a: b\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n")
+        let big = String(repeating: "z", count: 5000)
+        #expect(try wire(.ok, [:], bodies: [big]) == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1388\r\n\(big)\r\n0\r\n\r\n")
+    }
+
+    @Test("204 and 304 carry no framing headers; a HEAD answer keeps them and sends no body")
+    func bodiless() throws {
+        #expect(try wire(.noContent, ["content-length": "0", "transfer-encoding": "chunked"]) == "HTTP/1.1 204 No Content\r\n\r\n")
+        #expect(try wire(.notModified, ["etag": "\"x\"", "content-length": "10"]) == "HTTP/1.1 304 Not Modified\r\netag: \"x\"\r\n\r\n")
+        #expect(try wire(.ok, ["content-length": "10"], bodies: ["ignored"], head: true) == "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n")
+        #expect(try wire(.ok, [:], bodies: ["ignored"], head: true) == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+    }
+
+    @Test("100 Continue leaves the final response's framing alone, and each response starts afresh")
+    func interim() throws {
+        var e = DownstreamHTTP1Encoder()
+        var out = ByteBuffer()
+        try e.head(HTTPResponseHead(version: .http1_1, status: .continue), answeringHEAD: false, into: &out)
+        #expect(String(buffer: out) == "HTTP/1.1 100 Continue\r\n\r\n")
+        #expect(try wire(.ok, [:], bodies: ["a"], encoder: &e) == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n")
+        #expect(try wire(.ok, ["content-length": "1"], bodies: ["a"], encoder: &e) == "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na")
+    }
+
+    @Test("a header that could split the response is refused before a byte is written", arguments: [
+        ("x-a", "b\r\nset-cookie: evil"), ("x-a", "b\nc"), ("x-a", "b\u{0}"), ("x a", "b"), ("x-a\r\nx-b", "c"), ("", "b"),
+    ])
+    func splitting(name: String, value: String) {
+        var e = DownstreamHTTP1Encoder()
+        var out = ByteBuffer()
+        #expect(throws: DownstreamHTTP1Encoder.InvalidResponse.self) {
+            try e.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([(name, value)])), answeringHEAD: false, into: &out)
+        }
+        #expect(out.readableBytes == 0)
+    }
+}
