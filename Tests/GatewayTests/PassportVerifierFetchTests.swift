@@ -21,7 +21,7 @@ struct PassportVerifierFetchTests {
         server.arguments = ["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir]
         server.standardOutput = FileHandle.nullDevice
         server.standardError = FileHandle.nullDevice
-        try server.run()
+        try TestSupport.launch(server)
         // SIGKILL: a child of the test process may inherit a blocked SIGTERM.
         defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
         let url = URL(string: "http://127.0.0.1:\(port)/jwks.json")!

@@ -38,7 +38,7 @@ final class RedisServerProcess: @unchecked Sendable {
                                                                 "--daemonize", "no", "--loglevel", "warning"] + extraArgs
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
+        try TestSupport.launch(p)
         process = p
         let tls = portArgs?.contains("--tls-port") == true
         for _ in 0..<200 {

@@ -22,6 +22,16 @@ enum TestSupport {
         }
     }
 
+    private static let launchLock = NSLock()
+
+    /// Starts `process`, one launch at a time: Foundation's `Process.run`
+    /// crashed once (a bad read in its memcpy) with launches on other threads.
+    static func launch(_ process: Process) throws {
+        launchLock.lock()
+        defer { launchLock.unlock() }
+        try process.run()
+    }
+
     static func temporaryDirectory(_ name: String) throws -> String {
         let dir = NSTemporaryDirectory() + "gateway-tests-\(name)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -94,7 +104,7 @@ enum TestSupport {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
                 process.terminationHandler = { _ in c.resume() }
                 do {
-                    try process.run()
+                    try TestSupport.launch(process)
                     pipe.fileHandleForWriting.write(Data(stdin.utf8))
                     try? pipe.fileHandleForWriting.close()
                 } catch { c.resume(throwing: error) }
@@ -102,7 +112,7 @@ enum TestSupport {
         } else {
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, Error>) in
                 process.terminationHandler = { _ in c.resume() }
-                do { try process.run() } catch { c.resume(throwing: error) }
+                do { try TestSupport.launch(process) } catch { c.resume(throwing: error) }
             }
         }
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
@@ -184,7 +194,7 @@ final class GatewayProcess: @unchecked Sendable {
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: gw.logPath))
         gw.process.standardOutput = log
         gw.process.standardError = log
-        try gw.process.run()
+        try TestSupport.launch(gw.process)
         for _ in 0..<200 {
             let r = try await TestSupport.run("/usr/bin/curl", ["-s", "-o", "/dev/null", "-w", "%{http_code}", "http://127.0.0.1:\(adminPort)/readyz"])
             if r.stdout == "200" { return gw }

@@ -143,7 +143,7 @@ struct UpstreamHTTP1CodecTests {
         return (String(buffer: b), chunked)
     }
 
-    @Test("request heads: framing as NIO's encoder frames them")
+    @Test("request heads: the framing the proxy gives them, and NIO's for a body without length")
     func requestFraming() throws {
         var h = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a?b=c", headers: ["Host": "x", "Content-Length": "3"])
         #expect(try encode(h) == ("POST /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", false))
@@ -155,6 +155,10 @@ struct UpstreamHTTP1CodecTests {
         #expect(try encode(h) == ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", false))
         h.headers.add(name: "Transfer-Encoding", value: "chunked")
         #expect(try encode(h) == ("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", true))
+        h.headers.add(name: "Content-Length", value: "3")
+        #expect(throws: UpstreamRequestEncoder.InvalidRequest.self) { try encode(h) }
+        h = HTTPRequestHead(version: .http1_1, method: .DELETE, uri: "/", headers: ["Transfer-Encoding": "gzip"])
+        #expect(try encode(h) == ("DELETE / HTTP/1.1\r\n\r\n", false))
         h = HTTPRequestHead(version: .http1_1, method: .TRACE, uri: "/", headers: ["Content-Length": "3", "Transfer-Encoding": "chunked"])
         #expect(try encode(h) == ("TRACE / HTTP/1.1\r\n\r\n", false))
     }
@@ -170,8 +174,10 @@ struct UpstreamHTTP1CodecTests {
         ("CRLF in the target", "/a\r\nX: y", "x-a", "b"),
     ])
     func splitting(name: String, uri: String, header: String, value: String) {
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders([(header, value)]))
-        #expect(throws: UpstreamRequestEncoder.InvalidRequest.self, "\(name)") { try encode(head) }
+        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders([("host", "x"), (header, value)]))
+        var b = ByteBuffer(string: "earlier")
+        #expect(throws: UpstreamRequestEncoder.InvalidRequest.self, "\(name)") { try UpstreamRequestEncoder.writeHead(head, into: &b) }
+        #expect(String(buffer: b) == "earlier", "a refused head left bytes behind")
     }
 
     @Test("trailers: checked and written after the last chunk")

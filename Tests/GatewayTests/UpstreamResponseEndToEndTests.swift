@@ -89,7 +89,7 @@ final class ScriptedUpstream: @unchecked Sendable {
     func start() async throws {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
         process.arguments = [dir + "/upstream.py", String(port), dir + "/log"]
-        try process.run()
+        try TestSupport.launch(process)
         try await TestSupport.waitForPort(port, what: "scripted upstream")
     }
 
@@ -108,7 +108,7 @@ final class ScriptedUpstream: @unchecked Sendable {
 @Suite("upstream responses as the upstream sends them", .serialized)
 struct UpstreamResponseEndToEndTests {
     /// One gateway event loop, so every request shares one upstream pool.
-    static func start() async throws -> (ScriptedUpstream, GatewayProcess, Int) {
+    static func start(keepalive: String = "30s") async throws -> (ScriptedUpstream, GatewayProcess, Int) {
         let upstream = try ScriptedUpstream()
         try await upstream.start()
         let port = try TestSupport.freePort()
@@ -120,6 +120,7 @@ struct UpstreamResponseEndToEndTests {
               - name: raw
                 endpoints: ["127.0.0.1:\(upstream.port)"]
                 response_timeout: 3s
+                keepalive_timeout: \(keepalive)
             routes:
               - name: all
                 listener: plain
@@ -181,5 +182,30 @@ struct UpstreamResponseEndToEndTests {
         #expect(next.status == 200 && next.body.hasPrefix("conn="))
         let bad = upstream.log.split(separator: "\n").first { $0.contains("/bad/") }?.split(separator: " ")[1]
         #expect(bad != nil && next.body != "conn=\(bad!)", "\(upstream.log)")
+    }
+
+    @Test("an idle pooled connection is reused within keepalive_timeout and closed after it")
+    func keepaliveTimeout() async throws {
+        let (upstream, gateway, port) = try await Self.start(keepalive: "400ms")
+        defer { gateway.stop(); upstream.stop() }
+        let base = "http://127.0.0.1:\(port)"
+        let first = try await Curl.request(base + "/a", caFile: "/dev/null")
+        try await Task.sleep(nanoseconds: 150_000_000)
+        let second = try await Curl.request(base + "/b", caFile: "/dev/null")
+        #expect(first.status == 200 && second.body == first.body, "not reused within the timeout: \(first.body) \(second.body)")
+        let conn = String(first.body.dropFirst(5))
+        try await Task.sleep(nanoseconds: 250_000_000)
+        #expect(!upstream.log.contains("conn \(conn) closed by peer"), "closed before its timeout: \(upstream.log)")
+        // 400 ms after its last use (plus scheduling), and not much later.
+        var closed = false
+        for _ in 0..<40 where !closed {
+            try await Task.sleep(nanoseconds: 25_000_000)
+            closed = upstream.log.contains("conn \(conn) closed by peer")
+        }
+        #expect(closed, "not closed after keepalive_timeout: \(upstream.log)")
+        let metrics = try await TestSupport.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(gateway.adminPort)/metrics"]).stdout
+        #expect(metrics.contains("gateway_upstream_connections_idle{upstream=\"raw\"} 0"), "\(metrics)")
+        let third = try await Curl.request(base + "/c", caFile: "/dev/null")
+        #expect(third.status == 200 && third.body != first.body)
     }
 }

@@ -38,7 +38,7 @@ final class NginxProcess: @unchecked Sendable {
         p.arguments = ["-p", dir, "-c", dir + "/nginx.conf"]
         p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
+        try TestSupport.launch(p)
         process = p
         do { try await TestSupport.waitForPort(port, what: "nginx") } catch {
             throw TestError("\(error): \((try? String(contentsOfFile: dir + "/error.log", encoding: .utf8)) ?? "")")
@@ -166,7 +166,7 @@ struct UpstreamTLSEndToEndTests {
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", "-c", server, String(port), certs, marker]
         p.standardError = FileHandle(forWritingAtPath: "/dev/null")
-        try p.run()
+        try TestSupport.launch(p)
         defer { kill(p.processIdentifier, SIGKILL) }
         try await TestSupport.waitForPort(port, what: "the Python TLS server")
         let (noCert, noCertPort) = try await Self.gateway(state: certs, upstreamPort: port, tls: "{ca: ca.pem, verify_san: [\"\(Self.spiffe)\"]}")

@@ -6,9 +6,10 @@ import NIOHTTP1
 /// validator were two pipeline hops per response part. The framing is NIO's
 /// (`Content-Length` wins and `Transfer-Encoding` goes; without it the body
 /// is chunked; 1xx, 204 and 304 carry neither; a HEAD answer keeps its
-/// framing headers and sends no body), and every header is validated as it
-/// is written: one that could split the response fails the write before a
-/// byte of the head leaves.
+/// framing headers and sends no body), except that a `Transfer-Encoding`
+/// is only ever the encoder's own `chunked`; every header is validated as
+/// it is written: one that could split the response fails the write before
+/// a byte of the head leaves.
 struct DownstreamHTTP1Encoder {
     struct InvalidResponse: Error, CustomStringConvertible {
         let description: String
@@ -18,43 +19,44 @@ struct DownstreamHTTP1Encoder {
     private var suppressBody = false
 
     /// The head of a response; `answeringHEAD` when the request was a HEAD.
+    /// One pass; on a refusal `buffer` is left as it was.
     mutating func head(_ head: HTTPResponseHead, answeringHEAD: Bool, into buffer: inout ByteBuffer) throws {
+        let start = buffer.writerIndex
         let code = head.status.code
         let interim = code < 200 && code != 101
         let bodiless = code < 200 || code == 204 || code == 304
-        var hasLength = false
-        for (name, value) in head.headers {
-            guard HTTPBytes.isValidName(name), HTTPBytes.isValidValue(value) else {
-                throw InvalidResponse(description: "invalid response header field")
-            }
-            if !hasLength && HTTPBytes.equalsLowercase(name, "content-length") { hasLength = true }
-        }
         let reason = head.status.reasonPhrase
         guard reason.utf8.allSatisfy(HTTPBytes.isValueByte) else { throw InvalidResponse(description: "invalid reason phrase") }
-        // Which framing headers go out, and how the body is framed.
-        let dropLength = bodiless
-        let dropCoding = bodiless || hasLength || head.version.minor >= 1
-        let addChunked = !bodiless && !hasLength && head.version.minor >= 1
-        if !interim {
-            chunked = addChunked && !answeringHEAD
-            suppressBody = answeringHEAD
-        }
-        buffer.reserveCapacity(minimumWritableBytes: 256)
+        buffer.reserveCapacity(minimumWritableBytes: 512)
         buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
         buffer.writeString(String(code))
         buffer.writeInteger(UInt8(ascii: " "))
         buffer.writeString(reason)
         buffer.writeStaticString("\r\n")
+        var hasLength = false
         for (name, value) in head.headers {
-            if dropLength, HTTPBytes.equalsLowercase(name, "content-length") { continue }
-            if dropCoding, HTTPBytes.equalsLowercase(name, "transfer-encoding") { continue }
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+            switch name.utf8.count {
+            case 14 where HTTPBytes.equalsLowercase(name, "content-length"):
+                if bodiless { continue }
+                hasLength = true
+            case 17 where HTTPBytes.equalsLowercase(name, "transfer-encoding"):
+                // Framing is the encoder's: chunked is added below when needed.
+                continue
+            default:
+                break
+            }
+            guard HTTPBytes.writeField(name, value, into: &buffer) else {
+                buffer.moveWriterIndex(to: start)
+                throw InvalidResponse(description: "invalid response header field")
+            }
         }
+        let addChunked = !bodiless && !hasLength && head.version.minor >= 1
         if addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
         buffer.writeStaticString("\r\n")
+        if !interim {
+            chunked = addChunked && !answeringHEAD
+            suppressBody = answeringHEAD
+        }
     }
 
     /// A piece of the body, framed; nothing for a HEAD answer.

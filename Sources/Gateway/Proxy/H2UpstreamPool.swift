@@ -10,6 +10,8 @@ import NIOTLS
 protocol UpstreamPooling: AnyObject {
     var definition: UpstreamDefinition { get }
     func acquire() -> EventLoopFuture<NIOLoopBound<UpstreamConnection>>
+    /// A connection at once when one is idle (HTTP/1.1), else nil: then `acquire()`.
+    func acquireIdle() -> UpstreamConnection?
     func release(_ connection: UpstreamConnection, reusable: Bool)
     func metricsRetried()
     func shutdown()
@@ -59,6 +61,9 @@ final class H2UpstreamPool: UpstreamPooling {
         eventLoop.preconditionInEventLoop()
         return parentWithRoom().flatMap { parent in self.openStream(on: parent) }
     }
+
+    /// Every exchange opens a stream, which takes a round trip through NIOHTTP2.
+    func acquireIdle() -> UpstreamConnection? { nil }
 
     func release(_ connection: UpstreamConnection, reusable: Bool) {
         // A stream serves one exchange; its connection stays for the next.

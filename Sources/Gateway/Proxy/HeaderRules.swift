@@ -104,6 +104,8 @@ enum HeaderRules {
     static func connectionTokens(_ values: [String]) -> [String] {
         var named: [String] = []
         for value in values {
+            // The usual values name no header: no splitting, no allocation.
+            if HTTPBytes.equalsLowercase(value, "keep-alive") || HTTPBytes.equalsLowercase(value, "close") { continue }
             for token in value.split(separator: ",") {
                 let t = token.trimmingSpaces().lowercased()
                 if !t.isEmpty, t != "close", t != "keep-alive" { named.append(t) }
@@ -177,14 +179,16 @@ enum HeaderRules {
             if slow { break }
         }
         if slow {
-            let named = connectionTokens(headers[canonicalForm: "connection"].map(String.init))
+            var connectionValues: [String] = []
+            for (name, value) in headers where kind(name) == .connection { connectionValues.append(value) }
+            let named = connectionTokens(connectionValues)
             var kept = HTTPHeaders()
             kept.reserveCapacity(headers.count)
             for (name, value) in headers {
                 switch kind(name) {
                 case .hopByHop, .connection, .requestID, .passport, .appChannel: continue
                 case .other, .expect, .gatewaySet, .clientCert:
-                    if strip.contains(name) || named.contains(name.lowercased()) { continue }
+                    if strip.contains(name) || (!named.isEmpty && named.contains(name.lowercased())) { continue }
                     kept.add(name: name, value: value)
                 }
             }

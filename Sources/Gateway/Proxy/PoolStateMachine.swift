@@ -42,11 +42,15 @@ struct PoolStateMachine {
         }
     }
 
+    /// The most recently parked idle connection, leased; nil when none is idle.
+    mutating func leaseIdle() -> ConnectionID? {
+        guard let c = idle.popLast() else { return nil }
+        leased.insert(c)
+        return c
+    }
+
     mutating func acquire(waiter: WaiterID) -> Action {
-        if let c = idle.popLast() {
-            leased.insert(c)
-            return Action(lease: (c, nil))
-        }
+        if let c = leaseIdle() { return Action(lease: (c, nil)) }
         if waiters.count >= maxWaiters { return Action(reject: true) }
         waiters.append(waiter)
         var action = Action()

@@ -13,7 +13,6 @@ extension ProxyRequest {
         responseStarted = true
         upstreamHeadAt = .now()
         responseStatus = head.status.code
-        upstreamKeepAlive = head.isKeepAlive
         handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
         var headers = head.headers
         HeaderRules.prepareResponseHeaders(&headers, requestID: exchange.requestID, policy: env.listener.sanitize)
@@ -52,7 +51,9 @@ extension ProxyRequest {
 
     func upstreamResponseEnd() {
         guard phase == .forwarding, responseStarted else { return }
-        let reusable = clientEnded && upstreamKeepAlive
+        // Whether the upstream keeps the connection is the connection's own
+        // business (`UpstreamConnection.mustClose`, from its parser).
+        let reusable = clientEnded
         if let connection, let pool {
             self.connection = nil
             pool.release(connection, reusable: reusable)
@@ -190,11 +191,5 @@ extension ProxyRequest {
             bytesOut: responseBytes, durationNanos: duration.nanoseconds,
             upstreamNanos: upstreamHeadAt.map { ($0 - startedAt).nanoseconds }, client: exchange.clientAddress?.ipAddress,
             protocolName: isHTTP2 ? "HTTP/2" : "HTTP/1.1", error: errorCode))
-    }
-
-    static func headSize(_ head: HTTPRequestHead) -> Int {
-        var size = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
-        for (name, value) in head.headers { size += name.utf8.count + value.utf8.count + 4 }
-        return size
     }
 }

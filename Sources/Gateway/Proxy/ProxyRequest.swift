@@ -41,7 +41,6 @@ final class ProxyRequest: UpstreamDelegate {
     var responseStatus: UInt = 0
     var responseBytes = 0
     var upstreamHeadAt: NIODeadline?
-    var upstreamKeepAlive = true
     var errorCode: String?
     var expectsContinue = false
     /// The upstream's response head and body, held while a filter's
@@ -85,29 +84,48 @@ final class ProxyRequest: UpstreamDelegate {
     func start() {
         let head = exchange.request
         let limits = env.listener.limits
-        if head.headers.count > limits.maxHeaders || Self.headSize(head) > limits.maxHeadSize {
+        // One pass over the head: its size, and the framing and Host fields.
+        var size = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
+        var length: String?, lengths = 0
+        var coding: String?, codings = 0
+        var host: String?, hosts = 0
+        for (name, value) in head.headers {
+            let n = name.utf8.count
+            size += n + value.utf8.count + 4
+            switch n {
+            case 4 where HTTPBytes.equalsLowercase(name, "host"):
+                host = value
+                hosts += 1
+            case 14 where HTTPBytes.equalsLowercase(name, "content-length"):
+                length = value
+                lengths += 1
+            case 17 where HTTPBytes.equalsLowercase(name, "transfer-encoding"):
+                coding = value
+                codings += 1
+            default:
+                break
+            }
+        }
+        if head.headers.count > limits.maxHeaders || size > limits.maxHeadSize {
             return respondLocally(.headTooLarge, close: true)
         }
         // Framing: exactly one way to read where the body ends, or nothing is
         // forwarded (PROTOCOL 4; RFC 9112 6.1-6.3). The parser already refused
         // most ambiguity; these are the forms it lets through.
-        let lengths = head.headers["content-length"]
-        let codings = head.headers["transfer-encoding"]
-        if !codings.isEmpty {
+        if let coding {
             // Only `chunked`, spelled exactly so, once, on HTTP/1.1 (HTTP/2
             // streams arrive here with `chunked` added by the codec).
-            guard codings.count == 1, codings[0] == "chunked", lengths.isEmpty, isHTTP2 || head.version == .http1_1 else {
+            guard codings == 1, coding == "chunked", lengths == 0, isHTTP2 || head.version == .http1_1 else {
                 return respondLocally(.badRequest, close: true)
             }
             framing = .chunked
-        } else if !lengths.isEmpty {
-            guard lengths.count == 1, Self.isPlainLength(lengths[0]) else { return respondLocally(.badRequest, close: true) }
+        } else if let length {
+            guard lengths == 1, Self.isPlainLength(length) else { return respondLocally(.badRequest, close: true) }
             framing = .contentLength
         }
         // Host: one, well-formed; required on HTTP/1.1 (RFC 9112 3.2).
-        let hosts = head.headers["host"]
-        if hosts.count > 1 { return respondLocally(.invalidHost, close: true) }
-        if let host = hosts.first {
+        if hosts > 1 { return respondLocally(.invalidHost, close: true) }
+        if let host {
             guard HostSyntax.isValid(host) else { return respondLocally(.invalidHost, close: true) }
         } else if !isHTTP2 && head.version.minor >= 1 {
             return respondLocally(.badRequest, close: true)
@@ -150,7 +168,7 @@ final class ProxyRequest: UpstreamDelegate {
         case .matched(let route):
             self.route = route
             exchange.setRoute(route.name, buffersBody: route.buffersBody)
-            if framing == .contentLength, let n = Int(lengths[0]), n > route.maxBody {
+            if framing == .contentLength, let length, let n = Int(length), n > route.maxBody {
                 return respondLocally(.bodyTooLarge)
             }
             var rng = SystemRandomNumberGenerator()
@@ -234,6 +252,9 @@ final class ProxyRequest: UpstreamDelegate {
             handler.write(.head(HTTPResponseHead(version: .http1_1, status: .continue)))
             handler.flush()
         }
+        // Writing the 100 may have found the client gone.
+        guard phase == .acquiring else { return }
+        if let c = pool.acquireIdle() { return attach(c) }
         pool.acquire().whenComplete { [self] result in
             guard phase == .acquiring else {
                 if case .success(let c) = result { pool.release(c.value, reusable: true) }

@@ -33,7 +33,8 @@ final class UpstreamConnection {
     /// response ended with the connection, said `Connection: close`, or was
     /// followed by bytes nobody asked for.
     var mustClose = false
-    var keepAliveTimer: Scheduled<Void>?
+    /// When the connection was last parked idle in its pool.
+    var parkedAt = NIODeadline.distantFuture
     var exchanges = 0
     /// The fused HTTP/1.1 codec (nil on an HTTP/2 stream).
     private weak var h1: UpstreamHTTP1Handler?
@@ -87,7 +88,6 @@ final class UpstreamConnection {
 
     /// The channel closed: an exchange still on it fails; the pool forgets it.
     func closed(onClose: (UpstreamConnection) -> Void) {
-        keepAliveTimer?.cancel()
         heldRead = nil
         mustClose = true
         failExchange(ChannelError.eof)

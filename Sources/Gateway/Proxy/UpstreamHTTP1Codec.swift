@@ -20,79 +20,64 @@ enum UpstreamRequestEncoder {
     }
 
     /// Writes `head` as HTTP/1.1 into `buffer`; returns whether its body is
-    /// sent chunked. The framing headers follow NIO's encoder: a POST, PUT or
-    /// PATCH without `Content-Length` is chunked; `Content-Length` wins over
-    /// `Transfer-Encoding`; a TRACE carries neither.
+    /// sent chunked. A POST, PUT or PATCH without `Content-Length` is sent
+    /// chunked (as NIO's encoder does); `Transfer-Encoding` other than the
+    /// proxy's own `chunked` is dropped; a TRACE carries no framing; a head
+    /// with both framings (which the proxy never builds) is refused. One pass;
+    /// on a refusal `buffer` is left as it was.
     static func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) throws -> Bool {
+        let start = buffer.writerIndex
+        func refuse(_ what: String) -> InvalidRequest {
+            buffer.moveWriterIndex(to: start)
+            return InvalidRequest(description: what)
+        }
         let method = head.method.rawValue
-        guard !method.isEmpty, method.utf8.allSatisfy(HTTPBytes.isTokenByte) else {
-            throw InvalidRequest(description: "invalid method")
-        }
-        guard !head.uri.isEmpty, head.uri.utf8.allSatisfy(HTTPBytes.isTargetByte) else {
-            throw InvalidRequest(description: "invalid request target")
-        }
-        var hasLength = false
-        var chunkedGiven = false
-        var firstCoding: Substring?
-        for (name, value) in head.headers {
-            guard HTTPBytes.isValidName(name), HTTPBytes.isValidValue(value) else {
-                throw InvalidRequest(description: "invalid header field")
-            }
-            if HTTPBytes.equalsLowercase(name, "content-length") { hasLength = true }
-            if HTTPBytes.equalsLowercase(name, "transfer-encoding"), firstCoding == nil {
-                firstCoding = Substring(value)
-                chunkedGiven = value == "chunked"
-            }
-        }
-        let dropLength: Bool
-        let dropCoding: Bool
-        let addChunked: Bool
-        let chunked: Bool
+        guard !method.isEmpty, method.utf8.allSatisfy(HTTPBytes.isTokenByte) else { throw refuse("invalid method") }
+        guard !head.uri.isEmpty, head.uri.utf8.allSatisfy(HTTPBytes.isTargetByte) else { throw refuse("invalid request target") }
+        let bodyExpected: Bool
         switch head.method {
-        case .TRACE:
-            (dropLength, dropCoding, addChunked, chunked) = (true, true, false, false)
-        case .POST, .PUT, .PATCH:
-            if hasLength {
-                (dropLength, dropCoding, addChunked, chunked) = (false, true, false, false)
-            } else {
-                (dropLength, dropCoding, addChunked, chunked) = (false, true, true, true)
-            }
-        default:
-            if hasLength {
-                (dropLength, dropCoding, addChunked, chunked) = (false, true, false, false)
-            } else {
-                (dropLength, dropCoding, addChunked, chunked) = (false, !chunkedGiven && firstCoding != nil, false, chunkedGiven)
-            }
+        case .POST, .PUT, .PATCH: bodyExpected = true
+        default: bodyExpected = false
         }
-        buffer.reserveCapacity(minimumWritableBytes: 256)
+        let isTrace = head.method == .TRACE
+        buffer.reserveCapacity(minimumWritableBytes: 512)
         buffer.writeString(method)
         buffer.writeInteger(UInt8(ascii: " "))
         buffer.writeString(head.uri)
         buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+        var hasLength = false
+        var chunked = false
         for (name, value) in head.headers {
-            if dropLength, HTTPBytes.equalsLowercase(name, "content-length") { continue }
-            if (dropCoding || addChunked), HTTPBytes.equalsLowercase(name, "transfer-encoding") { continue }
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+            switch name.utf8.count {
+            case 14 where HTTPBytes.equalsLowercase(name, "content-length"):
+                if isTrace { continue }
+                hasLength = true
+            case 17 where HTTPBytes.equalsLowercase(name, "transfer-encoding"):
+                // Only the proxy's own `chunked` on a method without a body of
+                // course; the others get theirs below when they need it.
+                guard !isTrace, !bodyExpected, value == "chunked" else { continue }
+                chunked = true
+            default:
+                break
+            }
+            guard HTTPBytes.writeField(name, value, into: &buffer) else { throw refuse("invalid header field") }
         }
-        if addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
+        if hasLength && chunked { throw refuse("both Content-Length and Transfer-Encoding") }
+        if bodyExpected && !hasLength {
+            buffer.writeStaticString("transfer-encoding: chunked\r\n")
+            chunked = true
+        }
         buffer.writeStaticString("\r\n")
         return chunked
     }
 
     /// The last chunk and the trailers of a chunked body.
     static func writeChunkedEnd(_ trailers: HTTPHeaders?, into buffer: inout ByteBuffer) throws {
+        let start = buffer.writerIndex
         buffer.writeStaticString("0\r\n")
-        for (name, value) in trailers ?? [:] {
-            guard HTTPBytes.isValidName(name), HTTPBytes.isValidValue(value) else {
-                throw InvalidRequest(description: "invalid trailer field")
-            }
-            buffer.writeString(name)
-            buffer.writeStaticString(": ")
-            buffer.writeString(value)
-            buffer.writeStaticString("\r\n")
+        for (name, value) in trailers ?? [:] where !HTTPBytes.writeField(name, value, into: &buffer) {
+            buffer.moveWriterIndex(to: start)
+            throw InvalidRequest(description: "invalid trailer field")
         }
         buffer.writeStaticString("\r\n")
     }
@@ -133,6 +118,33 @@ enum HTTPBytes {
     @inline(__always)
     static func isValueByte(_ b: UInt8) -> Bool {
         b == 0x09 || (b >= 0x20 && b != 0x7F)
+    }
+
+    /// Writes `name: value` and CRLF when the name is a token and the value
+    /// has no control character (HTAB allowed); false otherwise, with part
+    /// of the field possibly written (the caller resets the buffer).
+    @inline(__always)
+    static func writeField(_ name: String, _ value: String, into buffer: inout ByteBuffer) -> Bool {
+        let written = name.utf8.withContiguousStorageIfAvailable { n -> Bool? in
+            value.utf8.withContiguousStorageIfAvailable { v -> Bool in
+                guard !n.isEmpty else { return false }
+                for b in n where !isTokenByte(b) { return false }
+                for b in v where !isValueByte(b) { return false }
+                buffer.writeBytes(UnsafeRawBufferPointer(n))
+                buffer.writeStaticString(": ")
+                buffer.writeBytes(UnsafeRawBufferPointer(v))
+                buffer.writeStaticString("\r\n")
+                return true
+            }
+        }
+        if let written, let written { return written }
+        // Strings without contiguous UTF-8 (bridged): the slow way.
+        guard isValidName(name), isValidValue(value) else { return false }
+        buffer.writeString(name)
+        buffer.writeStaticString(": ")
+        buffer.writeString(value)
+        buffer.writeStaticString("\r\n")
+        return true
     }
 
     static func isValidName(_ name: String) -> Bool {
@@ -327,7 +339,7 @@ struct UpstreamResponseParser {
         }
         if parsed.status >= 200 {
             if case .untilClose = framing { mustClose = true }
-            if !head.isKeepAlive { mustClose = true }
+            if !parsed.persists { mustClose = true }
         }
         return (head, framing)
     }
@@ -340,6 +352,12 @@ struct UpstreamResponseParser {
         var headers: [(String, String)]
         var length: Int?
         var finalCoding: Coding?
+        /// `close` / `keep-alive` among the `Connection` tokens.
+        var close = false
+        var keepAlive = false
+
+        /// RFC 9112 9.3: HTTP/1.1 persists unless told to close; 1.0 only when told to stay.
+        var persists: Bool { version.minor >= 1 ? !close : keepAlive && !close }
     }
 
     /// Parses a status line and header lines, each ending in CRLF (the
@@ -405,6 +423,19 @@ struct UpstreamResponseParser {
                 if let comma = last.lastIndex(of: UInt8(ascii: ",")) { last = last[(comma + 1)...] }
                 while let f = last.first, f == 0x20 || f == 0x09 { last = last.dropFirst() }
                 head.finalCoding = HTTPBytes.equalsLowercase(UnsafeRawBufferPointer(rebasing: last), "chunked") ? .chunked : .other
+            } else if HTTPBytes.equalsLowercase(name, "connection") {
+                var s = 0
+                while s <= value.count {
+                    var e = s
+                    while e < value.count, value[e] != UInt8(ascii: ",") { e += 1 }
+                    var a = s, b = e
+                    while a < b, value[a] == 0x20 || value[a] == 0x09 { a += 1 }
+                    while b > a, value[b - 1] == 0x20 || value[b - 1] == 0x09 { b -= 1 }
+                    let token = UnsafeRawBufferPointer(rebasing: value[a..<b])
+                    if HTTPBytes.equalsLowercase(token, "close") { head.close = true }
+                    if HTTPBytes.equalsLowercase(token, "keep-alive") { head.keepAlive = true }
+                    s = e + 1
+                }
             }
             head.headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }

@@ -34,42 +34,49 @@ final class UpstreamPool {
         self.state = PoolStateMachine(maxConnections: definition.maxConnections, maxWaiters: max(64, definition.maxConnections * 4))
     }
 
+    /// An idle connection, leased at once, or nil when none is idle (then
+    /// `acquire()`): no future, no closure on the usual path.
+    func acquireIdle() -> UpstreamConnection? {
+        eventLoop.assertInEventLoop()
+        if isShutDown { return nil }
+        while let cid = state.leaseIdle() {
+            metrics.unparked()
+            // Drop idle connections the upstream closed since they were parked.
+            guard let connection = connections[cid], connection.isActive else {
+                _ = state.released(cid, reusable: false)
+                connections[cid] = nil
+                continue
+            }
+            metrics.leased()
+            return connection
+        }
+        return nil
+    }
+
     /// A connection for one exchange. Succeeds synchronously when an idle
     /// connection is available; fails with `Unavailable` on connect failure,
     /// saturation, or when none frees up within the connect timeout.
     func acquire() -> EventLoopFuture<NIOLoopBound<UpstreamConnection>> {
         eventLoop.preconditionInEventLoop()
         if isShutDown { return eventLoop.makeFailedFuture(Unavailable(reason: "pool shut down")) }
-        // Drop idle connections the upstream closed since they were parked.
-        while true {
-            let waiterID = nextWaiterID
-            nextWaiterID += 1
-            let action = state.acquire(waiter: waiterID)
-            if let (cid, _) = action.lease, let connection = connections[cid] {
-                connection.keepAliveTimer?.cancel()
-                connection.keepAliveTimer = nil
-                metrics.unparked()
-                if !connection.isActive {
-                    _ = state.released(cid, reusable: false)
-                    connections[cid] = nil
-                    continue
-                }
-                metrics.leased()
-                return eventLoop.makeSucceededFuture(NIOLoopBound(connection, eventLoop: eventLoop))
-            }
-            if action.reject {
-                metrics.rejected()
-                return eventLoop.makeFailedFuture(Unavailable(reason: "connection pool saturated"))
-            }
-            let promise = eventLoop.makePromise(of: NIOLoopBound<UpstreamConnection>.self)
-            let timeout = eventLoop.scheduleTask(in: definition.connectTimeout) { [weak self] in
-                guard let self, self.state.cancelWaiter(waiterID) else { return }
-                self.waiters.removeValue(forKey: waiterID)?.promise.fail(Unavailable(reason: "no connection within connect timeout"))
-            }
-            waiters[waiterID] = (promise, timeout)
-            run(action)
-            return promise.futureResult
+        if let connection = acquireIdle() {
+            return eventLoop.makeSucceededFuture(NIOLoopBound(connection, eventLoop: eventLoop))
         }
+        let waiterID = nextWaiterID
+        nextWaiterID += 1
+        let action = state.acquire(waiter: waiterID)
+        if action.reject {
+            metrics.rejected()
+            return eventLoop.makeFailedFuture(Unavailable(reason: "connection pool saturated"))
+        }
+        let promise = eventLoop.makePromise(of: NIOLoopBound<UpstreamConnection>.self)
+        let timeout = eventLoop.scheduleTask(in: definition.connectTimeout) { [weak self] in
+            guard let self, self.state.cancelWaiter(waiterID) else { return }
+            self.waiters.removeValue(forKey: waiterID)?.promise.fail(Unavailable(reason: "no connection within connect timeout"))
+        }
+        waiters[waiterID] = (promise, timeout)
+        run(action)
+        return promise.futureResult
     }
 
     /// Returns a leased connection. `reusable` when the exchange completed and
@@ -86,8 +93,38 @@ final class UpstreamPool {
     /// Counts a request sent again after its reused connection failed.
     func metricsRetried() { metrics.retried() }
 
+    /// One timer per pool, at the oldest idle connection's expiry, instead of
+    /// one scheduled and cancelled per exchange.
+    private var idleSweep: Scheduled<Void>?
+
+    private func scheduleIdleSweep(at deadline: NIODeadline) {
+        idleSweep = eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.sweepIdle() }
+    }
+
+    /// Closes the connections idle for `keepalive_timeout`; then waits for the next one to be.
+    private func sweepIdle() {
+        idleSweep = nil
+        let now = NIODeadline.now()
+        var next = NIODeadline.distantFuture
+        for cid in state.idle {
+            guard let connection = connections[cid] else { continue }
+            let expiry = connection.parkedAt + definition.keepaliveTimeout
+            if expiry <= now {
+                state.idleClosed(cid)
+                connections[cid] = nil
+                metrics.connectionClosed(wasIdle: true)
+                connection.close()
+            } else if expiry < next {
+                next = expiry
+            }
+        }
+        if next != .distantFuture { scheduleIdleSweep(at: next) }
+    }
+
     func shutdown() {
         isShutDown = true
+        idleSweep?.cancel()
+        idleSweep = nil
         for (_, c) in connections { c.close() }
         for (id, w) in waiters {
             w.timeout.cancel()
@@ -99,8 +136,6 @@ final class UpstreamPool {
 
     private func run(_ action: PoolStateMachine.Action) {
         if let (cid, waiter) = action.lease, let waiter, let connection = connections[cid] {
-            connection.keepAliveTimer?.cancel()
-            connection.keepAliveTimer = nil
             metrics.leased()
             if let w = waiters.removeValue(forKey: waiter) {
                 w.timeout.cancel()
@@ -109,9 +144,8 @@ final class UpstreamPool {
         }
         if let cid = action.park, let connection = connections[cid] {
             metrics.parked()
-            connection.keepAliveTimer = eventLoop.scheduleTask(in: definition.keepaliveTimeout) { [weak connection] in
-                connection?.close()
-            }
+            connection.parkedAt = .now()
+            if idleSweep == nil { scheduleIdleSweep(at: connection.parkedAt + definition.keepaliveTimeout) }
         }
         if let cid = action.close, let connection = connections[cid] {
             connection.close()

@@ -70,7 +70,8 @@ struct Router: Sendable {
 
     /// Splits `/a/b?x=1` into path and query (without `?`).
     static func split(_ target: Substring) -> (Substring, Substring?) {
-        guard let q = target.firstIndex(of: "?") else { return (target, nil) }
-        return (target[..<q], target[target.index(after: q)...])
+        // Over UTF-8 bytes: `firstIndex(of: Character)` walks grapheme clusters.
+        guard let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (target, nil) }
+        return (target[..<q], target[target.utf8.index(after: q)...])
     }
 }
