@@ -22,9 +22,11 @@ struct AccessLogEntry {
 struct AccessLog: Sendable {
     let enabled: Bool
 
-    func log(_ e: AccessLogEntry) {
+    /// The entry is only built when the log is on.
+    func log(_ entry: @autoclosure () -> AccessLogEntry) {
         guard enabled else { return }
-        let path = e.path.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? e.path
+        let e = entry()
+        let path = String(Router.split(Substring(e.path)).0)
         var line = "{\"type\":\"access\",\"time\":\"\(JSONText.timestamp())\",\"request_id\":\"\(e.requestID)\""
         line += ",\"listener\":\(JSONText.quote(e.listener)),\"route\":\(JSONText.quote(e.route)),\"upstream\":\(JSONText.quote(e.upstream))"
         line += ",\"method\":\(JSONText.quote(e.method)),\"path\":\(JSONText.quote(path)),\"protocol\":\"\(e.protocolName)\""

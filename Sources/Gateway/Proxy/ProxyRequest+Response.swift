@@ -189,7 +189,7 @@ extension ProxyRequest {
             requestID: exchange.requestID, listener: exchange.listener, route: exchange.route, upstream: exchange.upstream,
             method: method.rawValue, path: exchange.originalTarget, status: Int(status), bytesIn: requestBodyBytes,
             bytesOut: responseBytes, durationNanos: duration.nanoseconds,
-            upstreamNanos: upstreamHeadAt.map { ($0 - startedAt).nanoseconds }, client: exchange.clientAddress?.ipAddress,
+            upstreamNanos: upstreamHeadAt.map { ($0 - startedAt).nanoseconds }, client: handler.clientIP,
             protocolName: isHTTP2 ? "HTTP/2" : "HTTP/1.1", error: errorCode))
     }
 }

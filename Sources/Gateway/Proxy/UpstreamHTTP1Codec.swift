@@ -130,10 +130,16 @@ enum HTTPBytes {
                 guard !n.isEmpty else { return false }
                 for b in n where !isTokenByte(b) { return false }
                 for b in v where !isValueByte(b) { return false }
-                buffer.writeBytes(UnsafeRawBufferPointer(n))
-                buffer.writeStaticString(": ")
-                buffer.writeBytes(UnsafeRawBufferPointer(v))
-                buffer.writeStaticString("\r\n")
+                // One copy into the buffer for the whole line.
+                let total = n.count + v.count + 4
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+                    let o = out.baseAddress!
+                    o.copyMemory(from: n.baseAddress!, byteCount: n.count)
+                    o.storeBytes(of: UInt16(0x3A20).bigEndian, toByteOffset: n.count, as: UInt16.self)  // ": "
+                    if !v.isEmpty { (o + n.count + 2).copyMemory(from: v.baseAddress!, byteCount: v.count) }
+                    o.storeBytes(of: UInt16(0x0D0A).bigEndian, toByteOffset: total - 2, as: UInt16.self)  // CRLF
+                    return total
+                }
                 return true
             }
         }
