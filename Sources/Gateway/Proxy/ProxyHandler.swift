@@ -30,7 +30,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var discardingBody = false
     /// HTTP/1.1 requests pipelined behind the current one, replayed in order
     /// once its response ends. Reads pause while any wait, so this stays small.
-    private var queued = CircularBuffer<HTTPServerRequestPart>()
+    private var queued: [HTTPServerRequestPart] = []
     private var readPending = false
     private var quiescing = false
     private var timer = DeadlineTimer()
@@ -255,9 +255,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         requestEnded = true
         setDeadline(.awaitingHead, in: env.listener.limits.idleTimeout)
         if !queued.isEmpty {
-            var parts = CircularBuffer<HTTPServerRequestPart>()
-            swap(&parts, &queued)
-            while let part = parts.popFirst() { dispatch(part) }
+            let parts = queued
+            queued = []
+            for part in parts { dispatch(part) }
         }
         if let error = protocolErrorQueued, request == nil, queued.isEmpty {
             protocolErrorQueued = nil

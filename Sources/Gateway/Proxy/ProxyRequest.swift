@@ -29,7 +29,8 @@ final class ProxyRequest: UpstreamDelegate {
     var connection: UpstreamConnection?
 
     /// Request parts that arrived before the upstream connection was ready.
-    var pending = CircularBuffer<HTTPClientRequestPart>()
+    /// (An array: no allocation for the usual request, which has none.)
+    var pending: [HTTPClientRequestPart] = []
     var pendingBytes = 0
     static let pendingLimit = 256 << 10
     var requestBodyBytes = 0
@@ -277,7 +278,11 @@ final class ProxyRequest: UpstreamDelegate {
         phase = .forwarding
         c.write(.head(exchange.request))
         var endWritten = false
-        while let part = pending.popFirst() {
+        let parts = pending
+        pending.removeAll()
+        for part in parts {
+            // A write that failed the exchange ends it.
+            guard phase == .forwarding else { break }
             if case .end = part { endWritten = true }
             c.write(part)
         }
