@@ -191,7 +191,7 @@ public struct AuthenticateFilter: Filter {
         guard i.timeout.nanoseconds > 0 else { throw FilterConfigurationError("introspection.timeout: must be positive") }
         let settings = Introspector.Settings(
             url: url, clientID: i.clientID, clientSecret: secret, timeout: .nanoseconds(i.timeout.nanoseconds),
-            cacheTTL: i.cacheTTL.nanoseconds / 1_000_000_000, negativeCacheTTL: i.negativeCacheTTL.nanoseconds / 1_000_000_000,
+            cacheTTLMillis: i.cacheTTL.nanoseconds / 1_000_000, negativeCacheTTLMillis: i.negativeCacheTTL.nanoseconds / 1_000_000,
             maxInFlight: i.maxInFlight)
         return Introspector(settings: settings, client: client)
     }
@@ -217,7 +217,7 @@ public struct AuthenticateFilter: Filter {
             }
         }
         guard let introspector else { return unauthorized }
-        let future = introspector.introspect(token, now: now, on: exchange.eventLoop).map { [self] outcome -> FilterAction in
+        let future = introspector.introspect(token, on: exchange.eventLoop).map { [self] outcome -> FilterAction in
             switch outcome {
             case .active(let principal):
                 return accept(principal, exchange)

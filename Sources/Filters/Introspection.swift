@@ -24,8 +24,10 @@ final class Introspector: Sendable {
         var clientID: String
         var clientSecret: String
         var timeout: TimeAmount
-        var cacheTTL: Int64
-        var negativeCacheTTL: Int64
+        /// Milliseconds: whole seconds against a whole-second clock kept a
+        /// 1 s entry anywhere from 0 to 1 s.
+        var cacheTTLMillis: Int64
+        var negativeCacheTTLMillis: Int64
         var maxInFlight: Int
     }
 
@@ -38,8 +40,11 @@ final class Introspector: Sendable {
 
     struct Cached: Sendable {
         let outcome: Outcome
+        /// Milliseconds since the epoch.
         let until: Int64
     }
+
+    static func nowMillis() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     let settings: Settings
     let client: any OutboundHTTPClient
@@ -60,9 +65,9 @@ final class Introspector: Sendable {
     var lookupsSent: Int { sent.withLock { $0 } }
 
     /// The outcome for `token`, from the cache when it can be.
-    func introspect(_ token: String, now: Int64, on eventLoop: EventLoop) -> EventLoopFuture<Outcome> {
+    func introspect(_ token: String, on eventLoop: EventLoop) -> EventLoopFuture<Outcome> {
         let key = Principal.credentialID(token)
-        if let hit = cache.get(key), hit.until > now { return eventLoop.makeSucceededFuture(hit.outcome) }
+        if let hit = cache.get(key), hit.until > Self.nowMillis() { return eventLoop.makeSucceededFuture(hit.outcome) }
         let (future, isNew): (EventLoopFuture<Outcome>?, Bool) = inFlight.withLock { map in
             if let existing = map[key] { return (existing, false) }
             guard map.count < settings.maxInFlight else { return (nil, false) }
@@ -75,13 +80,13 @@ final class Introspector: Sendable {
             future.whenComplete { [self] result in
                 inFlight.withLock { _ = $0.removeValue(forKey: key) }
                 guard case .success(let outcome) = result else { return }
-                let now = PassportVerifier.currentTime()
+                let now = Self.nowMillis()
                 switch outcome {
                 case .active(let p):
-                    let until = min(now + settings.cacheTTL, p.expiresAt ?? .max)
+                    let until = min(now + settings.cacheTTLMillis, p.expiresAt.map { max(0, min($0, Int64.max / 1000)) * 1000 } ?? .max)
                     cache.put(key, Cached(outcome: outcome, until: until))
                 case .inactive:
-                    cache.put(key, Cached(outcome: outcome, until: now + settings.negativeCacheTTL))
+                    cache.put(key, Cached(outcome: outcome, until: now + settings.negativeCacheTTLMillis))
                 case .unavailable:
                     break
                 }
