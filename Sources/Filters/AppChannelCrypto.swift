@@ -42,7 +42,7 @@ public enum AppChannelCrypto {
 
     /// `HMAC-SHA-256(K_mac, canonical)`.
     public static func signature(canonical: [UInt8], keys: SessionKeys) -> [UInt8] {
-        Sodium.hmacSHA256(key: keys.mac, message: canonical)
+        Digest.hmacSHA256(key: keys.mac, message: canonical)
     }
 
     /// `A` of PROTOCOL 2.4.

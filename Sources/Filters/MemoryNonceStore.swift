@@ -54,7 +54,7 @@ public final class MemoryNonceStore: Sendable {
     }
 
     static func key(clientKey: [UInt8], nonce: [UInt8]) -> Key {
-        let digest = Sodium.sha256(clientKey + nonce)
+        let digest = Digest.sha256(clientKey + nonce)
         var high: UInt64 = 0
         var low: UInt64 = 0
         for i in 0..<8 {

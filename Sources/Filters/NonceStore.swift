@@ -54,7 +54,7 @@ public final class RedisNonceStore: NonceStore {
     }
 
     public func storageKey(clientKey: [UInt8], nonce: [UInt8]) -> [UInt8] {
-        Array((prefix + Hex.encode(Sodium.sha256(clientKey + nonce).prefix(16))).utf8)
+        Array((prefix + Hex.encode(Digest.sha256(clientKey + nonce).prefix(16))).utf8)
     }
 
     public func record(clientKey: [UInt8], nonce: [UInt8], now: Int64, on loop: EventLoop) -> NonceStoreResult {

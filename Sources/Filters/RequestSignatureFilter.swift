@@ -170,11 +170,7 @@ public struct RequestSignatureFilter: Filter {
             return .reject(Self.invalidSignature)
         }
         let method = exchange.request.method.rawValue
-        let bodyHash = body.withUnsafeReadableBytes { raw -> [UInt8] in
-            var hash = SHA256Hasher()
-            hash.update(raw)
-            return hash.finalize()
-        }
+        let bodyHash = body.withUnsafeReadableBytes { Digest.sha256($0) }
         let canonical = AppChannelCrypto.canonical(method: method, target: exchange.originalTarget, timestamp: p.timestamp,
                                                    nonce: p.nonceText, kid: p.kid, bodySHA256: bodyHash)
         guard Sodium.constantTimeEqual(AppChannelCrypto.signature(canonical: canonical, keys: session), p.signature) else {

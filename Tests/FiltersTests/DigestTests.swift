@@ -1,0 +1,25 @@
+import Passport
+import Testing
+
+@testable import Filters
+
+@Suite("SHA-256 and HMAC from swift-crypto")
+struct DigestTests {
+    @Test("the same bytes as libsodium for every length up to 2 KiB")
+    func sameAsSodium() {
+        var rng = SystemRandomNumberGenerator()
+        for n in 0...2048 {
+            let data = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            #expect(Digest.sha256(data) == Sodium.sha256(data), "length \(n)")
+            let key = (0..<(n % 100)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            #expect(Digest.hmacSHA256(key: key, message: data) == Sodium.hmacSHA256(key: key, message: data), "length \(n)")
+        }
+    }
+
+    @Test("RFC 4231 test case 2 and the empty string's SHA-256")
+    func knownAnswers() {
+        let mac = Digest.hmacSHA256(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8))
+        #expect(Hex.encode(mac) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+        #expect(Hex.encode(Digest.sha256([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+    }
+}
