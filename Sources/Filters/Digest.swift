@@ -13,7 +13,21 @@ public enum Digest {
         bytes.withUnsafeBytes { sha256($0) }
     }
 
+    /// RFC 2104 over `SHA256` directly: swift-crypto's `HMAC` type costs
+    /// more in key and state set-up than the hashing of a short message.
     public static func hmacSHA256(key: [UInt8], message: [UInt8]) -> [UInt8] {
-        Array(HMAC<SHA256>.authenticationCode(for: message, using: SymmetricKey(data: key)))
+        let k = key.count > 64 ? sha256(key) : key
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { pad in
+            for i in 0..<64 { pad[i] = (i < k.count ? k[i] : 0) ^ 0x36 }
+            var inner = SHA256()
+            inner.update(bufferPointer: UnsafeRawBufferPointer(pad))
+            message.withUnsafeBytes { inner.update(bufferPointer: $0) }
+            let innerDigest = inner.finalize()
+            for i in 0..<64 { pad[i] ^= 0x36 ^ 0x5C }
+            var outer = SHA256()
+            outer.update(bufferPointer: UnsafeRawBufferPointer(pad))
+            innerDigest.withUnsafeBytes { outer.update(bufferPointer: $0) }
+            return Array(outer.finalize())
+        }
     }
 }

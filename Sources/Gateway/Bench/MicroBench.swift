@@ -218,9 +218,18 @@ struct MicroBenchmarks {
                                                               clientKey: client.publicKey) else { return results }
         let body = [UInt8](repeating: 7, count: 1024)
         let bodyHash = Sodium.sha256(body)
+        results.append(Result(name: "SHA-256, 1 KiB (libsodium)", opsPerSecond: measure { sink &+= Int(Sodium.sha256(body)[0]) }))
+        results.append(Result(name: "SHA-256, 1 KiB (swift-crypto)", opsPerSecond: measure { sink &+= Int(Digest.sha256(body)[0]) }))
+        let canonicalSample = [UInt8](repeating: 65, count: 150)
+        results.append(Result(name: "HMAC-SHA-256, 150 B (libsodium)", opsPerSecond: measure {
+            sink &+= Int(Sodium.hmacSHA256(key: keys.mac, message: canonicalSample)[0])
+        }))
+        results.append(Result(name: "HMAC-SHA-256, 150 B (swift-crypto)", opsPerSecond: measure {
+            sink &+= Int(Digest.hmacSHA256(key: keys.mac, message: canonicalSample)[0])
+        }))
         results.append(Result(name: "request signature verify, 1 KiB body", opsPerSecond: measure {
             let canonical = AppChannelCrypto.canonical(method: "POST", target: "/api/v1/transfers", timestamp: "1764250000123",
-                                                       nonce: "ZGVmZ2hpamtsbW5vcHFycw", kid: "k1", bodySHA256: Sodium.sha256(body))
+                                                       nonce: "ZGVmZ2hpamtsbW5vcHFycw", kid: "k1", bodySHA256: Digest.sha256(body))
             let mac = AppChannelCrypto.signature(canonical: canonical, keys: keys)
             if Sodium.constantTimeEqual(mac, bodyHash) { sink &+= 1 }
         }))
