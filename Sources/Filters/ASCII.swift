@@ -10,4 +10,18 @@ public enum ASCII {
         default: return nil
         }
     }
+
+    /// Whether `name` equals the lowercase literal `lower`, ASCII case-insensitively, without allocating.
+    @inline(__always)
+    public static func equalsLowercase(_ name: String, _ lower: StaticString) -> Bool {
+        let n = lower.utf8CodeUnitCount
+        guard name.utf8.count == n else { return false }
+        let l = lower.utf8Start
+        var i = 0
+        for b in name.utf8 {
+            if b | 0x20 != l[i] { return false }
+            i += 1
+        }
+        return true
+    }
 }

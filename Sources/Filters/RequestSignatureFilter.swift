@@ -145,14 +145,14 @@ public struct RequestSignatureFilter: Filter {
     enum PendingKey: ExchangeKey { typealias Value = Pending }
 
     public func onRequest(_ exchange: Exchange) -> FilterAction {
-        let headers = exchange.request.headers
-        guard let kid = Self.single(headers, "x-gw-kid"), Self.isKid(kid),
-              let clientKeyText = Self.single(headers, "x-gw-client-key"),
+        let h = Self.signatureHeaders(exchange.request.headers)
+        guard let kid = h.kid, Self.isKid(kid),
+              let clientKeyText = h.clientKey,
               let clientKey = Base64URL.decode(clientKeyText), clientKey.count == 32,
-              let timestamp = Self.single(headers, "x-gw-timestamp"), let ts = Self.milliseconds(timestamp),
-              let nonceText = Self.single(headers, "x-gw-nonce"),
+              let timestamp = h.timestamp, let ts = Self.milliseconds(timestamp),
+              let nonceText = h.nonce,
               let nonce = Base64URL.decode(nonceText), (16...32).contains(nonce.count),
-              let signatureText = Self.single(headers, "x-gw-signature"),
+              let signatureText = h.signature,
               let signature = Base64URL.decode(signatureText), signature.count == 32
         else { return .reject(Self.malformed) }
         let now = clock()
@@ -214,12 +214,41 @@ public struct RequestSignatureFilter: Filter {
     }
 
     /// The value of a header sent exactly once; nil when absent or repeated.
-    static func single(_ headers: HTTPHeaders, _ name: String) -> String? {
-        var found: String?
-        for value in headers[name] {
-            if found != nil { return nil }
-            found = value
+    /// The five signed-request headers, each nil when missing or sent more than once.
+    struct SignatureHeaders {
+        var kid, clientKey, timestamp, nonce, signature: String?
+    }
+
+    /// One pass over the headers instead of a lookup (and an array) per name.
+    static func signatureHeaders(_ headers: HTTPHeaders) -> SignatureHeaders {
+        var found = SignatureHeaders()
+        var seen = (kid: 0, clientKey: 0, timestamp: 0, nonce: 0, signature: 0)
+        for (name, value) in headers {
+            switch name.utf8.count {
+            case 8 where ASCII.equalsLowercase(name, "x-gw-kid"):
+                found.kid = value
+                seen.kid += 1
+            case 10 where ASCII.equalsLowercase(name, "x-gw-nonce"):
+                found.nonce = value
+                seen.nonce += 1
+            case 14 where ASCII.equalsLowercase(name, "x-gw-timestamp"):
+                found.timestamp = value
+                seen.timestamp += 1
+            case 14 where ASCII.equalsLowercase(name, "x-gw-signature"):
+                found.signature = value
+                seen.signature += 1
+            case 15 where ASCII.equalsLowercase(name, "x-gw-client-key"):
+                found.clientKey = value
+                seen.clientKey += 1
+            default:
+                break
+            }
         }
+        if seen.kid > 1 { found.kid = nil }
+        if seen.clientKey > 1 { found.clientKey = nil }
+        if seen.timestamp > 1 { found.timestamp = nil }
+        if seen.nonce > 1 { found.nonce = nil }
+        if seen.signature > 1 { found.signature = nil }
         return found
     }
 

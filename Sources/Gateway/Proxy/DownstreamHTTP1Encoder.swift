@@ -1,3 +1,4 @@
+import Filters
 import NIOCore
 import NIOHTTP1
 
@@ -36,10 +37,10 @@ struct DownstreamHTTP1Encoder {
         var hasLength = false
         for (name, value) in head.headers {
             switch name.utf8.count {
-            case 14 where HTTPBytes.equalsLowercase(name, "content-length"):
+            case 14 where ASCII.equalsLowercase(name, "content-length"):
                 if bodiless { continue }
                 hasLength = true
-            case 17 where HTTPBytes.equalsLowercase(name, "transfer-encoding"):
+            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"):
                 // Framing is the encoder's: chunked is added below when needed.
                 continue
             default:

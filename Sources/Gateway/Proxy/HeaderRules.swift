@@ -1,3 +1,4 @@
+import Filters
 import NIOCore
 import NIOHTTP1
 
@@ -105,7 +106,7 @@ enum HeaderRules {
         var named: [String] = []
         for value in values {
             // The usual values name no header: no splitting, no allocation.
-            if HTTPBytes.equalsLowercase(value, "keep-alive") || HTTPBytes.equalsLowercase(value, "close") { continue }
+            if ASCII.equalsLowercase(value, "keep-alive") || ASCII.equalsLowercase(value, "close") { continue }
             for token in value.split(separator: ",") {
                 let t = token.trimmingSpaces().lowercased()
                 if !t.isEmpty, t != "close", t != "keep-alive" { named.append(t) }

@@ -94,13 +94,13 @@ final class ProxyRequest: UpstreamDelegate {
             let n = name.utf8.count
             size += n + value.utf8.count + 4
             switch n {
-            case 4 where HTTPBytes.equalsLowercase(name, "host"):
+            case 4 where ASCII.equalsLowercase(name, "host"):
                 host = value
                 hosts += 1
-            case 14 where HTTPBytes.equalsLowercase(name, "content-length"):
+            case 14 where ASCII.equalsLowercase(name, "content-length"):
                 length = value
                 lengths += 1
-            case 17 where HTTPBytes.equalsLowercase(name, "transfer-encoding"):
+            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"):
                 coding = value
                 codings += 1
             default:

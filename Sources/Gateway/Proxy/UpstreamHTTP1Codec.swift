@@ -1,3 +1,4 @@
+import Filters
 import NIOCore
 import NIOHTTP1
 
@@ -49,10 +50,10 @@ enum UpstreamRequestEncoder {
         var chunked = false
         for (name, value) in head.headers {
             switch name.utf8.count {
-            case 14 where HTTPBytes.equalsLowercase(name, "content-length"):
+            case 14 where ASCII.equalsLowercase(name, "content-length"):
                 if isTrace { continue }
                 hasLength = true
-            case 17 where HTTPBytes.equalsLowercase(name, "transfer-encoding"):
+            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"):
                 // Only the proxy's own `chunked` on a method without a body of
                 // course; the others get theirs below when they need it.
                 guard !isTrace, !bodyExpected, value == "chunked" else { continue }
@@ -161,30 +162,7 @@ enum HTTPBytes {
         value.utf8.allSatisfy(isValueByte)
     }
 
-    @inline(__always)
-    static func hexValue(_ b: UInt8) -> UInt8? {
-        switch b {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): return b - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): return b - UInt8(ascii: "A") + 10
-        default: return nil
-        }
-    }
-
     /// ASCII case-insensitive comparison with a lowercase literal.
-    @inline(__always)
-    static func equalsLowercase(_ name: String, _ lower: StaticString) -> Bool {
-        let n = lower.utf8CodeUnitCount
-        guard name.utf8.count == n else { return false }
-        let l = lower.utf8Start
-        var i = 0
-        for b in name.utf8 {
-            if b | 0x20 != l[i] { return false }
-            i += 1
-        }
-        return true
-    }
-
     @inline(__always)
     static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
         let n = lower.utf8CodeUnitCount
@@ -455,7 +433,7 @@ struct UpstreamResponseParser {
         let line: (size: Int, length: Int)? = try buffer.withUnsafeReadableBytes { p in
             var i = 0
             var size = 0
-            while i < p.count, let v = HTTPBytes.hexValue(p[i]) {
+            while i < p.count, let v = ASCII.hexValue(p[i]) {
                 guard i < 15 else { throw ParseError(description: "chunk size too large") }
                 size = size << 4 | Int(v)
                 i += 1
