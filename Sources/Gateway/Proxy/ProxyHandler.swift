@@ -2,6 +2,7 @@ import Filters
 import Logging
 import NIOCore
 import NIOHTTP1
+import NIOHTTP2
 import NIOSSL
 
 /// The request path of one downstream HTTP/1.1 connection or one HTTP/2
@@ -292,10 +293,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// Writes a response part: as bytes on HTTP/1.1, as a part to the HTTP/2 codec.
     private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
-        guard encoder != nil else {
-            context.write(wrapOutboundOut(part), promise: nil)
-            return
-        }
+        guard encoder != nil else { return sendH2(part, context: context, promise: nil) }
         switch part {
         case .head(let head):
             var buffer = context.channel.allocator.buffer(capacity: 512)
@@ -319,14 +317,36 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
+    /// HTTP/2: a response part as a frame payload of this stream (the stream
+    /// channel frames it; `H2RequestDecoder` reads the other direction).
+    private func sendH2(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        let payload: HTTP2Frame.FramePayload
+        switch part {
+        case .head(let head):
+            payload = .headers(.init(headers: H2ResponseHead.block(head)))
+        case .body(.byteBuffer(let body)):
+            payload = .data(.init(data: .byteBuffer(body)))
+        case .body(.fileRegion):
+            promise?.fail(ChannelError.operationUnsupported)
+            return
+        case .end:
+            payload = .data(.init(data: .byteBuffer(context.channel.allocator.buffer(capacity: 0)), endStream: true))
+        }
+        context.write(NIOAny(payload), promise: promise)
+    }
+
     /// Ends the response and flushes; then, with `thenClose`, closes once
     /// every byte was written.
     private func sendEnd(context: ChannelHandlerContext, thenClose: Bool) {
         guard encoder != nil else {
             if thenClose {
-                context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in context.close(promise: nil) }
+                let promise = context.eventLoop.makePromise(of: Void.self)
+                sendH2(.end(nil), context: context, promise: promise)
+                context.flush()
+                promise.futureResult.whenComplete { _ in context.close(promise: nil) }
             } else {
-                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                sendH2(.end(nil), context: context, promise: nil)
+                context.flush()
             }
             return
         }

@@ -97,37 +97,10 @@ enum ListenerBootstrap {
         ) { stream in
             stream.eventLoop.makeCompletedFuture {
                 let s = stream.pipeline.syncOperations
-                try s.addHandler(AuthorityGuard())
-                try s.addHandler(HTTP2FramePayloadToHTTP1ServerCodec())
+                try s.addHandler(H2RequestDecoder())
                 try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true, streamDeadlines: deadlines))
             }
         }
         try sync.addHandler(management)
-    }
-}
-
-/// HTTP/2: a request's `:authority` and `host` must agree (RFC 9113 8.3.1).
-/// NIO's HTTP/2-to-HTTP/1 codec keeps `host` and drops `:authority` when both
-/// are present; when they disagree, this adds `:authority` as a second `host`,
-/// which the proxy refuses (400 `invalid_host`). It leaves the stream's
-/// pipeline after the first HEADERS frame.
-final class AuthorityGuard: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias InboundOut = HTTP2Frame.FramePayload
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var payload = unwrapInboundIn(data)
-        if case .headers(var headers) = payload {
-            let authority = headers.headers.first(name: ":authority")
-            let hosts = headers.headers["host"]
-            if let authority, !hosts.isEmpty, hosts.contains(where: { $0.lowercased() != authority.lowercased() }) {
-                headers.headers.add(name: "host", value: authority)
-                payload = .headers(headers)
-            }
-            context.fireChannelRead(wrapInboundOut(payload))
-            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-            return
-        }
-        context.fireChannelRead(data)
     }
 }

@@ -1,0 +1,143 @@
+import Filters
+import NIOCore
+import NIOHPACK
+import NIOHTTP1
+import NIOHTTP2
+
+/// The request side of an HTTP/2 stream as HTTP/1 request parts for
+/// `ProxyHandler`, in one inbound-only handler (the proxy writes its response
+/// frames itself, see `ProxyHandler.sendH2`). It replaces NIO's
+/// HTTP/2-to-HTTP/1 codec and the `:authority` check that ran before it: two
+/// handlers per stream, and a conversion of every response head through
+/// `HTTPHeaders`.
+///
+/// The request head is NIO's translation: `:method`, `:path`, `:scheme` and
+/// `:authority` required; `host` from `:authority` when absent; a body
+/// without `content-length` on a method that has one marked
+/// `transfer-encoding: chunked` (or `content-length: 0` on a HEADERS frame
+/// that ends the stream). When `:authority` and `host` disagree (RFC 9113
+/// 8.3.1), `:authority` is added as a second `host`, which the proxy refuses
+/// (400 `invalid_host`).
+final class H2RequestDecoder: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame.FramePayload
+    typealias InboundOut = HTTPServerRequestPart
+
+    struct MalformedRequest: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    private enum State { case awaitingHead, body, ended }
+    private var state = State.awaitingHead
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .headers(let frame):
+            switch state {
+            case .awaitingHead:
+                do {
+                    let head = try Self.requestHead(frame.headers, endStream: frame.endStream)
+                    state = frame.endStream ? .ended : .body
+                    context.fireChannelRead(wrapInboundOut(.head(head)))
+                    if frame.endStream { context.fireChannelRead(wrapInboundOut(.end(nil))) }
+                } catch {
+                    state = .ended
+                    context.fireErrorCaught(error)
+                }
+            case .body:
+                // Trailers.
+                state = .ended
+                var trailers = HTTPHeaders()
+                for (name, value, _) in frame.headers where name.utf8.first != UInt8(ascii: ":") {
+                    trailers.add(name: name, value: value)
+                }
+                context.fireChannelRead(wrapInboundOut(.end(trailers)))
+            case .ended:
+                context.fireErrorCaught(MalformedRequest(description: "a header block after the end of the request"))
+            }
+        case .data(let frame):
+            guard state == .body, case .byteBuffer(let body) = frame.data else { return }
+            if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
+            if frame.endStream {
+                state = .ended
+                context.fireChannelRead(wrapInboundOut(.end(nil)))
+            }
+        default:
+            break
+        }
+    }
+
+    static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws -> HTTPRequestHead {
+        var method: String?, path: String?, scheme: String?, authority: String?
+        var hasHost = false, hasLength = false
+        var hostDisagrees = false
+        var regular = 0
+        for (name, value, _) in block {
+            guard name.utf8.first == UInt8(ascii: ":") else {
+                regular += 1
+                switch name.utf8.count {
+                case 4 where name == "host":
+                    hasHost = true
+                case 14 where name == "content-length":
+                    hasLength = true
+                default:
+                    break
+                }
+                continue
+            }
+            switch name {
+            case ":method": method = value
+            case ":path": path = value
+            case ":scheme": scheme = value
+            case ":authority": authority = value
+            default: break
+            }
+        }
+        guard let method, let path, scheme != nil, let authority else {
+            throw MalformedRequest(description: "a request without :method, :path, :scheme or :authority")
+        }
+        if hasHost {
+            let lowerAuthority = authority.lowercased()
+            for value in block["host"] where value.lowercased() != lowerAuthority { hostDisagrees = true }
+        }
+        var headers: [(String, String)] = []
+        headers.reserveCapacity(regular + 2)
+        if !hasHost { headers.append(("host", authority)) }
+        let httpMethod = HTTPMethod(rawValue: method)
+        switch httpMethod {
+        case .GET, .HEAD, .DELETE, .CONNECT, .TRACE:
+            break
+        default:
+            if !hasLength { headers.append(endStream ? ("content-length", "0") : ("transfer-encoding", "chunked")) }
+        }
+        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") { headers.append((name, value)) }
+        if hostDisagrees { headers.append(("host", authority)) }
+        return HTTPRequestHead(version: .http2, method: httpMethod, uri: path, headers: HTTPHeaders(headers))
+    }
+}
+
+@available(*, unavailable)
+extension H2RequestDecoder: Sendable {}
+
+/// The response side: a response head as an HTTP/2 header block, names
+/// lowercased (without a copy when they already are) and the
+/// connection-specific fields HTTP/2 forbids left out.
+enum H2ResponseHead {
+    static func block(_ head: HTTPResponseHead) -> HPACKHeaders {
+        var block = HPACKHeaders()
+        block.reserveCapacity(head.headers.count + 1)
+        block.add(name: ":status", value: String(head.status.code))
+        for (name, value) in head.headers {
+            switch name.utf8.count {
+            case 10 where ASCII.equalsLowercase(name, "connection") || ASCII.equalsLowercase(name, "keep-alive"),
+                 16 where ASCII.equalsLowercase(name, "proxy-connection"),
+                 17 where ASCII.equalsLowercase(name, "transfer-encoding"),
+                 7 where ASCII.equalsLowercase(name, "upgrade"):
+                continue
+            default:
+                break
+            }
+            block.add(name: name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? name.lowercased() : name, value: value)
+        }
+        return block
+    }
+}
