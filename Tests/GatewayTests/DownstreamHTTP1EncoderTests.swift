@@ -62,4 +62,20 @@ struct DownstreamHTTP1EncoderTests {
         }
         #expect(out.readableBytes == 0)
     }
+
+    @Test("an HTTP/1.0 client never gets chunks: a body without length runs to the close, and the head says so")
+    func http10() throws {
+        var e = DownstreamHTTP1Encoder()
+        var out = ByteBuffer()
+        let closes = try e.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["x-a": "b"]), answeringHEAD: false, toHTTP10: true, into: &out)
+        e.body(ByteBuffer(string: "abc"), allocator: ByteBufferAllocator()) { var x = $0; out.writeBuffer(&x) }
+        #expect(e.end() == nil)
+        #expect(closes)
+        #expect(String(buffer: out) == "HTTP/1.1 200 OK\r\nx-a: b\r\nconnection: close\r\n\r\nabc")
+        // With a length, nothing changes; a HEAD answer has no body to delimit.
+        var f = DownstreamHTTP1Encoder()
+        var out2 = ByteBuffer()
+        #expect(!(try f.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "3"]), answeringHEAD: false, toHTTP10: true, into: &out2)))
+        #expect(!(try f.head(HTTPResponseHead(version: .http1_1, status: .ok), answeringHEAD: true, toHTTP10: true, into: &out2)))
+    }
 }

@@ -208,4 +208,30 @@ struct UpstreamResponseEndToEndTests {
         let third = try await Curl.request(base + "/c", caFile: "/dev/null")
         #expect(third.status == 200 && third.body != first.body)
     }
+
+    @Test("an HTTP/1.0 client gets a body without length unchunked, ended by the close; HTTP/1.1 gets it chunked")
+    func http10Client() async throws {
+        let (upstream, gateway, port) = try await Self.start()
+        defer { gateway.stop(); upstream.stop() }
+        let script = """
+        import socket, sys
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+        s.sendall(sys.argv[2].encode().replace(b"|", b"\\r\\n"))
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        sys.stdout.write(data.decode())
+        """
+        let old = try await TestSupport.run("/usr/bin/python3", ["-c", script, String(port), "GET /chunked HTTP/1.0|Host: x||"])
+        let lower = old.stdout.lowercased()
+        #expect(old.stdout.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(old.stdout) \(old.stderr)")
+        #expect(!lower.contains("transfer-encoding") && lower.contains("\r\nconnection: close\r\n"), "\(old.stdout)")
+        #expect(old.stdout.hasSuffix("\r\n\r\nabc0123456789"), "\(old.stdout)")
+        let new = try await TestSupport.run("/usr/bin/python3", ["-c", script, String(port), "GET /chunked HTTP/1.1|Host: x|Connection: close||"])
+        #expect(new.stdout.lowercased().contains("transfer-encoding: chunked"), "\(new.stdout)")
+        #expect(new.stdout.contains("abc") && new.stdout.hasSuffix("0123456789\r\n0\r\n\r\n"), "\(new.stdout)")
+    }
 }

@@ -19,9 +19,14 @@ struct DownstreamHTTP1Encoder {
     private var chunked = false
     private var suppressBody = false
 
-    /// The head of a response; `answeringHEAD` when the request was a HEAD.
-    /// One pass; on a refusal `buffer` is left as it was.
-    mutating func head(_ head: HTTPResponseHead, answeringHEAD: Bool, into buffer: inout ByteBuffer) throws {
+    /// The head of a response; `answeringHEAD` when the request was a HEAD,
+    /// `toHTTP10` when it came from an HTTP/1.0 client, which cannot read a
+    /// chunked body (RFC 9112 7.1): a body without length then runs until the
+    /// connection closes, and the head says `connection: close`. Returns
+    /// whether the connection must close after this response. One pass; on
+    /// a refusal `buffer` is left as it was.
+    @discardableResult
+    mutating func head(_ head: HTTPResponseHead, answeringHEAD: Bool, toHTTP10: Bool = false, into buffer: inout ByteBuffer) throws -> Bool {
         let start = buffer.writerIndex
         let code = head.status.code
         let interim = code < 200 && code != 101
@@ -35,6 +40,7 @@ struct DownstreamHTTP1Encoder {
         buffer.writeString(reason)
         buffer.writeStaticString("\r\n")
         var hasLength = false
+        var saysClose = false
         for (name, value) in head.headers {
             switch name.utf8.count {
             case 14 where ASCII.equalsLowercase(name, "content-length"):
@@ -43,6 +49,8 @@ struct DownstreamHTTP1Encoder {
             case 17 where ASCII.equalsLowercase(name, "transfer-encoding"):
                 // Framing is the encoder's: chunked is added below when needed.
                 continue
+            case 10 where ASCII.equalsLowercase(name, "connection"):
+                saysClose = saysClose || ASCII.equalsLowercase(value, "close")
             default:
                 break
             }
@@ -51,13 +59,16 @@ struct DownstreamHTTP1Encoder {
                 throw InvalidResponse(description: "invalid response header field")
             }
         }
-        let addChunked = !bodiless && !hasLength && head.version.minor >= 1
+        let untilClose = !bodiless && !hasLength && !answeringHEAD && toHTTP10
+        let addChunked = !bodiless && !hasLength && head.version.minor >= 1 && !toHTTP10
         if addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
+        if untilClose && !saysClose { buffer.writeStaticString("connection: close\r\n") }
         buffer.writeStaticString("\r\n")
         if !interim {
             chunked = addChunked && !answeringHEAD
             suppressBody = answeringHEAD
         }
+        return untilClose
     }
 
     /// A piece of the body, framed; nothing for a HEAD answer.

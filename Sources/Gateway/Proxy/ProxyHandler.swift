@@ -57,6 +57,8 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// HTTP/1.1: responses are written as bytes from here (nil on an HTTP/2
     /// stream, whose codec takes response parts).
     private var encoder: DownstreamHTTP1Encoder?
+    /// Set when the response being written ends only with the connection.
+    private var closeAfterResponse = false
 
     init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool, streamDeadlines: StreamDeadlines? = nil) {
         self.env = environment
@@ -246,7 +248,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             sendEnd(context: ctx, thenClose: false)
             return
         }
-        if close || quiescing {
+        if close || quiescing || closeAfterResponse {
             queued.removeAll()
             sendEnd(context: ctx, thenClose: true)
             return
@@ -298,7 +300,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         case .head(let head):
             var buffer = context.channel.allocator.buffer(capacity: 512)
             do {
-                try encoder!.head(head, answeringHEAD: request?.method == .HEAD, into: &buffer)
+                if try encoder!.head(head, answeringHEAD: request?.method == .HEAD, toHTTP10: request?.isHTTP10 ?? false, into: &buffer) {
+                    closeAfterResponse = true
+                }
             } catch {
                 // A filter put bytes in a header that could split the
                 // response: nothing of it is sent, the connection ends.

@@ -15,6 +15,8 @@ final class ProxyRequest: UpstreamDelegate {
     let startedAt: NIODeadline
     let method: HTTPMethod
     let keepAlive: Bool
+    /// An HTTP/1.0 client: its answers are never chunked.
+    let isHTTP10: Bool
 
     var route: CompiledRoute?
     /// How many filters' `onRequest` was reached; their `onResponse` run.
@@ -60,6 +62,7 @@ final class ProxyRequest: UpstreamDelegate {
         self.startedAt = .now()
         self.method = head.method
         self.keepAlive = head.isKeepAlive
+        self.isHTTP10 = !isHTTP2 && head.version.major == 1 && head.version.minor == 0
         var requestID: String?
         if env.listener.sanitize.trustRequestID, let given = head.headers.first(name: "x-request-id"),
            SanitizePolicy.isAcceptableRequestID(given) {
