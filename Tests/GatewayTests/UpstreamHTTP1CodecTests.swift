@@ -190,4 +190,12 @@ struct UpstreamHTTP1CodecTests {
             try UpstreamRequestEncoder.writeChunkedEnd(["X-Sum": "1\r\nX: 2"], into: &c)
         }
     }
+
+    @Test("fields about the connection are consumed; a Connection naming other fields is kept for the header rules")
+    func connectionFields() throws {
+        let (p, _) = try parse("HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\nX-A: b\r\n\r\n")
+        #expect(p.headers[0] == ["Content-Length=0", "X-A=b"])
+        let (q, _) = try parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n\r\n0\r\n\r\n")
+        #expect(q.headers[0] == ["Connection=keep-alive, X-Secret", "X-Secret=s"])
+    }
 }

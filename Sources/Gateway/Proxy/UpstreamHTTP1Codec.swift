@@ -174,7 +174,11 @@ enum HTTPBytes {
 }
 
 /// Parses the responses of one upstream HTTP/1.1 connection, one event at
-/// a time, from a buffer the caller accumulates reads into.
+/// a time, from a buffer the caller accumulates reads into. The fields that
+/// only concern this connection are consumed, not passed on:
+/// `Transfer-Encoding`, `Keep-Alive`, and `Connection` when it says no more
+/// than `close` or `keep-alive` (the proxy's header rules remove the rest of
+/// the hop-by-hop fields, as they do for HTTP/2 upstreams).
 struct UpstreamResponseParser {
     enum Event {
         case head(HTTPResponseHead)
@@ -407,7 +411,13 @@ struct UpstreamResponseParser {
                 if let comma = last.lastIndex(of: UInt8(ascii: ",")) { last = last[(comma + 1)...] }
                 while let f = last.first, f == 0x20 || f == 0x09 { last = last.dropFirst() }
                 head.finalCoding = HTTPBytes.equalsLowercase(UnsafeRawBufferPointer(rebasing: last), "chunked") ? .chunked : .other
+                // The framing is this codec's business: never passed on.
+                continue
+            } else if HTTPBytes.equalsLowercase(name, "keep-alive") {
+                // Hop-by-hop, about this connection only.
+                continue
             } else if HTTPBytes.equalsLowercase(name, "connection") {
+                var namesOthers = false
                 var s = 0
                 while s <= value.count {
                     var e = s
@@ -416,10 +426,19 @@ struct UpstreamResponseParser {
                     while a < b, value[a] == 0x20 || value[a] == 0x09 { a += 1 }
                     while b > a, value[b - 1] == 0x20 || value[b - 1] == 0x09 { b -= 1 }
                     let token = UnsafeRawBufferPointer(rebasing: value[a..<b])
-                    if HTTPBytes.equalsLowercase(token, "close") { head.close = true }
-                    if HTTPBytes.equalsLowercase(token, "keep-alive") { head.keepAlive = true }
+                    if HTTPBytes.equalsLowercase(token, "close") {
+                        head.close = true
+                    } else if HTTPBytes.equalsLowercase(token, "keep-alive") {
+                        head.keepAlive = true
+                    } else if !token.isEmpty {
+                        namesOthers = true
+                    }
                     s = e + 1
                 }
+                // `close` and `keep-alive` are consumed here; a Connection
+                // that names other fields stays, for the proxy's header rules
+                // to remove those too.
+                if !namesOthers { continue }
             }
             head.headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
