@@ -49,10 +49,14 @@ struct SanitizePolicy: Sendable {
 /// 5 digits not above 65535. No userinfo, no whitespace, no path.
 enum HostSyntax {
     static func isValid(_ host: String) -> Bool {
-        let b = Array(host.utf8)
+        // Over the string's own bytes: no copy for the usual (native) string.
+        host.utf8.withContiguousStorageIfAvailable { isValid(bytes: $0) } ?? isValid(bytes: Array(host.utf8))
+    }
+
+    private static func isValid<Bytes: RandomAccessCollection>(bytes b: Bytes) -> Bool where Bytes.Element == UInt8, Bytes.Index == Int {
         guard !b.isEmpty, b.count <= 255 + 6 else { return false }
         var i = 0
-        if b[0] == UInt8(ascii: "[") {
+        if b[b.startIndex] == UInt8(ascii: "[") {
             guard let close = b.firstIndex(of: UInt8(ascii: "]")), close > 1 else { return false }
             for c in b[1..<close] where !(isHex(c) || c == UInt8(ascii: ":") || c == UInt8(ascii: ".")) { return false }
             i = close + 1
