@@ -79,3 +79,26 @@ struct DownstreamHTTP1EncoderTests {
         #expect(!(try f.head(HTTPResponseHead(version: .http1_1, status: .ok), answeringHEAD: true, toHTTP10: true, into: &out2)))
     }
 }
+
+@Suite("HTTP/2 response head block")
+struct H2ResponseHeadTests {
+    @Test("status first, names lowercased, connection fields dropped, x-request-id not indexed, set-cookie never")
+    func block() throws {
+        let head = HTTPResponseHead(version: .http2, status: .created, headers: [
+            "Content-Type": "text/plain", "Connection": "keep-alive", "Transfer-Encoding": "chunked", "keep-alive": "timeout=5",
+            "X-Request-Id": "abc", "Set-Cookie": "s=1", "x-a": "b",
+        ])
+        let block = try #require(H2ResponseHead.block(head))
+        let fields = block.map { field -> String in
+            let how = field.indexable == .indexable ? "indexed" : field.indexable == .nonIndexable ? "not indexed" : "never indexed"
+            return "\(field.name)=\(field.value) \(how)"
+        }
+        #expect(fields == [":status=201 indexed", "content-type=text/plain indexed", "x-request-id=abc not indexed",
+                           "set-cookie=s=1 never indexed", "x-a=b indexed"])
+    }
+
+    @Test("a field that could not be sent makes no block", arguments: [("x-a", "b\r\nc"), ("x a", "b"), ("", "b")])
+    func refused(name: String, value: String) {
+        #expect(H2ResponseHead.block(HTTPResponseHead(version: .http2, status: .ok, headers: HTTPHeaders([(name, value)]))) == nil)
+    }
+}

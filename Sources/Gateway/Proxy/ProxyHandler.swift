@@ -327,7 +327,14 @@ final class ProxyHandler: ChannelDuplexHandler {
         let payload: HTTP2Frame.FramePayload
         switch part {
         case .head(let head):
-            payload = .headers(.init(headers: H2ResponseHead.block(head)))
+            guard let block = H2ResponseHead.block(head) else {
+                // As on HTTP/1.1: nothing of a head that could not be sent; the stream ends.
+                env.logger.error("response not sent", metadata: ["error": "invalid response header field", "listener": "\(env.listener.name)"])
+                promise?.fail(ChannelError.operationUnsupported)
+                context.close(promise: nil)
+                return
+            }
+            payload = .headers(.init(headers: block))
         case .body(.byteBuffer(let body)):
             payload = .data(.init(data: .byteBuffer(body)))
         case .body(.fileRegion):

@@ -120,9 +120,14 @@ extension H2RequestDecoder: Sendable {}
 
 /// The response side: a response head as an HTTP/2 header block, names
 /// lowercased (without a copy when they already are) and the
-/// connection-specific fields HTTP/2 forbids left out.
+/// connection-specific fields HTTP/2 forbids left out. `x-request-id`,
+/// different on every response, is not entered in the connection's HPACK
+/// table (it would only push out entries worth keeping), and `set-cookie` is
+/// never indexed (RFC 7541 7.1.3). Nil when a field could not be sent (a
+/// name that is not a token, a value with a control character), as the
+/// HTTP/1.1 encoder refuses it.
 enum H2ResponseHead {
-    static func block(_ head: HTTPResponseHead) -> HPACKHeaders {
+    static func block(_ head: HTTPResponseHead) -> HPACKHeaders? {
         var block = HPACKHeaders()
         block.reserveCapacity(head.headers.count + 1)
         block.add(name: ":status", value: String(head.status.code))
@@ -136,7 +141,15 @@ enum H2ResponseHead {
             default:
                 break
             }
-            block.add(name: name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? name.lowercased() : name, value: value)
+            guard HTTPBytes.isValidName(name), HTTPBytes.isValidValue(value) else { return nil }
+            let indexing: HPACKIndexing
+            switch name.utf8.count {
+            case 12 where ASCII.equalsLowercase(name, "x-request-id"): indexing = .nonIndexable
+            case 10 where ASCII.equalsLowercase(name, "set-cookie"): indexing = .neverIndexed
+            default: indexing = .indexable
+            }
+            block.add(name: name.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? name.lowercased() : name, value: value,
+                      indexing: indexing)
         }
         return block
     }
