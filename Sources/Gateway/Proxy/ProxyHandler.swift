@@ -55,7 +55,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private(set) var streamDeadline: NIODeadline?
 
     /// HTTP/1.1: responses are written as bytes from here (nil on an HTTP/2
-    /// stream, whose codec takes response parts).
+    /// stream, whose responses are written as frames, see `sendH2`).
     private var encoder: DownstreamHTTP1Encoder?
     /// Set when the response being written ends only with the connection.
     private var closeAfterResponse = false
@@ -154,7 +154,7 @@ final class ProxyHandler: ChannelDuplexHandler {
             // after them is read. Requests before them are answered first.
             protocolError(parserError == .headerOverflow ? .headTooLarge : .badRequest)
         } else if isHTTP2, context.channel.isActive, !(error is ChannelError), !(error is NIOSSLError) {
-            // A stream the HTTP/2-to-HTTP/1 codec could not translate (e.g.
+            // A stream H2RequestDecoder could not translate (e.g.
             // CONNECT, which has no path). Answered on the next tick: NIOHTTP2
             // has not activated the stream yet when the first HEADERS fail.
             context.eventLoop.execute { [self] in protocolError(.badRequest) }
@@ -293,7 +293,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         send(part, context: context)
     }
 
-    /// Writes a response part: as bytes on HTTP/1.1, as a part to the HTTP/2 codec.
+    /// Writes a response part: as bytes on HTTP/1.1, as a frame on an HTTP/2 stream.
     private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
         guard encoder != nil else { return sendH2(part, context: context, promise: nil) }
         switch part {
