@@ -37,8 +37,19 @@ public enum HTTPToken {
         }
     }
 
-    /// field-value: visible ASCII, space, tab and obs-text; no CR, LF, NUL or other controls.
+    /// A field-value byte: visible ASCII, space, tab and obs-text; no CR, LF, NUL or other controls.
+    @inline(__always)
+    public static func isFieldValueByte(_ b: UInt8) -> Bool {
+        b == 0x09 || (b >= 0x20 && b != 0x7F)
+    }
+
+    /// field-value: no CR, LF, NUL or other controls.
     public static func isValidFieldValue(_ value: String) -> Bool {
-        value.utf8.allSatisfy { b in b == 0x09 || (b >= 0x20 && b != 0x7F) }
+        value.utf8.allSatisfy(isFieldValueByte)
+    }
+
+    /// field-name: one or more tchar.
+    public static func isValidName(_ name: String) -> Bool {
+        !name.isEmpty && name.utf8.allSatisfy(isTokenByte)
     }
 }

@@ -32,7 +32,7 @@ struct DownstreamHTTP1Encoder {
         let interim = code < 200 && code != 101
         let bodiless = code < 200 || code == 204 || code == 304
         let reason = head.status.reasonPhrase
-        guard reason.utf8.allSatisfy(HTTPBytes.isValueByte) else { throw InvalidResponse(description: "invalid reason phrase") }
+        guard reason.utf8.allSatisfy(HTTPToken.isFieldValueByte) else { throw InvalidResponse(description: "invalid reason phrase") }
         buffer.reserveCapacity(minimumWritableBytes: 512)
         buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
         buffer.writeString(String(code))
@@ -76,19 +76,7 @@ struct DownstreamHTTP1Encoder {
         let n = body.readableBytes
         guard n > 0, !suppressBody else { return }
         guard chunked else { return write(body) }
-        var framed = allocator.buffer(capacity: n <= 4096 ? n + 24 : 24)
-        framed.writeString(String(n, radix: 16))
-        framed.writeStaticString("\r\n")
-        if n <= 4096 {
-            var b = body
-            framed.writeBuffer(&b)
-            framed.writeStaticString("\r\n")
-            write(framed)
-        } else {
-            write(framed)
-            write(body)
-            write(ByteBuffer(staticString: "\r\n"))
-        }
+        HTTPBytes.writeChunk(body, allocator: allocator, write: write)
     }
 
     /// The end of the body: the last chunk when chunked, else nothing.

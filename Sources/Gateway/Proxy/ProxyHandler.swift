@@ -17,14 +17,14 @@ final class ProxyHandler: ChannelDuplexHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    private let env: ProxyEnvironment
+    let env: ProxyEnvironment
     private let isHTTP2: Bool
     private let isTLS: Bool
     /// Set while the handler is in a pipeline; dropped on removal, or the
     /// context and the handler would keep each other alive.
-    private var context: ChannelHandlerContext?
+    private(set) var context: ChannelHandlerContext?
     private(set) var loop: LoopLocal!
-    private var request: ProxyRequest?
+    private(set) var request: ProxyRequest?
     /// Whether the current request's `.end` has arrived.
     private var requestEnded = true
     /// Parts of a request the gateway already answered are dropped until its end.
@@ -56,9 +56,9 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// HTTP/1.1: responses are written as bytes from here (nil on an HTTP/2
     /// stream, whose responses are written as frames, see `sendH2`).
-    private var encoder: DownstreamHTTP1Encoder?
+    var encoder: DownstreamHTTP1Encoder?
     /// Set when the response being written ends only with the connection.
-    private var closeAfterResponse = false
+    var closeAfterResponse = false
 
     init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool, streamDeadlines: StreamDeadlines? = nil) {
         self.env = environment
@@ -286,89 +286,6 @@ final class ProxyHandler: ChannelDuplexHandler {
         request = nil
         env.inFlight.decrement()
         clearDeadline()
-    }
-
-    func write(_ part: HTTPServerResponsePart) {
-        guard let context else { return }
-        send(part, context: context)
-    }
-
-    /// Writes a response part: as bytes on HTTP/1.1, as a frame on an HTTP/2 stream.
-    private func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
-        guard encoder != nil else { return sendH2(part, context: context, promise: nil) }
-        switch part {
-        case .head(let head):
-            var buffer = context.channel.allocator.buffer(capacity: 512)
-            do {
-                if try encoder!.head(head, answeringHEAD: request?.method == .HEAD, toHTTP10: request?.isHTTP10 ?? false, into: &buffer) {
-                    closeAfterResponse = true
-                }
-            } catch {
-                // A filter put bytes in a header that could split the
-                // response: nothing of it is sent, the connection ends.
-                env.logger.error("response not sent", metadata: ["error": "\(error)", "listener": "\(env.listener.name)"])
-                context.close(promise: nil)
-                return
-            }
-            context.write(NIOAny(buffer), promise: nil)
-        case .body(.byteBuffer(let body)):
-            encoder!.body(body, allocator: context.channel.allocator) { context.write(NIOAny($0), promise: nil) }
-        case .body(.fileRegion):
-            // The proxy only sends buffers.
-            context.close(promise: nil)
-        case .end:
-            if let last = encoder!.end() { context.write(NIOAny(last), promise: nil) }
-        }
-    }
-
-    /// HTTP/2: a response part as a frame payload of this stream (the stream
-    /// channel frames it; `H2RequestDecoder` reads the other direction).
-    private func sendH2(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        let payload: HTTP2Frame.FramePayload
-        switch part {
-        case .head(let head):
-            guard let block = H2ResponseHead.block(head) else {
-                // As on HTTP/1.1: nothing of a head that could not be sent; the stream ends.
-                env.logger.error("response not sent", metadata: ["error": "invalid response header field", "listener": "\(env.listener.name)"])
-                promise?.fail(ChannelError.operationUnsupported)
-                context.close(promise: nil)
-                return
-            }
-            payload = .headers(.init(headers: block))
-        case .body(.byteBuffer(let body)):
-            payload = .data(.init(data: .byteBuffer(body)))
-        case .body(.fileRegion):
-            promise?.fail(ChannelError.operationUnsupported)
-            return
-        case .end:
-            payload = .data(.init(data: .byteBuffer(context.channel.allocator.buffer(capacity: 0)), endStream: true))
-        }
-        context.write(NIOAny(payload), promise: promise)
-    }
-
-    /// Ends the response and flushes; then, with `thenClose`, closes once
-    /// every byte was written.
-    private func sendEnd(context: ChannelHandlerContext, thenClose: Bool) {
-        guard encoder != nil else {
-            if thenClose {
-                let promise = context.eventLoop.makePromise(of: Void.self)
-                sendH2(.end(nil), context: context, promise: promise)
-                context.flush()
-                promise.futureResult.whenComplete { _ in context.close(promise: nil) }
-            } else {
-                sendH2(.end(nil), context: context, promise: nil)
-                context.flush()
-            }
-            return
-        }
-        let last = encoder!.end()
-        if thenClose {
-            context.writeAndFlush(NIOAny(last ?? ByteBuffer())).whenComplete { _ in context.close(promise: nil) }
-        } else if let last {
-            context.writeAndFlush(NIOAny(last), promise: nil)
-        } else {
-            context.flush()
-        }
     }
 
     func flush() { context?.flush() }

@@ -141,7 +141,7 @@ enum H2ResponseHead {
             default:
                 break
             }
-            guard HTTPBytes.isValidName(name), HTTPBytes.isValidValue(value) else { return nil }
+            guard HTTPToken.isValidName(name), HTTPToken.isValidFieldValue(value) else { return nil }
             let indexing: HPACKIndexing
             switch name.utf8.count {
             case 12 where ASCII.equalsLowercase(name, "x-request-id"): indexing = .nonIndexable

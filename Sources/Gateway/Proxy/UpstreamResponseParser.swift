@@ -2,177 +2,6 @@ import Filters
 import NIOCore
 import NIOHTTP1
 
-/// The HTTP/1.1 client side of a pooled upstream connection in one piece:
-/// request heads are validated and written straight into a buffer, and
-/// responses are parsed straight from the bytes read. It replaces NIO's
-/// request encoder, request-header validator and response decoder (three
-/// pipeline hops per message part, each boxing it) on the hot path; HTTP/2
-/// upstream streams keep NIO's codec.
-///
-/// It is strict where a lenient reading could let one response be taken for
-/// another on a reused connection: CRLF line ends only, no folded or
-/// space-before-colon headers, one plain `Content-Length`, no
-/// `Content-Length` with `Transfer-Encoding`, well-formed chunks, and no byte
-/// after a response that no request asked for (the connection is then closed
-/// instead of reused).
-enum UpstreamRequestEncoder {
-    struct InvalidRequest: Error, CustomStringConvertible {
-        let description: String
-    }
-
-    /// Writes `head` as HTTP/1.1 into `buffer`; returns whether its body is
-    /// sent chunked. A POST, PUT or PATCH without `Content-Length` is sent
-    /// chunked (as NIO's encoder does); `Transfer-Encoding` other than the
-    /// proxy's own `chunked` is dropped; a TRACE carries no framing; a head
-    /// with both framings (which the proxy never builds) is refused. One pass;
-    /// on a refusal `buffer` is left as it was.
-    static func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) throws -> Bool {
-        let start = buffer.writerIndex
-        func refuse(_ what: String) -> InvalidRequest {
-            buffer.moveWriterIndex(to: start)
-            return InvalidRequest(description: what)
-        }
-        let method = head.method.rawValue
-        guard !method.isEmpty, method.utf8.allSatisfy(HTTPBytes.isTokenByte) else { throw refuse("invalid method") }
-        guard !head.uri.isEmpty, head.uri.utf8.allSatisfy(HTTPBytes.isTargetByte) else { throw refuse("invalid request target") }
-        let bodyExpected: Bool
-        switch head.method {
-        case .POST, .PUT, .PATCH: bodyExpected = true
-        default: bodyExpected = false
-        }
-        let isTrace = head.method == .TRACE
-        buffer.reserveCapacity(minimumWritableBytes: 512)
-        buffer.writeString(method)
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(head.uri)
-        buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
-        var hasLength = false
-        var chunked = false
-        for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 14 where ASCII.equalsLowercase(name, "content-length"):
-                if isTrace { continue }
-                hasLength = true
-            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"):
-                // Only the proxy's own `chunked` on a method without a body of
-                // course; the others get theirs below when they need it.
-                guard !isTrace, !bodyExpected, value == "chunked" else { continue }
-                chunked = true
-            default:
-                break
-            }
-            guard HTTPBytes.writeField(name, value, into: &buffer) else { throw refuse("invalid header field") }
-        }
-        if hasLength && chunked { throw refuse("both Content-Length and Transfer-Encoding") }
-        if bodyExpected && !hasLength {
-            buffer.writeStaticString("transfer-encoding: chunked\r\n")
-            chunked = true
-        }
-        buffer.writeStaticString("\r\n")
-        return chunked
-    }
-
-    /// The last chunk and the trailers of a chunked body.
-    static func writeChunkedEnd(_ trailers: HTTPHeaders?, into buffer: inout ByteBuffer) throws {
-        let start = buffer.writerIndex
-        buffer.writeStaticString("0\r\n")
-        for (name, value) in trailers ?? [:] where !HTTPBytes.writeField(name, value, into: &buffer) {
-            buffer.moveWriterIndex(to: start)
-            throw InvalidRequest(description: "invalid trailer field")
-        }
-        buffer.writeStaticString("\r\n")
-    }
-}
-
-/// Byte classes of RFC 9110/9112 used by the upstream codec.
-enum HTTPBytes {
-    @inline(__always)
-    static func isTokenByte(_ b: UInt8) -> Bool {
-        switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-            UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"),
-            UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"),
-            UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"):
-            return true
-        default:
-            return false
-        }
-    }
-
-    /// A request-target byte: the characters RFC 3986 allows unescaped
-    /// (what NIO's request validator allows).
-    @inline(__always)
-    static func isTargetByte(_ b: UInt8) -> Bool {
-        switch b {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: ":"), UInt8(ascii: "/"),
-            UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "["), UInt8(ascii: "]"), UInt8(ascii: "@"), UInt8(ascii: "!"),
-            UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"),
-            UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: "%"):
-            return true
-        default:
-            return false
-        }
-    }
-
-    /// A field-value byte: anything but control characters (HTAB allowed).
-    @inline(__always)
-    static func isValueByte(_ b: UInt8) -> Bool {
-        b == 0x09 || (b >= 0x20 && b != 0x7F)
-    }
-
-    /// Writes `name: value` and CRLF when the name is a token and the value
-    /// has no control character (HTAB allowed); false otherwise, with part
-    /// of the field possibly written (the caller resets the buffer).
-    @inline(__always)
-    static func writeField(_ name: String, _ value: String, into buffer: inout ByteBuffer) -> Bool {
-        let written = name.utf8.withContiguousStorageIfAvailable { n -> Bool? in
-            value.utf8.withContiguousStorageIfAvailable { v -> Bool in
-                guard !n.isEmpty else { return false }
-                for b in n where !isTokenByte(b) { return false }
-                for b in v where !isValueByte(b) { return false }
-                // One copy into the buffer for the whole line.
-                let total = n.count + v.count + 4
-                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
-                    let o = out.baseAddress!
-                    o.copyMemory(from: n.baseAddress!, byteCount: n.count)
-                    o.storeBytes(of: UInt16(0x3A20).bigEndian, toByteOffset: n.count, as: UInt16.self)  // ": "
-                    if !v.isEmpty { (o + n.count + 2).copyMemory(from: v.baseAddress!, byteCount: v.count) }
-                    o.storeBytes(of: UInt16(0x0D0A).bigEndian, toByteOffset: total - 2, as: UInt16.self)  // CRLF
-                    return total
-                }
-                return true
-            }
-        }
-        if let written, let written { return written }
-        // Strings without contiguous UTF-8 (bridged): the slow way.
-        guard isValidName(name), isValidValue(value) else { return false }
-        buffer.writeString(name)
-        buffer.writeStaticString(": ")
-        buffer.writeString(value)
-        buffer.writeStaticString("\r\n")
-        return true
-    }
-
-    static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy(isTokenByte)
-    }
-
-    static func isValidValue(_ value: String) -> Bool {
-        value.utf8.allSatisfy(isValueByte)
-    }
-
-    /// ASCII case-insensitive comparison with a lowercase literal.
-    @inline(__always)
-    static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
-        let n = lower.utf8CodeUnitCount
-        guard bytes.count == n else { return false }
-        let l = lower.utf8Start
-        for i in 0..<n where bytes[i] | 0x20 != l[i] { return false }
-        return true
-    }
-}
-
 /// Parses the responses of one upstream HTTP/1.1 connection, one event at
 /// a time, from a buffer the caller accumulates reads into. The fields that
 /// only concern this connection are consumed, not passed on:
@@ -368,7 +197,7 @@ struct UpstreamResponseParser {
         if p[i] == UInt8(ascii: " ") {
             i += 1
             while i < p.count, p[i] != 0x0D {
-                guard HTTPBytes.isValueByte(p[i]) else { throw fail("control character in the reason phrase") }
+                guard HTTPToken.isFieldValueByte(p[i]) else { throw fail("control character in the reason phrase") }
                 i += 1
             }
         }
@@ -379,14 +208,14 @@ struct UpstreamResponseParser {
         while i < p.count {
             // field-name ":" OWS field-value OWS CRLF
             let nameStart = i
-            while i < p.count, HTTPBytes.isTokenByte(p[i]) { i += 1 }
+            while i < p.count, HTTPToken.isTokenByte(p[i]) { i += 1 }
             guard i > nameStart, i < p.count, p[i] == UInt8(ascii: ":") else { throw fail("malformed header line") }
             let name = UnsafeRawBufferPointer(rebasing: p[nameStart..<i])
             i += 1
             while i < p.count, p[i] == 0x20 || p[i] == 0x09 { i += 1 }
             let valueStart = i
             while i < p.count, p[i] != 0x0D {
-                guard HTTPBytes.isValueByte(p[i]) else { throw fail("control character in a header value") }
+                guard HTTPToken.isFieldValueByte(p[i]) else { throw fail("control character in a header value") }
                 i += 1
             }
             guard i + 1 < p.count, p[i + 1] == 0x0A else { throw fail("header line not ended by CRLF") }
@@ -463,7 +292,7 @@ struct UpstreamResponseParser {
                 // Extensions are ignored, but must be printable up to CRLF.
                 i += 1
                 while i < p.count, p[i] != 0x0D {
-                    guard HTTPBytes.isValueByte(p[i]), i < 4096 else { throw ParseError(description: "malformed chunk extension") }
+                    guard HTTPToken.isFieldValueByte(p[i]), i < 4096 else { throw ParseError(description: "malformed chunk extension") }
                     i += 1
                 }
             }
@@ -494,11 +323,11 @@ struct UpstreamResponseParser {
                     return i + 2
                 }
                 let start = i
-                while i < p.count, HTTPBytes.isTokenByte(p[i]) { i += 1 }
+                while i < p.count, HTTPToken.isTokenByte(p[i]) { i += 1 }
                 guard i < p.count else { return try partial(p) }
                 guard i > start, p[i] == UInt8(ascii: ":") else { throw ParseError(description: "malformed trailer field") }
                 while i < p.count, p[i] != 0x0D {
-                    guard HTTPBytes.isValueByte(p[i]) else { throw ParseError(description: "malformed trailer field") }
+                    guard HTTPToken.isFieldValueByte(p[i]) else { throw ParseError(description: "malformed trailer field") }
                     i += 1
                 }
                 guard i + 1 < p.count else { return try partial(p) }
@@ -512,151 +341,3 @@ struct UpstreamResponseParser {
         return true
     }
 }
-
-/// The only handler (after TLS) of a pooled HTTP/1.1 upstream connection:
-/// `UpstreamConnection.write` calls it directly to encode request parts,
-/// and it parses the response bytes into `UpstreamDelegate` calls. Reads
-/// are held back while the downstream is not writable.
-final class UpstreamHTTP1Handler: ChannelDuplexHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    private let connection: UpstreamConnection
-    private let onClose: (UpstreamConnection) -> Void
-    private var context: ChannelHandlerContext?
-    private var parser = UpstreamResponseParser()
-    /// Bytes of a response part that has not arrived whole.
-    private var received: ByteBuffer?
-    private var chunked = false
-    /// Set once a request could not be encoded: nothing more is written.
-    private var broken = false
-
-    init(connection: UpstreamConnection, onClose: @escaping (UpstreamConnection) -> Void) {
-        self.connection = connection
-        self.onClose = onClose
-    }
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
-
-    // MARK: - Requests
-
-    func send(_ part: HTTPClientRequestPart) {
-        guard let context, !broken else { return }
-        do {
-            switch part {
-            case .head(let head):
-                var buffer = context.channel.allocator.buffer(capacity: 512)
-                chunked = try UpstreamRequestEncoder.writeHead(head, into: &buffer)
-                parser.requestSent(head.method)
-                context.write(wrapOutboundOut(buffer), promise: nil)
-            case .body(.byteBuffer(let body)):
-                writeBody(body, context: context)
-            case .body(.fileRegion):
-                // The proxy only forwards buffers.
-                throw UpstreamRequestEncoder.InvalidRequest(description: "file regions are not supported")
-            case .end(let trailers):
-                guard chunked else { return }
-                var buffer = context.channel.allocator.buffer(capacity: 8)
-                try UpstreamRequestEncoder.writeChunkedEnd(trailers, into: &buffer)
-                context.write(wrapOutboundOut(buffer), promise: nil)
-            }
-        } catch {
-            broken = true
-            errorCaught(context: context, error: error)
-        }
-    }
-
-    private func writeBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
-        let n = body.readableBytes
-        guard n > 0 else { return }
-        guard chunked else {
-            context.write(wrapOutboundOut(body), promise: nil)
-            return
-        }
-        var framed = context.channel.allocator.buffer(capacity: n <= 4096 ? n + 24 : 24)
-        framed.writeString(String(n, radix: 16))
-        framed.writeStaticString("\r\n")
-        if n <= 4096 {
-            var b = body
-            framed.writeBuffer(&b)
-            framed.writeStaticString("\r\n")
-            context.write(wrapOutboundOut(framed), promise: nil)
-        } else {
-            context.write(wrapOutboundOut(framed), promise: nil)
-            context.write(wrapOutboundOut(body), promise: nil)
-            context.write(wrapOutboundOut(ByteBuffer(staticString: "\r\n")), promise: nil)
-        }
-    }
-
-    func flush() { context?.flush() }
-
-    // MARK: - Responses
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var buffer = unwrapInboundIn(data)
-        if var earlier = received {
-            received = nil
-            earlier.writeBuffer(&buffer)
-            buffer = earlier
-        }
-        do {
-            while let event = try parser.next(&buffer) {
-                guard let delegate = connection.delegate else {
-                    // A response nobody is waiting for: the connection is unusable.
-                    context.close(promise: nil)
-                    return
-                }
-                switch event {
-                case .head(let head):
-                    delegate.upstreamResponseHead(head)
-                case .body(let body):
-                    delegate.upstreamResponseBody(body)
-                case .end:
-                    // Bytes after a response that no request asked for: never
-                    // let them be read as the next request's response.
-                    if parser.mustClose || (buffer.readableBytes > 0 && parser.isIdle) { connection.mustClose = true }
-                    delegate.upstreamResponseEnd()
-                }
-            }
-        } catch {
-            errorCaught(context: context, error: error)
-            return
-        }
-        if buffer.readableBytes > 0 {
-            if buffer.readerIndex > 4096 { buffer.discardReadBytes() }
-            received = buffer
-        }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) {
-        connection.delegate?.upstreamReadComplete()
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        connection.delegate?.upstreamWritabilityChanged(context.channel.isWritable)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        // A body that runs until the close has ended.
-        if case .end = parser.endOfInput(), let delegate = connection.delegate {
-            connection.mustClose = true
-            delegate.upstreamResponseEnd()
-        }
-        connection.closed(onClose: onClose)
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        connection.mustClose = true
-        connection.failExchange(error)
-        context.close(promise: nil)
-    }
-
-    func read(context: ChannelHandlerContext) {
-        connection.read(context)
-    }
-}
-
-@available(*, unavailable)
-extension UpstreamHTTP1Handler: Sendable {}

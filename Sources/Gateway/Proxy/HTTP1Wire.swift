@@ -1,0 +1,157 @@
+import Filters
+import NIOCore
+import NIOHTTP1
+
+/// The byte-level pieces both HTTP/1.1 encoders share (token and field-value
+/// bytes are `HTTPToken`'s).
+enum HTTPBytes {
+    /// A request-target byte: the characters RFC 3986 allows unescaped
+    /// (what NIO's request validator allows).
+    @inline(__always)
+    static func isTargetByte(_ b: UInt8) -> Bool {
+        switch b {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+            UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: ":"), UInt8(ascii: "/"),
+            UInt8(ascii: "?"), UInt8(ascii: "#"), UInt8(ascii: "["), UInt8(ascii: "]"), UInt8(ascii: "@"), UInt8(ascii: "!"),
+            UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"),
+            UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: "%"):
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// Writes `name: value` and CRLF when the name is a token and the value
+    /// has no control character (HTAB allowed); false otherwise, with part
+    /// of the field possibly written (the caller resets the buffer).
+    @inline(__always)
+    static func writeField(_ name: String, _ value: String, into buffer: inout ByteBuffer) -> Bool {
+        let written = name.utf8.withContiguousStorageIfAvailable { n -> Bool? in
+            value.utf8.withContiguousStorageIfAvailable { v -> Bool in
+                guard !n.isEmpty else { return false }
+                for b in n where !HTTPToken.isTokenByte(b) { return false }
+                for b in v where !HTTPToken.isFieldValueByte(b) { return false }
+                // One copy into the buffer for the whole line.
+                let total = n.count + v.count + 4
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+                    let o = out.baseAddress!
+                    o.copyMemory(from: n.baseAddress!, byteCount: n.count)
+                    o.storeBytes(of: UInt16(0x3A20).bigEndian, toByteOffset: n.count, as: UInt16.self)  // ": "
+                    if !v.isEmpty { (o + n.count + 2).copyMemory(from: v.baseAddress!, byteCount: v.count) }
+                    o.storeBytes(of: UInt16(0x0D0A).bigEndian, toByteOffset: total - 2, as: UInt16.self)  // CRLF
+                    return total
+                }
+                return true
+            }
+        }
+        if let written, let written { return written }
+        // Strings without contiguous UTF-8 (bridged): the slow way.
+        guard HTTPToken.isValidName(name), HTTPToken.isValidFieldValue(value) else { return false }
+        buffer.writeString(name)
+        buffer.writeStaticString(": ")
+        buffer.writeString(value)
+        buffer.writeStaticString("\r\n")
+        return true
+    }
+
+    /// ASCII case-insensitive comparison with a lowercase literal.
+    @inline(__always)
+    static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
+        let n = lower.utf8CodeUnitCount
+        guard bytes.count == n else { return false }
+        let l = lower.utf8Start
+        for i in 0..<n where bytes[i] | 0x20 != l[i] { return false }
+        return true
+    }
+
+    /// One chunk of a chunked body (`size CRLF data CRLF`), written through
+    /// `write`: copied into one buffer when small, else as three writes so
+    /// a large body is not copied.
+    static func writeChunk(_ body: ByteBuffer, allocator: ByteBufferAllocator, write: (ByteBuffer) -> Void) {
+        let n = body.readableBytes
+        guard n > 0 else { return }
+        var framed = allocator.buffer(capacity: n <= 4096 ? n + 24 : 24)
+        framed.writeString(String(n, radix: 16))
+        framed.writeStaticString("\r\n")
+        if n <= 4096 {
+            var b = body
+            framed.writeBuffer(&b)
+            framed.writeStaticString("\r\n")
+            write(framed)
+        } else {
+            write(framed)
+            write(body)
+            write(ByteBuffer(staticString: "\r\n"))
+        }
+    }
+}
+
+/// Request heads and chunk ends for `UpstreamHTTP1Handler`.
+enum UpstreamRequestEncoder {
+    struct InvalidRequest: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Writes `head` as HTTP/1.1 into `buffer`; returns whether its body is
+    /// sent chunked. A POST, PUT or PATCH without `Content-Length` is sent
+    /// chunked (as NIO's encoder does); `Transfer-Encoding` other than the
+    /// proxy's own `chunked` is dropped; a TRACE carries no framing; a head
+    /// with both framings (which the proxy never builds) is refused. One pass;
+    /// on a refusal `buffer` is left as it was.
+    static func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) throws -> Bool {
+        let start = buffer.writerIndex
+        func refuse(_ what: String) -> InvalidRequest {
+            buffer.moveWriterIndex(to: start)
+            return InvalidRequest(description: what)
+        }
+        let method = head.method.rawValue
+        guard !method.isEmpty, method.utf8.allSatisfy(HTTPToken.isTokenByte) else { throw refuse("invalid method") }
+        guard !head.uri.isEmpty, head.uri.utf8.allSatisfy(HTTPBytes.isTargetByte) else { throw refuse("invalid request target") }
+        let bodyExpected: Bool
+        switch head.method {
+        case .POST, .PUT, .PATCH: bodyExpected = true
+        default: bodyExpected = false
+        }
+        let isTrace = head.method == .TRACE
+        buffer.reserveCapacity(minimumWritableBytes: 512)
+        buffer.writeString(method)
+        buffer.writeInteger(UInt8(ascii: " "))
+        buffer.writeString(head.uri)
+        buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+        var hasLength = false
+        var chunked = false
+        for (name, value) in head.headers {
+            switch name.utf8.count {
+            case 14 where ASCII.equalsLowercase(name, "content-length"):
+                if isTrace { continue }
+                hasLength = true
+            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"):
+                // Only the proxy's own `chunked` on a method without a body of
+                // course; the others get theirs below when they need it.
+                guard !isTrace, !bodyExpected, value == "chunked" else { continue }
+                chunked = true
+            default:
+                break
+            }
+            guard HTTPBytes.writeField(name, value, into: &buffer) else { throw refuse("invalid header field") }
+        }
+        if hasLength && chunked { throw refuse("both Content-Length and Transfer-Encoding") }
+        if bodyExpected && !hasLength {
+            buffer.writeStaticString("transfer-encoding: chunked\r\n")
+            chunked = true
+        }
+        buffer.writeStaticString("\r\n")
+        return chunked
+    }
+
+    /// The last chunk and the trailers of a chunked body.
+    static func writeChunkedEnd(_ trailers: HTTPHeaders?, into buffer: inout ByteBuffer) throws {
+        let start = buffer.writerIndex
+        buffer.writeStaticString("0\r\n")
+        for (name, value) in trailers ?? [:] where !HTTPBytes.writeField(name, value, into: &buffer) {
+            buffer.moveWriterIndex(to: start)
+            throw InvalidRequest(description: "invalid trailer field")
+        }
+        buffer.writeStaticString("\r\n")
+    }
+}

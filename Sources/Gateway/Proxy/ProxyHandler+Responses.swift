@@ -1,0 +1,90 @@
+import NIOCore
+import NIOHTTP1
+import NIOHTTP2
+
+/// The response side of `ProxyHandler`: parts written as HTTP/1.1 bytes
+/// (`DownstreamHTTP1Encoder`) or as the frames of an HTTP/2 stream.
+extension ProxyHandler {
+    func write(_ part: HTTPServerResponsePart) {
+        guard let context else { return }
+        send(part, context: context)
+    }
+
+    /// Writes a response part: as bytes on HTTP/1.1, as a frame on an HTTP/2 stream.
+    func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
+        guard encoder != nil else { return sendH2(part, context: context, promise: nil) }
+        switch part {
+        case .head(let head):
+            var buffer = context.channel.allocator.buffer(capacity: 512)
+            do {
+                if try encoder!.head(head, answeringHEAD: request?.method == .HEAD, toHTTP10: request?.isHTTP10 ?? false, into: &buffer) {
+                    closeAfterResponse = true
+                }
+            } catch {
+                // A filter put bytes in a header that could split the
+                // response: nothing of it is sent, the connection ends.
+                env.logger.error("response not sent", metadata: ["error": "\(error)", "listener": "\(env.listener.name)"])
+                context.close(promise: nil)
+                return
+            }
+            context.write(NIOAny(buffer), promise: nil)
+        case .body(.byteBuffer(let body)):
+            encoder!.body(body, allocator: context.channel.allocator) { context.write(NIOAny($0), promise: nil) }
+        case .body(.fileRegion):
+            // The proxy only sends buffers.
+            context.close(promise: nil)
+        case .end:
+            if let last = encoder!.end() { context.write(NIOAny(last), promise: nil) }
+        }
+    }
+
+    /// HTTP/2: a response part as a frame payload of this stream (the stream
+    /// channel frames it; `H2RequestDecoder` reads the other direction).
+    private func sendH2(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
+        let payload: HTTP2Frame.FramePayload
+        switch part {
+        case .head(let head):
+            guard let block = H2ResponseHead.block(head) else {
+                // As on HTTP/1.1: nothing of a head that could not be sent; the stream ends.
+                env.logger.error("response not sent", metadata: ["error": "invalid response header field", "listener": "\(env.listener.name)"])
+                promise?.fail(ChannelError.operationUnsupported)
+                context.close(promise: nil)
+                return
+            }
+            payload = .headers(.init(headers: block))
+        case .body(.byteBuffer(let body)):
+            payload = .data(.init(data: .byteBuffer(body)))
+        case .body(.fileRegion):
+            promise?.fail(ChannelError.operationUnsupported)
+            return
+        case .end:
+            payload = .data(.init(data: .byteBuffer(context.channel.allocator.buffer(capacity: 0)), endStream: true))
+        }
+        context.write(NIOAny(payload), promise: promise)
+    }
+
+    /// Ends the response and flushes; then, with `thenClose`, closes once
+    /// every byte was written.
+    func sendEnd(context: ChannelHandlerContext, thenClose: Bool) {
+        guard encoder != nil else {
+            if thenClose {
+                let promise = context.eventLoop.makePromise(of: Void.self)
+                sendH2(.end(nil), context: context, promise: promise)
+                context.flush()
+                promise.futureResult.whenComplete { _ in context.close(promise: nil) }
+            } else {
+                sendH2(.end(nil), context: context, promise: nil)
+                context.flush()
+            }
+            return
+        }
+        let last = encoder!.end()
+        if thenClose {
+            context.writeAndFlush(NIOAny(last ?? ByteBuffer())).whenComplete { _ in context.close(promise: nil) }
+        } else if let last {
+            context.writeAndFlush(NIOAny(last), promise: nil)
+        } else {
+            context.flush()
+        }
+    }
+}

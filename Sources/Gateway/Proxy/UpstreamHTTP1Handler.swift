@@ -1,0 +1,149 @@
+import Filters
+import NIOCore
+import NIOHTTP1
+
+/// The HTTP/1.1 client side of a pooled upstream connection in one piece:
+/// request heads are validated and written straight into a buffer, and
+/// responses are parsed straight from the bytes read. It replaces NIO's
+/// request encoder, request-header validator and response decoder (three
+/// pipeline hops per message part, each boxing it) on the hot path; HTTP/2
+/// upstream streams keep NIO's codec.
+///
+/// It is strict where a lenient reading could let one response be taken for
+/// another on a reused connection: CRLF line ends only, no folded or
+/// space-before-colon headers, one plain `Content-Length`, no
+/// `Content-Length` with `Transfer-Encoding`, well-formed chunks, and no byte
+/// after a response that no request asked for (the connection is then closed
+/// instead of reused; see `UpstreamResponseParser`).
+///
+/// It is the only handler (after TLS) of a pooled HTTP/1.1 upstream connection:
+/// `UpstreamConnection.write` calls it directly to encode request parts,
+/// and it parses the response bytes into `UpstreamDelegate` calls. Reads
+/// are held back while the downstream is not writable.
+final class UpstreamHTTP1Handler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let connection: UpstreamConnection
+    private let onClose: (UpstreamConnection) -> Void
+    private var context: ChannelHandlerContext?
+    private var parser = UpstreamResponseParser()
+    /// Bytes of a response part that has not arrived whole.
+    private var received: ByteBuffer?
+    private var chunked = false
+    /// Set once a request could not be encoded: nothing more is written.
+    private var broken = false
+
+    init(connection: UpstreamConnection, onClose: @escaping (UpstreamConnection) -> Void) {
+        self.connection = connection
+        self.onClose = onClose
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    // MARK: - Requests
+
+    func send(_ part: HTTPClientRequestPart) {
+        guard let context, !broken else { return }
+        do {
+            switch part {
+            case .head(let head):
+                var buffer = context.channel.allocator.buffer(capacity: 512)
+                chunked = try UpstreamRequestEncoder.writeHead(head, into: &buffer)
+                parser.requestSent(head.method)
+                context.write(wrapOutboundOut(buffer), promise: nil)
+            case .body(.byteBuffer(let body)):
+                writeBody(body, context: context)
+            case .body(.fileRegion):
+                // The proxy only forwards buffers.
+                throw UpstreamRequestEncoder.InvalidRequest(description: "file regions are not supported")
+            case .end(let trailers):
+                guard chunked else { return }
+                var buffer = context.channel.allocator.buffer(capacity: 8)
+                try UpstreamRequestEncoder.writeChunkedEnd(trailers, into: &buffer)
+                context.write(wrapOutboundOut(buffer), promise: nil)
+            }
+        } catch {
+            broken = true
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    private func writeBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
+        guard body.readableBytes > 0 else { return }
+        guard chunked else { return context.write(wrapOutboundOut(body), promise: nil) }
+        HTTPBytes.writeChunk(body, allocator: context.channel.allocator) { context.write(wrapOutboundOut($0), promise: nil) }
+    }
+
+    func flush() { context?.flush() }
+
+    // MARK: - Responses
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var buffer = unwrapInboundIn(data)
+        if var earlier = received {
+            received = nil
+            earlier.writeBuffer(&buffer)
+            buffer = earlier
+        }
+        do {
+            while let event = try parser.next(&buffer) {
+                guard let delegate = connection.delegate else {
+                    // A response nobody is waiting for: the connection is unusable.
+                    context.close(promise: nil)
+                    return
+                }
+                switch event {
+                case .head(let head):
+                    delegate.upstreamResponseHead(head)
+                case .body(let body):
+                    delegate.upstreamResponseBody(body)
+                case .end:
+                    // Bytes after a response that no request asked for: never
+                    // let them be read as the next request's response.
+                    if parser.mustClose || (buffer.readableBytes > 0 && parser.isIdle) { connection.mustClose = true }
+                    delegate.upstreamResponseEnd()
+                }
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+            return
+        }
+        if buffer.readableBytes > 0 {
+            if buffer.readerIndex > 4096 { buffer.discardReadBytes() }
+            received = buffer
+        }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        connection.delegate?.upstreamReadComplete()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        connection.delegate?.upstreamWritabilityChanged(context.channel.isWritable)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        // A body that runs until the close has ended.
+        if case .end = parser.endOfInput(), let delegate = connection.delegate {
+            connection.mustClose = true
+            delegate.upstreamResponseEnd()
+        }
+        connection.closed(onClose: onClose)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        connection.mustClose = true
+        connection.failExchange(error)
+        context.close(promise: nil)
+    }
+
+    func read(context: ChannelHandlerContext) {
+        connection.read(context)
+    }
+}
+
+@available(*, unavailable)
+extension UpstreamHTTP1Handler: Sendable {}
