@@ -324,7 +324,10 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     private func scheduleTimer() {
         guard let context else { return }
-        timer.scheduled = context.eventLoop.scheduleTask(deadline: timer.fireAt) { [weak self] in self?.timerFired() }
+        // A strong capture: `handlerRemoved` and `channelInactive` cancel the
+        // timer. A weak one would move every retain and release of this
+        // handler onto the runtime's slow (side table) path.
+        timer.scheduled = context.eventLoop.scheduleTask(deadline: timer.fireAt) { self.timerFired() }
     }
 
     private func timerFired() {

@@ -17,7 +17,12 @@ final class UpstreamConnection {
     let id: Int
     let channel: Channel
     let endpoint: String
-    weak var delegate: UpstreamDelegate?
+    /// The request the connection serves. A strong reference, set by the
+    /// request when it leases the connection and cleared by every way an
+    /// exchange ends (release to the pool, drop, failure, close): a weak one
+    /// would give every request a side table and put each of its retains
+    /// and releases on the runtime's slow path.
+    var delegate: UpstreamDelegate?
     /// Set while the downstream cannot take more bytes: reads are held back.
     var readsPaused = false {
         didSet {
@@ -36,8 +41,10 @@ final class UpstreamConnection {
     /// When the connection was last parked idle in its pool.
     var parkedAt = NIODeadline.distantFuture
     var exchanges = 0
-    /// The fused HTTP/1.1 codec (nil on an HTTP/2 stream).
-    private weak var h1: UpstreamHTTP1Handler?
+    /// The fused HTTP/1.1 codec (nil on an HTTP/2 stream). Strong for the
+    /// same reason as `delegate`; the handler clears it when it leaves the
+    /// pipeline, which breaks the cycle.
+    private var h1: UpstreamHTTP1Handler?
 
     init(id: Int, channel: Channel, endpoint: String) {
         self.id = id
@@ -65,6 +72,11 @@ final class UpstreamConnection {
 
     func close() {
         channel.close(promise: nil)
+    }
+
+    /// The codec left the pipeline: nothing is written through it any more.
+    func codecRemoved() {
+        h1 = nil
     }
 
     // MARK: - Shared by both handlers
@@ -104,8 +116,8 @@ final class UpstreamConnection {
             // It validates every header it writes: a filter that copies
             // untrusted bytes into a request header cannot split the request.
             let h1 = UpstreamHTTP1Handler(connection: connection, onClose: onClose)
-            connection.h1 = h1
             try channel.pipeline.syncOperations.addHandler(h1)
+            connection.h1 = h1
         } else {
             try channel.pipeline.syncOperations.addHandler(UpstreamHandler(connection: connection, onClose: onClose))
         }

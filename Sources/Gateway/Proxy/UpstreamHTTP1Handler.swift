@@ -41,7 +41,10 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        connection.codecRemoved()
+    }
 
     // MARK: - Requests
 
