@@ -33,7 +33,7 @@ STATE = os.environ.get("STATE", os.path.join(ROOT, ".state"))
 CERT = os.path.join(STATE, "dev", "localhost.pem")
 KEY = os.path.join(STATE, "dev", "localhost-key.pem")
 CA = os.path.join(STATE, "dev", "ca.pem")
-GATEWAY = os.path.join(ROOT, ".build", "release", "gateway")
+GATEWAY = os.environ.get("BENCH_GATEWAY_BIN") or os.path.join(ROOT, ".build", "release", "gateway")
 
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))

@@ -111,7 +111,7 @@ public struct DecryptPayloadFilter: Filter {
             exchange.responseBodyTransform = { status, headers, upstreamBody in
                 let aad = AppChannelCrypto.responseAAD(status: Int(status.code), requestNonce: nonce)
                 let sealed = AppChannelCrypto.sealResponse(Array(upstreamBody.readableBytesView), keys: keys,
-                                                           nonce: Sodium.randomBytes(XChaCha20Poly1305.nonceBytes), aad: aad)
+                                                           nonce: Sodium.publicRandomBytes(XChaCha20Poly1305.nonceBytes), aad: aad)
                 let upstreamType = headers.first(name: "content-type")
                 headers.replaceOrAdd(name: "content-type", value: "application/octet-stream")
                 if let upstreamType { headers.replaceOrAdd(name: "x-gw-content-type", value: upstreamType) }

@@ -45,7 +45,9 @@ public final class Exchange {
     }()
     private let baseLogger: Logger
 
-    private var values: [ObjectIdentifier: Any] = [:]
+    /// A few entries a request at most: a list searched in order costs less
+    /// than hashing into a dictionary.
+    private var values: [(key: ObjectIdentifier, value: Any)] = []
 
     /// Set by a filter that must transform the upstream's response body as a
     /// whole (`decrypt_payload` seals it for the app). The gateway then
@@ -85,8 +87,19 @@ public final class Exchange {
     /// Typed per-request storage for what one filter hands to a later one
     /// (the authenticated principal, a verified certificate, ...).
     public subscript<Key: ExchangeKey>(key: Key.Type) -> Key.Value? {
-        get { values[ObjectIdentifier(key)] as? Key.Value }
-        set { values[ObjectIdentifier(key)] = newValue }
+        get {
+            let id = ObjectIdentifier(key)
+            for entry in values where entry.key == id { return entry.value as? Key.Value }
+            return nil
+        }
+        set {
+            let id = ObjectIdentifier(key)
+            if let i = values.firstIndex(where: { $0.key == id }) {
+                if let newValue { values[i].value = newValue } else { values.remove(at: i) }
+            } else if let newValue {
+                values.append((id, newValue))
+            }
+        }
     }
 
     /// Whether the route buffers the request body: every filter's

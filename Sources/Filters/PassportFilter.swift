@@ -147,7 +147,7 @@ public struct PassportFilter: Filter {
     }
 
     static func newID() -> String {
-        Base64URL.encode(Sodium.randomBytes(12))
+        Base64URL.encode(Sodium.publicRandomBytes(12))
     }
 
     /// `dev` from the device headers, each only when it is one value of 1 to

@@ -1,4 +1,5 @@
 import CSodium
+import Synchronization
 
 /// The only place in `Passport` that touches libsodium directly.
 ///
@@ -17,6 +18,30 @@ public enum Sodium {
         out.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, count) }
         return out
     }
+
+    /// `count` bytes (at most 64) of libsodium's CSPRNG output for values that
+    /// are sent in the clear (nonces, token ids), drawn from a 4 KiB block so
+    /// that a request costs no system call: `randombytes_buf` is one
+    /// `getrandom` call each time. Every byte is handed out once. Keys and
+    /// seeds use `randomBytes`, which keeps nothing in memory.
+    public static func publicRandomBytes(_ count: Int) -> [UInt8] {
+        precondition(initialized, "libsodium failed to initialise")
+        precondition(count >= 0 && count <= 64, "publicRandomBytes is for nonces and ids")
+        return publicPool.withLock { pool in
+            if pool.offset + count > pool.block.count {
+                pool.block.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, $0.count) }
+                pool.offset = 0
+            }
+            defer { pool.offset += count }
+            return Array(pool.block[pool.offset ..< pool.offset + count])
+        }
+    }
+
+    private struct Pool {
+        var block = [UInt8](repeating: 0, count: 4096)
+        var offset = 4096
+    }
+    private static let publicPool = Mutex(Pool())
 
     /// Fills the given buffer from libsodium's CSPRNG, allocation free.
     public static func fillRandom(_ buffer: UnsafeMutableRawBufferPointer) {

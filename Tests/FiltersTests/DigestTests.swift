@@ -22,4 +22,17 @@ struct DigestTests {
         #expect(Hex.encode(mac) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
         #expect(Hex.encode(Digest.sha256([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
     }
+
+    @Test("HTTPToken's byte classes agree with RFC 9110 for all 256 bytes")
+    func tokenBytes() {
+        let specials = Set("!#$%&'*+-.^_`|~".utf8)
+        for b in 0...255 {
+            let byte = UInt8(b)
+            let tchar = (byte >= 0x30 && byte <= 0x39) || (byte >= 0x41 && byte <= 0x5A) || (byte >= 0x61 && byte <= 0x7A)
+                || specials.contains(byte)
+            #expect(HTTPToken.isTokenByte(byte) == tchar, "byte \(b)")
+            let fieldValue = byte == 0x09 || (byte >= 0x20 && byte <= 0x7E) || byte >= 0x80
+            #expect(HTTPToken.isFieldValueByte(byte) == fieldValue, "byte \(b)")
+        }
+    }
 }

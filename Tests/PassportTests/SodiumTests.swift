@@ -26,6 +26,23 @@ struct SodiumTests {
         #expect(Sodium.constantTimeEqual([], []))
     }
 
+    @Test("public random bytes: the asked length, never the same bytes twice, across many 4 KiB blocks")
+    func publicRandomBytes() {
+        var seen = Set<[UInt8]>()
+        var total = 0
+        for i in 0..<3000 {
+            let n = [24, 12, 16, 1, 64][i % 5]
+            let bytes = Sodium.publicRandomBytes(n)
+            #expect(bytes.count == n)
+            if n >= 12 { #expect(seen.insert(bytes).inserted, "draw \(i) repeated an earlier one") }
+            total += n
+        }
+        #expect(total > 10 * 4096)
+        #expect(Sodium.publicRandomBytes(0).isEmpty)
+        // Not all zero: the block really came from the CSPRNG.
+        #expect(Sodium.publicRandomBytes(64).contains { $0 != 0 })
+    }
+
     @Test func randomBytes() {
         let a = Sodium.randomBytes(32), b = Sodium.randomBytes(32)
         #expect(a.count == 32)
