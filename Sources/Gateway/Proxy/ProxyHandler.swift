@@ -35,9 +35,12 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var readPending = false
     private var quiescing = false
     private var timer = DeadlineTimer()
-    /// The peer's address and its text form, looked up once per connection.
-    private(set) lazy var remoteAddress: SocketAddress? = context?.channel.remoteAddress
-    private(set) lazy var clientIP: String? = remoteAddress?.ipAddress
+    /// The peer's address and its text form, looked up once per connection:
+    /// an HTTP/2 stream gets its connection's (`Peer`), an HTTP/1.1
+    /// connection looks them up on first use.
+    private(set) lazy var remoteAddress: SocketAddress? = peer?.address ?? context?.channel.remoteAddress
+    private(set) lazy var clientIP: String? = peer?.ip ?? remoteAddress?.ipAddress
+    private let peer: Peer?
     /// The client certificate the TLS handshake verified (listeners with
     /// `client_auth`), read once per connection or stream; nil without one.
     private(set) lazy var tlsIdentity: ClientIdentity? = {
@@ -60,8 +63,9 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// Set when the response being written ends only with the connection.
     var closeAfterResponse = false
 
-    init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool, streamDeadlines: StreamDeadlines? = nil) {
+    init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool, streamDeadlines: StreamDeadlines? = nil, peer: Peer? = nil) {
         self.env = environment
+        self.peer = peer
         self.isHTTP2 = isHTTP2
         self.isTLS = isTLS
         self.streamDeadlines = streamDeadlines
@@ -346,6 +350,20 @@ final class ProxyHandler: ChannelDuplexHandler {
 
 @available(*, unavailable)
 extension ProxyHandler: Sendable {}
+
+/// A connection's peer address and its text form, computed once when an
+/// HTTP/2 connection is set up and shared by all its streams (a stream
+/// channel asks its parent under a lock, and the text form is a conversion
+/// and an allocation, per stream otherwise).
+struct Peer: Sendable {
+    let address: SocketAddress?
+    let ip: String?
+
+    init(_ address: SocketAddress?) {
+        self.address = address
+        self.ip = address?.ipAddress
+    }
+}
 
 /// One timer per connection for whichever deadline applies, so that a
 /// keep-alive request costs no timer scheduling: a deadline later than the

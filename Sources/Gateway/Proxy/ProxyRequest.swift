@@ -211,17 +211,19 @@ final class ProxyRequest: UpstreamDelegate {
 
     /// Rewrite, forwarding headers, hop-by-hop removal: the request as the upstream will see it.
     func prepareUpstreamHead(_ route: CompiledRoute) {
-        var head = exchange.request
-        let (path, query) = Router.split(Substring(head.uri))
-        let newPath = route.rewrite.apply(path)
-        head.uri = query.map { newPath + "?" + $0 } ?? newPath
-        head.version = .http1_1
+        // The target and version are set only when they change: setting one
+        // copies the head's shared storage.
+        if case .none = route.rewrite {} else {
+            let (path, query) = Router.split(Substring(exchange.request.uri))
+            let newPath = route.rewrite.apply(path)
+            if newPath != path { exchange.request.uri = query.map { newPath + "?" + $0 } ?? newPath }
+        }
+        if exchange.request.version != .http1_1 { exchange.request.version = .http1_1 }
         let (headers, expectsContinue) = HeaderRules.upstreamRequestHeaders(
-            from: head.headers, requestID: exchange.requestID, clientIP: handler.clientIP, isTLS: exchange.isTLS,
+            from: exchange.request.headers, requestID: exchange.requestID, clientIP: handler.clientIP, isTLS: exchange.isTLS,
             originalHost: exchange.originalHost, chunked: framing == .chunked, policy: env.listener.sanitize,
             keepAppChannel: route.keepsAppChannelHeaders)
-        head.headers = headers
-        exchange.request = head
+        exchange.request.headers = headers
         self.expectsContinue = expectsContinue && !isHTTP2
     }
 

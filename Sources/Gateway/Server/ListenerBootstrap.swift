@@ -91,6 +91,7 @@ enum ListenerBootstrap {
         let deadlines = StreamDeadlines(eventLoop: channel.eventLoop)
         let boundDeadlines = NIOLoopBound(deadlines, eventLoop: channel.eventLoop)
         channel.closeFuture.whenComplete { _ in boundDeadlines.value.cancel() }
+        let peer = Peer(channel.remoteAddress)
         _ = try sync.configureHTTP2Pipeline(
             mode: .server, connectionConfiguration: connection, streamConfiguration: streams,
             streamDelegate: management.http2StreamDelegate
@@ -98,7 +99,8 @@ enum ListenerBootstrap {
             stream.eventLoop.makeCompletedFuture {
                 let s = stream.pipeline.syncOperations
                 try s.addHandler(H2RequestDecoder())
-                try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true, streamDeadlines: deadlines))
+                try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true, streamDeadlines: deadlines,
+                                                  peer: peer))
             }
         }
         try sync.addHandler(management)
