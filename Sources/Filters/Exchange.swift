@@ -97,6 +97,7 @@ public final class Exchange {
             if let i = values.firstIndex(where: { $0.key == id }) {
                 if let newValue { values[i].value = newValue } else { values.remove(at: i) }
             } else if let newValue {
+                if values.isEmpty { values.reserveCapacity(4) }
                 values.append((id, newValue))
             }
         }

@@ -34,10 +34,12 @@ public enum Base64URL {
     /// length no encoder produces (4n+1), or non-zero unused bits (so that one
     /// value has one encoding).
     public static func decode<S: StringProtocol>(_ text: S) -> [UInt8]? {
-        let input = Array(text.utf8)
-        if input.count % 4 == 1 { return nil }
+        // Read in place: no copy of the text.
+        let input = text.utf8
+        let count = input.count
+        if count % 4 == 1 { return nil }
         var out: [UInt8] = []
-        out.reserveCapacity(input.count * 3 / 4)
+        out.reserveCapacity(count * 3 / 4)
         var buffer: UInt32 = 0
         var bits = 0
         for c in input {
