@@ -15,7 +15,8 @@ extension ProxyHandler {
         guard encoder != nil else { return sendH2(part, context: context, promise: nil) }
         switch part {
         case .head(let head):
-            var buffer = context.channel.allocator.buffer(capacity: 512)
+            writeUnsentHead(context)
+            var buffer = context.channel.allocator.buffer(capacity: 1024)
             do {
                 if try encoder!.head(head, answeringHEAD: request?.method == .HEAD, toHTTP10: request?.isHTTP10 ?? false, into: &buffer) {
                     closeAfterResponse = true
@@ -27,14 +28,45 @@ extension ProxyHandler {
                 context.close(promise: nil)
                 return
             }
-            context.write(NIOAny(buffer), promise: nil)
+            if head.status.code < 200 {
+                context.write(NIOAny(buffer), promise: nil)  // 100 Continue goes at once
+            } else {
+                unsentHead = buffer
+            }
         case .body(.byteBuffer(let body)):
-            encoder!.body(body, allocator: context.channel.allocator) { context.write(NIOAny($0), promise: nil) }
+            encoder!.body(body, allocator: context.channel.allocator) { writeOrJoin($0, context: context) }
         case .body(.fileRegion):
             // The proxy only sends buffers.
             context.close(promise: nil)
         case .end:
-            if let last = encoder!.end() { context.write(NIOAny(last), promise: nil) }
+            if let last = encoder!.end() { writeOrJoin(last, context: context) }
+        }
+    }
+
+    /// Bodies up to this size join the held head in one buffer.
+    private static let joinLimit = 8 << 10
+
+    private func writeOrJoin(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        if unsentHead != nil, bytes.readableBytes <= Self.joinLimit {
+            var bytes = bytes
+            unsentHead!.writeBuffer(&bytes)
+        } else {
+            writeUnsentHead(context)
+            context.write(NIOAny(bytes), promise: nil)
+        }
+    }
+
+    /// Writes what is held back for joining: the HTTP/1.1 head, or the last
+    /// DATA payload of an HTTP/2 stream (sent without END_STREAM, as more
+    /// is coming).
+    func writeUnsentHead(_ context: ChannelHandlerContext) {
+        if let head = unsentHead {
+            unsentHead = nil
+            context.write(NIOAny(head), promise: nil)
+        }
+        if let data = unsentData {
+            unsentData = nil
+            context.write(NIOAny(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(data)))), promise: nil)
         }
     }
 
@@ -44,6 +76,7 @@ extension ProxyHandler {
         let payload: HTTP2Frame.FramePayload
         switch part {
         case .head(let head):
+            writeUnsentHead(context)
             guard let block = H2ResponseHead.block(head) else {
                 // As on HTTP/1.1: nothing of a head that could not be sent; the stream ends.
                 env.logger.error("response not sent", metadata: ["error": "invalid response header field", "listener": "\(env.listener.name)"])
@@ -53,12 +86,19 @@ extension ProxyHandler {
             }
             payload = .headers(.init(headers: block))
         case .body(.byteBuffer(let body)):
-            payload = .data(.init(data: .byteBuffer(body)))
+            // Held until the next part: when that is the end, the last DATA
+            // frame carries END_STREAM instead of an empty frame after it.
+            writeUnsentHead(context)
+            unsentData = body
+            promise?.succeed()
+            return
         case .body(.fileRegion):
             promise?.fail(ChannelError.operationUnsupported)
             return
         case .end:
-            payload = .data(.init(data: .byteBuffer(context.channel.allocator.buffer(capacity: 0)), endStream: true))
+            let last = unsentData ?? context.channel.allocator.buffer(capacity: 0)
+            unsentData = nil
+            payload = .data(.init(data: .byteBuffer(last), endStream: true))
         }
         context.write(NIOAny(payload), promise: promise)
     }
@@ -78,7 +118,13 @@ extension ProxyHandler {
             }
             return
         }
-        let last = encoder!.end()
+        var last = encoder!.end()
+        if var head = unsentHead {
+            // The held head (and whatever body joined it) goes with the end.
+            unsentHead = nil
+            if var end = last { head.writeBuffer(&end) }
+            last = head
+        }
         if thenClose {
             context.writeAndFlush(NIOAny(last ?? ByteBuffer())).whenComplete { _ in context.close(promise: nil) }
         } else if let last {

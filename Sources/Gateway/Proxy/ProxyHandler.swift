@@ -62,6 +62,13 @@ final class ProxyHandler: ChannelDuplexHandler {
     var encoder: DownstreamHTTP1Encoder?
     /// Set when the response being written ends only with the connection.
     var closeAfterResponse = false
+    /// HTTP/1.1: the head of the response being written, held until its
+    /// first body bytes, its end or a flush, so that a small response leaves
+    /// as one TLS record (one `SSL_write`) instead of two.
+    var unsentHead: ByteBuffer?
+    /// HTTP/2: the last DATA payload written, held until the next part or a
+    /// flush, so that the frame that ends the stream carries it.
+    var unsentData: ByteBuffer?
 
     init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool, streamDeadlines: StreamDeadlines? = nil, peer: Peer? = nil) {
         self.env = environment
@@ -292,7 +299,11 @@ final class ProxyHandler: ChannelDuplexHandler {
         clearDeadline()
     }
 
-    func flush() { context?.flush() }
+    func flush() {
+        guard let context else { return }
+        writeUnsentHead(context)
+        context.flush()
+    }
 
     var downstreamWritable: Bool { context?.channel.isWritable ?? false }
 
