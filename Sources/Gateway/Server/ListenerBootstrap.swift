@@ -88,8 +88,7 @@ enum ListenerBootstrap {
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: limits.idleTimeout, maxAge: nil, maxGraceTime: nil, keepalive: nil))
         try sync.addHandler(FlushCoalescer())
-        let deadlines = StreamDeadlines(eventLoop: channel.eventLoop)
-        let boundDeadlines = NIOLoopBound(deadlines, eventLoop: channel.eventLoop)
+        let boundDeadlines = NIOLoopBound(StreamDeadlines(eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
         channel.closeFuture.whenComplete { _ in boundDeadlines.value.cancel() }
         let peer = Peer(channel.remoteAddress)
         _ = try sync.configureHTTP2Pipeline(
@@ -99,8 +98,9 @@ enum ListenerBootstrap {
             stream.eventLoop.makeCompletedFuture {
                 let s = stream.pipeline.syncOperations
                 try s.addHandler(H2RequestDecoder())
-                try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true, streamDeadlines: deadlines,
-                                                  peer: peer))
+                // A stream runs on its connection's event loop.
+                try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true,
+                                              streamDeadlines: boundDeadlines.value, peer: peer))
             }
         }
         try sync.addHandler(management)
