@@ -36,7 +36,11 @@ struct ListenerLimitsRuntime: Sendable {
 }
 
 /// One upstream: its endpoints resolved once at load, and its timeouts.
-struct UpstreamDefinition: Sendable {
+///
+/// A class: requests read it through their pool (`any UpstreamPooling`),
+/// and through an existential a struct is copied whole on every read,
+/// retaining and releasing each string and array in it.
+final class UpstreamDefinition: Sendable {
     let name: String
     let endpoints: [SocketAddress]
     let endpointTexts: [String]
@@ -48,9 +52,25 @@ struct UpstreamDefinition: Sendable {
     let maxConnections: Int
     let keepaliveTimeout: TimeAmount
     /// TLS (and mTLS) to the upstream, when configured.
-    var tls: UpstreamTLS? = nil
+    let tls: UpstreamTLS?
     /// HTTP/2 (`h2` over TLS, `h2c` with prior knowledge) instead of HTTP/1.1.
-    var http2 = false
+    let http2: Bool
+
+    init(name: String, endpoints: [SocketAddress], endpointTexts: [String], host: String, connectTimeout: TimeAmount,
+         responseTimeout: TimeAmount, bodyTimeout: TimeAmount, maxConnections: Int, keepaliveTimeout: TimeAmount,
+         tls: UpstreamTLS? = nil, http2: Bool = false) {
+        self.name = name
+        self.endpoints = endpoints
+        self.endpointTexts = endpointTexts
+        self.host = host
+        self.connectTimeout = connectTimeout
+        self.responseTimeout = responseTimeout
+        self.bodyTimeout = bodyTimeout
+        self.maxConnections = maxConnections
+        self.keepaliveTimeout = keepaliveTimeout
+        self.tls = tls
+        self.http2 = http2
+    }
 }
 
 /// How the gateway talks TLS to one upstream.
