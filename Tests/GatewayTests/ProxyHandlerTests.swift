@@ -53,13 +53,18 @@ struct ProxyHandlerTests {
         #expect(weakHandler == nil, "the handler leaked (a retain cycle through its stored context)")
     }
 
+    /// A handler alone on an embedded channel; what it writes is read with `readOutbound`.
+    func handlerOnChannel(isHTTP2: Bool) throws -> (EmbeddedChannel, ProxyHandler) {
+        let loop = EmbeddedEventLoop()
+        let channel = EmbeddedChannel(loop: loop)
+        let handler = ProxyHandler(environment: try environment(loop: loop), isHTTP2: isHTTP2, isTLS: true)
+        try channel.pipeline.syncOperations.addHandler(handler)
+        return (channel, handler)
+    }
+
     @Test("HTTP/1.1: a small answer leaves as one buffer (one TLS record); a head waits for no more than its first body bytes, its end or a flush")
     func headJoinsBody() throws {
-        let loop = EmbeddedEventLoop()
-        let env = try environment(loop: loop)
-        let channel = EmbeddedChannel(loop: loop)
-        let handler = ProxyHandler(environment: env, isHTTP2: false, isTLS: true)
-        try channel.pipeline.syncOperations.addHandler(handler)
+        let (channel, handler) = try handlerOnChannel(isHTTP2: false)
         func outbound() throws -> [String] {
             var out: [String] = []
             while let b = try channel.readOutbound(as: ByteBuffer.self) { out.append(String(buffer: b)) }
@@ -107,11 +112,7 @@ struct ProxyHandlerTests {
 
     @Test("HTTP/2: the last DATA frame carries END_STREAM (no empty frame after it); a flush sends held data at once")
     func endStreamJoinsData() throws {
-        let loop = EmbeddedEventLoop()
-        let env = try environment(loop: loop)
-        let channel = EmbeddedChannel(loop: loop)
-        let handler = ProxyHandler(environment: env, isHTTP2: true, isTLS: true)
-        try channel.pipeline.syncOperations.addHandler(handler)
+        let (channel, handler) = try handlerOnChannel(isHTTP2: true)
         func frames() throws -> [HTTP2Frame.FramePayload] {
             var out: [HTTP2Frame.FramePayload] = []
             while let f = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) { out.append(f) }
