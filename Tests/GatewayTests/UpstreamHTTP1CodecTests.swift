@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import NIOHTTP1
 import Testing
 
@@ -197,5 +198,46 @@ struct UpstreamHTTP1CodecTests {
         #expect(p.headers[0] == ["Content-Length=0", "X-A=b"])
         let (q, _) = try parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n\r\n0\r\n\r\n")
         #expect(q.headers[0] == ["Connection=keep-alive, X-Secret", "X-Secret=s"])
+    }
+
+    /// Records what the connection reports to its request.
+    private final class Probe: UpstreamDelegate {
+        var heads = 0, ends = 0, failures = 0
+        func upstreamResponseHead(_ head: HTTPResponseHead) { heads += 1 }
+        func upstreamResponseBody(_ buffer: ByteBuffer) {}
+        func upstreamResponseEnd() { ends += 1 }
+        func upstreamReadComplete() {}
+        func upstreamFailed(_ error: Error) { failures += 1 }
+        func upstreamWritabilityChanged(_ writable: Bool) {}
+    }
+
+    @Test("the connection holds its request and codec strongly, and lets both go when the channel closes: nothing outlives it")
+    func connectionLetsGo() throws {
+        weak var weakProbe: Probe?
+        weak var weakConnection: UpstreamConnection?
+        var closedOnce = 0
+        let channel = EmbeddedChannel()
+        do {
+            let connection = try UpstreamConnection.configure(channel: channel, id: 1, endpoint: "test") { _ in closedOnce += 1 }
+            let probe = Probe()
+            weakConnection = connection
+            weakProbe = probe
+            connection.delegate = probe
+            // A whole exchange reaches the request through the strong reference.
+            connection.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "a"])))
+            connection.write(.end(nil))
+            connection.flush()
+            #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) }?.hasPrefix("GET / HTTP/1.1\r\n") == true)
+            try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
+            #expect(probe.heads == 1 && probe.ends == 1)
+            // A second exchange is in flight when the channel closes: its request hears of it.
+            connection.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/2", headers: ["host": "a"])))
+            _ = try channel.finish(acceptAlreadyClosed: true)
+            #expect(probe.failures == 1)
+            #expect(connection.delegate == nil)
+        }
+        #expect(closedOnce == 1)
+        #expect(weakProbe == nil, "the request outlived its connection's close")
+        #expect(weakConnection == nil, "the connection and its codec keep each other alive")
     }
 }
