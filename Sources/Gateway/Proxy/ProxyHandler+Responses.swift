@@ -15,7 +15,7 @@ extension ProxyHandler {
         guard encoder != nil else { return sendH2(part, context: context, promise: nil) }
         switch part {
         case .head(let head):
-            writeUnsentHead(context)
+            writeUnsent(context)
             var buffer = context.channel.allocator.buffer(capacity: 1024)
             do {
                 if try encoder!.head(head, answeringHEAD: request?.method == .HEAD, toHTTP10: request?.isHTTP10 ?? false, into: &buffer) {
@@ -51,7 +51,7 @@ extension ProxyHandler {
             var bytes = bytes
             unsentHead!.writeBuffer(&bytes)
         } else {
-            writeUnsentHead(context)
+            writeUnsent(context)
             context.write(NIOAny(bytes), promise: nil)
         }
     }
@@ -59,7 +59,7 @@ extension ProxyHandler {
     /// Writes what is held back for joining: the HTTP/1.1 head, or the last
     /// DATA payload of an HTTP/2 stream (sent without END_STREAM, as more
     /// is coming).
-    func writeUnsentHead(_ context: ChannelHandlerContext) {
+    func writeUnsent(_ context: ChannelHandlerContext) {
         if let head = unsentHead {
             unsentHead = nil
             context.write(NIOAny(head), promise: nil)
@@ -76,7 +76,7 @@ extension ProxyHandler {
         let payload: HTTP2Frame.FramePayload
         switch part {
         case .head(let head):
-            writeUnsentHead(context)
+            writeUnsent(context)
             guard let block = H2ResponseHead.block(head) else {
                 // As on HTTP/1.1: nothing of a head that could not be sent; the stream ends.
                 env.logger.error("response not sent", metadata: ["error": "invalid response header field", "listener": "\(env.listener.name)"])
@@ -86,11 +86,14 @@ extension ProxyHandler {
             }
             payload = .headers(.init(headers: block))
         case .body(.byteBuffer(let body)):
+            writeUnsent(context)
+            guard promise == nil else {
+                payload = .data(.init(data: .byteBuffer(body)))
+                break
+            }
             // Held until the next part: when that is the end, the last DATA
             // frame carries END_STREAM instead of an empty frame after it.
-            writeUnsentHead(context)
             unsentData = body
-            promise?.succeed()
             return
         case .body(.fileRegion):
             promise?.fail(ChannelError.operationUnsupported)

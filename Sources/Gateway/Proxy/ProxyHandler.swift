@@ -301,7 +301,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func flush() {
         guard let context else { return }
-        writeUnsentHead(context)
+        writeUnsent(context)
         context.flush()
     }
 
