@@ -42,14 +42,14 @@ struct DownstreamHTTP1Encoder {
         var hasLength = false
         var saysClose = false
         for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 14 where ASCII.equalsLowercase(name, "content-length"):
+            switch HTTPBytes.framingField(name) {
+            case .contentLength:
                 if bodiless { continue }
                 hasLength = true
-            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"):
+            case .transferEncoding:
                 // Framing is the encoder's: chunked is added below when needed.
                 continue
-            case 10 where ASCII.equalsLowercase(name, "connection"):
+            case .connection:
                 saysClose = saysClose || ASCII.equalsLowercase(value, "close")
             default:
                 break

@@ -21,6 +21,22 @@ enum HTTPBytes {
         }
     }
 
+    /// The fields that frame an HTTP/1.1 message or route it, as the
+    /// encoders and the request's first pass tell them apart.
+    enum FramingField { case host, contentLength, transferEncoding, connection }
+
+    /// Which framing field `name` is (ASCII case-insensitive), or nil.
+    @inline(__always)
+    static func framingField(_ name: String) -> FramingField? {
+        switch name.utf8.count {
+        case 4 where ASCII.equalsLowercase(name, "host"): return .host
+        case 10 where ASCII.equalsLowercase(name, "connection"): return .connection
+        case 14 where ASCII.equalsLowercase(name, "content-length"): return .contentLength
+        case 17 where ASCII.equalsLowercase(name, "transfer-encoding"): return .transferEncoding
+        default: return nil
+        }
+    }
+
     /// Writes `name: value` and CRLF when the name is a token and the value
     /// has no control character (HTAB allowed); false otherwise, with part
     /// of the field possibly written (the caller resets the buffer).
@@ -121,11 +137,11 @@ enum UpstreamRequestEncoder {
         var hasLength = false
         var chunked = false
         for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 14 where ASCII.equalsLowercase(name, "content-length"):
+            switch HTTPBytes.framingField(name) {
+            case .contentLength:
                 if isTrace { continue }
                 hasLength = true
-            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"):
+            case .transferEncoding:
                 // Only the proxy's own `chunked` on a method without a body of
                 // course; the others get theirs below when they need it.
                 guard !isTrace, !bodyExpected, value == "chunked" else { continue }

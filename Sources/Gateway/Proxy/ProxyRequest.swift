@@ -94,16 +94,15 @@ final class ProxyRequest: UpstreamDelegate {
         var coding: String?, codings = 0
         var host: String?, hosts = 0
         for (name, value) in head.headers {
-            let n = name.utf8.count
-            size += n + value.utf8.count + 4
-            switch n {
-            case 4 where ASCII.equalsLowercase(name, "host"):
+            size += name.utf8.count + value.utf8.count + 4
+            switch HTTPBytes.framingField(name) {
+            case .host:
                 host = value
                 hosts += 1
-            case 14 where ASCII.equalsLowercase(name, "content-length"):
+            case .contentLength:
                 length = value
                 lengths += 1
-            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"):
+            case .transferEncoding:
                 coding = value
                 codings += 1
             default:
