@@ -32,6 +32,20 @@ enum TestSupport {
         try process.run()
     }
 
+    /// Sends `signal` to a child and waits for it to exit by polling, never
+    /// with `Process.waitUntilExit`, whose run loop raced a launch on another
+    /// thread and crashed the test process (a bad read in Foundation); after
+    /// 5 s it is killed.
+    static func stop(_ process: Process, signal: Int32 = SIGTERM) {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, signal)
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning {
+            if Date() > deadline { kill(process.processIdentifier, SIGKILL) }
+            usleep(10_000)
+        }
+    }
+
     static func temporaryDirectory(_ name: String) throws -> String {
         let dir = NSTemporaryDirectory() + "gateway-tests-\(name)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
@@ -230,10 +244,7 @@ final class GatewayProcess: @unchecked Sendable {
     }
 
     func stop() {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
-        }
+        TestSupport.stop(process)
     }
 
     deinit { stop() }

@@ -96,10 +96,7 @@ final class ScriptedUpstream: @unchecked Sendable {
     var log: String { (try? String(contentsOfFile: dir + "/log", encoding: .utf8)) ?? "" }
 
     func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        TestSupport.stop(process, signal: SIGKILL)
     }
 
     deinit { stop() }
