@@ -8,52 +8,69 @@ public enum Base64URL {
     }()
 
     public static func encode<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-        let input = Array(bytes)
-        var out: [UInt8] = []
-        out.reserveCapacity((input.count * 4 + 2) / 3)
-        var i = 0
-        while i + 3 <= input.count {
-            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
-            out.append(alphabet[Int(n >> 18 & 63)]); out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)]); out.append(alphabet[Int(n & 63)])
-            i += 3
+        if let text = bytes.withContiguousStorageIfAvailable({ encode(UnsafeRawBufferPointer($0)) }) { return text }
+        return Array(bytes).withUnsafeBytes { encode($0) }
+    }
+
+    /// The one encoder every `encode` reaches: a loop over raw bytes, so no
+    /// caller pays for a generic collection's iteration.
+    public static func encode(_ input: UnsafeRawBufferPointer) -> String {
+        let count = input.count
+        return String(unsafeUninitializedCapacity: (count * 4 + 2) / 3) { out in
+            alphabet.withUnsafeBufferPointer { alphabet in
+                var i = 0, o = 0
+                while i + 3 <= count {
+                    let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+                    out[o] = alphabet[Int(n >> 18 & 63)]; out[o + 1] = alphabet[Int(n >> 12 & 63)]
+                    out[o + 2] = alphabet[Int(n >> 6 & 63)]; out[o + 3] = alphabet[Int(n & 63)]
+                    i += 3; o += 4
+                }
+                let rest = count - i
+                if rest > 0 {
+                    let n = UInt32(input[i]) << 16 | (rest == 2 ? UInt32(input[i + 1]) << 8 : 0)
+                    out[o] = alphabet[Int(n >> 18 & 63)]; out[o + 1] = alphabet[Int(n >> 12 & 63)]
+                    o += 2
+                    if rest == 2 { out[o] = alphabet[Int(n >> 6 & 63)]; o += 1 }
+                }
+                return o
+            }
         }
-        let rest = input.count - i
-        if rest == 1 {
-            let n = UInt32(input[i]) << 16
-            out.append(alphabet[Int(n >> 18 & 63)]); out.append(alphabet[Int(n >> 12 & 63)])
-        } else if rest == 2 {
-            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8
-            out.append(alphabet[Int(n >> 18 & 63)]); out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// The bytes, or nil for characters outside the alphabet, padding, or a
     /// length no encoder produces (4n+1), or non-zero unused bits (so that one
     /// value has one encoding).
     public static func decode<S: StringProtocol>(_ text: S) -> [UInt8]? {
-        // Read in place: no copy of the text.
-        let input = text.utf8
+        // Read in place (no copy) when the text is stored contiguously, as
+        // native strings and their substrings are.
+        if let bytes = text.utf8.withContiguousStorageIfAvailable({ decode(UnsafeRawBufferPointer($0)) }) { return bytes }
+        return Array(text.utf8).withUnsafeBytes { decode($0) }
+    }
+
+    /// `decode` over the text's UTF-8 bytes.
+    public static func decode(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
         let count = input.count
         if count % 4 == 1 { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(count * 3 / 4)
-        var buffer: UInt32 = 0
-        var bits = 0
-        for c in input {
-            let v = reverse[Int(c)]
-            if v == 0xFF { return nil }
-            buffer = buffer << 6 | UInt32(v)
-            bits += 6
-            if bits >= 8 {
-                bits -= 8
-                out.append(UInt8(truncatingIfNeeded: buffer >> UInt32(bits)))
+        var failed = false
+        let out = [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { out, written in
+            reverse.withUnsafeBufferPointer { reverse in
+                var buffer: UInt32 = 0, bits = 0, o = 0
+                for c in input {
+                    let v = reverse[Int(c)]
+                    if v == 0xFF { failed = true; return }
+                    buffer = buffer << 6 | UInt32(v)
+                    bits += 6
+                    if bits >= 8 {
+                        bits -= 8
+                        out[o] = UInt8(truncatingIfNeeded: buffer >> UInt32(bits))
+                        o += 1
+                    }
+                }
+                if bits > 0 && buffer & ((1 << UInt32(bits)) - 1) != 0 { failed = true }
+                written = o
             }
         }
-        if bits > 0 && buffer & ((1 << UInt32(bits)) - 1) != 0 { return nil }
-        return out
+        return failed ? nil : out
     }
 }
 

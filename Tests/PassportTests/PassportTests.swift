@@ -200,4 +200,24 @@ struct PassportTests {
         #expect(Base64URL.decode("aGk_Ph") == nil, "non-zero unused bits")
         #expect(Base64URL.decode("a") == nil)
     }
+
+    @Test("base64url agrees with Foundation's base64 for every length and byte, from strings and substrings")
+    func base64urlAgainstFoundation() {
+        var generator = SystemRandomNumberGenerator()
+        for n in 0..<70 {
+            let bytes = n == 0 ? [] : (0..<n).map { i in i < 256 ? UInt8(i) : UInt8.random(in: 0...255, using: &generator) }
+            let reference = Data(bytes).base64EncodedString()
+                .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+                .replacingOccurrences(of: "=", with: "")
+            #expect(Base64URL.encode(bytes) == reference)
+            #expect(Base64URL.encode(bytes[...]) == reference, "an array slice")
+            #expect(Base64URL.decode(reference) == bytes)
+            let framed = "<" + reference + ">"
+            #expect(Base64URL.decode(framed.dropFirst().dropLast()) == bytes, "a substring is read in place")
+            #expect(Base64URL.decode(reference + "*") == nil)
+        }
+        let all = (0...255).map { UInt8($0) }
+        #expect(Base64URL.decode(Base64URL.encode(all)) == all)
+        #expect(Base64URL.decode("AA\u{E9}") == nil, "a non-ASCII byte is outside the alphabet")
+    }
 }
