@@ -151,16 +151,25 @@ public struct PassportFilter: Filter {
     }
 
     /// `dev` from the device headers, each only when it is one value of 1 to
-    /// 128 printable ASCII characters.
+    /// 128 printable ASCII characters. One pass over the head.
     static func device(_ headers: HTTPHeaders) -> PassportClaims.Device? {
-        func value(_ name: String) -> String? {
-            let values = headers[name]
-            guard values.count == 1, let v = values.first, !v.isEmpty, v.utf8.count <= 128,
-                  v.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F })
-            else { return nil }
+        var id: String?, platform: String?, appVersion: String?
+        var counts = (0, 0, 0)
+        for (name, value) in headers where name.utf8.count >= 10 {
+            if ASCII.equalsLowercase(name, "x-device-id") {
+                id = value; counts.0 += 1
+            } else if ASCII.equalsLowercase(name, "x-platform") {
+                platform = value; counts.1 += 1
+            } else if ASCII.equalsLowercase(name, "x-app-version") {
+                appVersion = value; counts.2 += 1
+            }
+        }
+        func valid(_ v: String?, _ count: Int) -> String? {
+            guard count == 1, let v, !v.isEmpty, v.utf8.count <= 128, v.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
             return v
         }
-        let d = PassportClaims.Device(id: value("x-device-id"), platform: value("x-platform"), appVersion: value("x-app-version"))
+        let d = PassportClaims.Device(id: valid(id, counts.0), platform: valid(platform, counts.1),
+                                      appVersion: valid(appVersion, counts.2))
         return d.id == nil && d.platform == nil && d.appVersion == nil ? nil : d
     }
 }

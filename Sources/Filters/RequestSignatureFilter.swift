@@ -130,8 +130,9 @@ public struct RequestSignatureFilter: Filter {
     public var needsRequestBody: Bool { true }
     public var requiredEarlierFilters: [String] { requireKeyBinding ? ["authenticate"] : [] }
 
-    /// The headers, parsed by `onRequest` for `onRequestBody`.
-    struct Pending {
+    /// The headers, parsed by `onRequest` for `onRequestBody`: one object,
+    /// so that the exchange stores and hands it back by one reference.
+    final class Pending {
         let key: AppChannelKeyRing.Key
         let kid: String
         let clientKeyText: String
@@ -140,6 +141,18 @@ public struct RequestSignatureFilter: Filter {
         let nonceText: String
         let nonce: [UInt8]
         let signature: [UInt8]
+
+        init(key: AppChannelKeyRing.Key, kid: String, clientKeyText: String, clientKey: [UInt8], timestamp: String,
+             nonceText: String, nonce: [UInt8], signature: [UInt8]) {
+            self.key = key
+            self.kid = kid
+            self.clientKeyText = clientKeyText
+            self.clientKey = clientKey
+            self.timestamp = timestamp
+            self.nonceText = nonceText
+            self.nonce = nonce
+            self.signature = signature
+        }
     }
 
     enum PendingKey: ExchangeKey { typealias Value = Pending }
@@ -271,13 +284,24 @@ public struct RequestSignatureFilter: Filter {
 
 /// A request whose signature `request_signature` verified and whose nonce it
 /// recorded: what `decrypt_payload` needs to open the body and seal the response.
-public struct AppChannelRequest: Sendable {
+/// One object, so that reading it from the exchange (the passport and
+/// decrypt filters do) retains one reference, not each of its fields.
+public final class AppChannelRequest: Sendable {
     public let keys: AppChannelCrypto.SessionKeys
     public let method: String
     public let target: String
     public let timestamp: String
     public let nonce: String
     public let kid: String
+
+    public init(keys: AppChannelCrypto.SessionKeys, method: String, target: String, timestamp: String, nonce: String, kid: String) {
+        self.keys = keys
+        self.method = method
+        self.target = target
+        self.timestamp = timestamp
+        self.nonce = nonce
+        self.kid = kid
+    }
 }
 
 public enum AppChannelRequestKey: ExchangeKey { public typealias Value = AppChannelRequest }

@@ -231,6 +231,18 @@ struct AuthenticateFilterTests {
         #expect(other.request.headers.first(name: "x-passport") != minted)
     }
 
+    @Test("passport: dev takes each device header only when it is one printable value of 1 to 128 characters, names in any case")
+    func deviceHeaders() {
+        func device(_ fields: [(String, String)]) -> PassportClaims.Device? { PassportFilter.device(HTTPHeaders(fields)) }
+        #expect(device([("X-Device-Id", "d1"), ("x-PLATFORM", "ios"), ("x-app-version", "5.1")])
+                == .init(id: "d1", platform: "ios", appVersion: "5.1"))
+        #expect(device([("x-device-id", "d1"), ("x-device-id", "d2"), ("x-platform", "ios")]) == .init(id: nil, platform: "ios", appVersion: nil),
+                "two values: neither is taken")
+        #expect(device([("x-device-id", ""), ("x-platform", String(repeating: "a", count: 129)), ("x-app-version", "1\u{7F}")]) == nil)
+        #expect(device([("x-app-version", String(repeating: "9", count: 128))])?.appVersion?.count == 128)
+        #expect(device([("x-device", "d1"), ("x-device-ids", "d1"), ("host", "a")]) == nil)
+    }
+
     @Test("passport: anonymous requests get level 1 and no subject; a credential that expires sooner caps exp")
     func anonymousAndShortCredential() throws {
         let idp = Self.idp
