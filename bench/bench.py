@@ -457,6 +457,9 @@ def measure(procs, work):
             "rss_mib": statistics.median(r["rss_mib"] for r in rs),
             "cpu_us_per_req": statistics.median(r["cpu_us_per_req"] for r in rs),
             "errors": sum(r["errors"] for r in rs),
+            # Each round's figures, in round order: a ratio taken within one
+            # round compares runs made a minute apart, on the VM in one phase.
+            "rounds": [{"rps": r["rps"], "p99_ms": r["p99_ms"], "cpu_us_per_req": r["cpu_us_per_req"]} for r in rs],
         })
     return runs
 
@@ -529,6 +532,29 @@ def ratio(runs, a, b, protocol, connections, field="rps"):
     return round(x / y, 3) if x and y else None
 
 
+def round_ratios(runs, a, b, protocol, connections, field="rps"):
+    """The ratio within each round (A and B measured a minute apart), in
+    round order: how far the budget ratio moves with the machine's phase."""
+    def get(c):
+        for r in runs:
+            if r["contender"] == c and r["protocol"] == protocol and r["connections"] == connections:
+                return [x[field] for x in r.get("rounds", [])]
+        return []
+    return [round(x / y, 3) for x, y in zip(get(a), get(b)) if x and y]
+
+
+# The budget's ratios: name -> (a, b, protocol, connections, field).
+RATIOS = {
+    "gateway_plain_vs_nginx_h1_64": ("gateway_plain", "nginx", "h1", 64, "rps"),
+    "gateway_plain_vs_nginx_h1_256": ("gateway_plain", "nginx", "h1", 256, "rps"),
+    "gateway_plain_vs_nginx_h2": ("gateway_plain", "nginx", "h2", 256, "rps"),
+    "gateway_full_vs_nginx_h1_64": ("gateway_full", "nginx", "h1", 64, "rps"),
+    "gateway_full_vs_unsigned_h1_64": ("gateway_full", "gateway_unsigned", "h1", 64, "rps"),
+    "gateway_p99_vs_nginx_h1_64": ("gateway_plain", "nginx", "h1", 64, "p99_ms"),
+    "gateway_p99_vs_nginx_h2": ("gateway_plain", "nginx", "h2", 256, "p99_ms"),
+}
+
+
 def main():
     for f in [GATEWAY, CERT, KEY]:
         if not os.path.exists(f):
@@ -560,15 +586,8 @@ def main():
                    "proxy_core": PROXY_CORE, "load_and_upstream_core": LOAD_CORE, "tls": ciphers},
         "runs": runs,
         "idle_kib_per_conn": idle,
-        "ratios": {
-            "gateway_plain_vs_nginx_h1_64": ratio(runs, "gateway_plain", "nginx", "h1", 64),
-            "gateway_plain_vs_nginx_h1_256": ratio(runs, "gateway_plain", "nginx", "h1", 256),
-            "gateway_plain_vs_nginx_h2": ratio(runs, "gateway_plain", "nginx", "h2", 256),
-            "gateway_full_vs_nginx_h1_64": ratio(runs, "gateway_full", "nginx", "h1", 64),
-            "gateway_full_vs_unsigned_h1_64": ratio(runs, "gateway_full", "gateway_unsigned", "h1", 64),
-            "gateway_p99_vs_nginx_h1_64": ratio(runs, "gateway_plain", "nginx", "h1", 64, "p99_ms"),
-            "gateway_p99_vs_nginx_h2": ratio(runs, "gateway_plain", "nginx", "h2", 256, "p99_ms"),
-        },
+        "ratios": {name: ratio(runs, *spec) for name, spec in RATIOS.items()},
+        "ratio_rounds": {name: round_ratios(runs, *spec) for name, spec in RATIOS.items()},
     }
     os.makedirs(os.path.join(ROOT, "bench"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results.json"), "w") as f:
@@ -581,7 +600,8 @@ def main():
     for c, v in idle.items():
         print(f"idle {c:15} {v:8.2f} KiB per TLS connection")
     for k, v in results["ratios"].items():
-        print(f"{k:32} {v}")
+        rounds = results["ratio_rounds"].get(k) or []
+        print(f"{k:32} {v}" + (f"   (each round: {' '.join(f'{x:.2f}' for x in rounds)})" if rounds else ""))
     print("written: bench/results.json")
 
 
