@@ -96,10 +96,17 @@ public struct DecryptPayloadFilter: Filter {
         if body.readableBytes > 0 {
             let aad = AppChannelCrypto.requestAAD(method: request.method, target: request.target, timestamp: request.timestamp,
                                                   nonce: request.nonce)
-            guard let plaintext = AppChannelCrypto.openRequest(Array(body.readableBytesView), keys: request.keys, aad: aad) else {
-                return .reject(Self.undecryptable)
+            // `N || AEAD(K_req, N, A, plaintext)`, opened where it lies: the
+            // body becomes the plaintext between the nonce and the tag.
+            let nonceBytes = XChaCha20Poly1305.nonceBytes, tagBytes = XChaCha20Poly1305.tagBytes
+            guard body.readableBytes >= nonceBytes + tagBytes else { return .reject(Self.undecryptable) }
+            let authentic = body.withUnsafeMutableReadableBytes { raw in
+                XChaCha20Poly1305.openInPlace(UnsafeMutableRawBufferPointer(rebasing: raw[nonceBytes...]), key: request.keys.request,
+                                              nonce: UnsafeRawBufferPointer(rebasing: raw[..<nonceBytes]), aad: aad)
             }
-            body = ByteBuffer(bytes: plaintext)
+            guard authentic else { return .reject(Self.undecryptable) }
+            body.moveReaderIndex(forwardBy: nonceBytes)
+            body.moveWriterIndex(to: body.writerIndex - tagBytes)
             exchange.request.headers.replaceOrAdd(name: "content-type", value: contentType)
         } else {
             exchange.request.headers.remove(name: "content-type")
@@ -110,14 +117,25 @@ public struct DecryptPayloadFilter: Filter {
             exchange.responseBodyLimit = maxResponseBody
             exchange.responseBodyTransform = { status, headers, upstreamBody in
                 let aad = AppChannelCrypto.responseAAD(status: Int(status.code), requestNonce: nonce)
-                let sealed = AppChannelCrypto.sealResponse(Array(upstreamBody.readableBytesView), keys: keys,
-                                                           nonce: Sodium.publicRandomBytes(XChaCha20Poly1305.nonceBytes), aad: aad)
+                // `N' || AEAD(K_resp, N', B, upstream body)`, written into one buffer.
+                let nonceBytes = XChaCha20Poly1305.nonceBytes
+                let length = nonceBytes + upstreamBody.readableBytes + XChaCha20Poly1305.tagBytes
+                var sealed = ByteBufferAllocator().buffer(capacity: length)
+                sealed.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
+                    let out = UnsafeMutableRawBufferPointer(rebasing: raw[..<length])
+                    Sodium.publicRandomBytes(into: UnsafeMutableRawBufferPointer(rebasing: out[..<nonceBytes]))
+                    upstreamBody.withUnsafeReadableBytes { plaintext in
+                        XChaCha20Poly1305.seal(into: UnsafeMutableRawBufferPointer(rebasing: out[nonceBytes...]), plaintext,
+                                               key: keys.response, nonce: UnsafeRawBufferPointer(rebasing: out[..<nonceBytes]), aad: aad)
+                    }
+                    return length
+                }
                 let upstreamType = headers.first(name: "content-type")
                 headers.replaceOrAdd(name: "content-type", value: "application/octet-stream")
                 if let upstreamType { headers.replaceOrAdd(name: "x-gw-content-type", value: upstreamType) }
                 headers.replaceOrAdd(name: "x-gw-encrypted", value: "1")
                 headers.remove(name: "content-encoding")
-                return ByteBuffer(bytes: sealed)
+                return sealed
             }
         }
         return .next

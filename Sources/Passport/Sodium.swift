@@ -43,6 +43,22 @@ public enum Sodium {
     }
     private static let publicPool = Mutex(Pool())
 
+    /// `publicRandomBytes` written into `out` (at most 64 bytes), allocation free.
+    public static func publicRandomBytes(into out: UnsafeMutableRawBufferPointer) {
+        precondition(initialized, "libsodium failed to initialise")
+        let count = out.count
+        precondition(count <= 64, "publicRandomBytes is for nonces and ids")
+        guard count > 0 else { return }
+        publicPool.withLock { pool in
+            if pool.offset + count > pool.block.count {
+                pool.block.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, $0.count) }
+                pool.offset = 0
+            }
+            pool.block.withUnsafeBytes { out.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0[pool.offset ..< pool.offset + count])) }
+            pool.offset += count
+        }
+    }
+
     /// Fills the given buffer from libsodium's CSPRNG, allocation free.
     public static func fillRandom(_ buffer: UnsafeMutableRawBufferPointer) {
         precondition(initialized, "libsodium failed to initialise")
@@ -224,6 +240,34 @@ public enum XChaCha20Poly1305 {
         _ = crypto_aead_xchacha20poly1305_ietf_encrypt(&out, &outLength, plaintext, UInt64(plaintext.count), aad, UInt64(aad.count),
                                                         nil, nonce, key)
         return Array(out.prefix(Int(outLength)))
+    }
+
+    /// Seals `plaintext` into `out` (exactly `plaintext.count + tagBytes`
+    /// bytes: the ciphertext, then the tag), with no allocation.
+    public static func seal(into out: UnsafeMutableRawBufferPointer, _ plaintext: UnsafeRawBufferPointer, key: [UInt8],
+                            nonce: UnsafeRawBufferPointer, aad: [UInt8]) {
+        precondition(Sodium.isReady && key.count == keyBytes && nonce.count == nonceBytes && out.count == plaintext.count + tagBytes,
+                     "XChaCha20-Poly1305: 32-byte key, 24-byte nonce, room for the tag")
+        var outLength: UInt64 = 0
+        let empty: UInt8 = 0
+        withUnsafePointer(to: empty) { none in
+            let m = plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? none
+            _ = crypto_aead_xchacha20poly1305_ietf_encrypt(out.baseAddress!.assumingMemoryBound(to: UInt8.self), &outLength,
+                                                            m, UInt64(plaintext.count), aad, UInt64(aad.count), nil,
+                                                            nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), key)
+        }
+    }
+
+    /// Opens `ciphertext || tag` where it lies: when it is authentic the
+    /// plaintext is its first `count - tagBytes` bytes and this returns true;
+    /// otherwise false, and the bytes are not to be used.
+    public static func openInPlace(_ buffer: UnsafeMutableRawBufferPointer, key: [UInt8], nonce: UnsafeRawBufferPointer,
+                                   aad: [UInt8]) -> Bool {
+        guard Sodium.isReady, key.count == keyBytes, nonce.count == nonceBytes, buffer.count >= tagBytes,
+              let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return false }
+        var outLength: UInt64 = 0
+        return crypto_aead_xchacha20poly1305_ietf_decrypt(base, &outLength, nil, base, UInt64(buffer.count), aad, UInt64(aad.count),
+                                                          nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), key) == 0
     }
 
     /// The plaintext, or nil when the ciphertext or its tag is not authentic.

@@ -48,4 +48,31 @@ struct SodiumTests {
         #expect(a.count == 32)
         #expect(a != b)
     }
+
+    @Test("XChaCha20-Poly1305 in buffers: seal(into:) and openInPlace give the bytes of seal and open; a flipped byte or other AAD is refused")
+    func aeadInBuffers() {
+        let key = Sodium.randomBytes(32), nonce = Sodium.randomBytes(24), aad = Array("200\nnonce".utf8)
+        for n in [0, 1, 15, 16, 17, 1024, 5000] {
+            let plaintext = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            let reference = XChaCha20Poly1305.seal(plaintext, key: key, nonce: nonce, aad: aad)
+            var out = [UInt8](repeating: 0xAA, count: n + XChaCha20Poly1305.tagBytes)
+            out.withUnsafeMutableBytes { o in
+                plaintext.withUnsafeBytes { p in nonce.withUnsafeBytes { XChaCha20Poly1305.seal(into: o, p, key: key, nonce: $0, aad: aad) } }
+            }
+            #expect(out == reference, "length \(n)")
+            var opened = out
+            let ok = opened.withUnsafeMutableBytes { b in nonce.withUnsafeBytes { XChaCha20Poly1305.openInPlace(b, key: key, nonce: $0, aad: aad) } }
+            #expect(ok && Array(opened.prefix(n)) == plaintext)
+            var tampered = out
+            tampered[tampered.count - 1] ^= 1
+            #expect(!tampered.withUnsafeMutableBytes { b in nonce.withUnsafeBytes { XChaCha20Poly1305.openInPlace(b, key: key, nonce: $0, aad: aad) } })
+            var otherAAD = out
+            #expect(!otherAAD.withUnsafeMutableBytes { b in nonce.withUnsafeBytes { XChaCha20Poly1305.openInPlace(b, key: key, nonce: $0, aad: [1]) } })
+        }
+        var short = [UInt8](repeating: 0, count: 15)
+        #expect(!short.withUnsafeMutableBytes { b in nonce.withUnsafeBytes { XChaCha20Poly1305.openInPlace(b, key: key, nonce: $0, aad: aad) } })
+        var drawn = [UInt8](repeating: 0, count: 24)
+        drawn.withUnsafeMutableBytes { Sodium.publicRandomBytes(into: $0) }
+        #expect(drawn.contains { $0 != 0 } && drawn != Sodium.publicRandomBytes(24))
+    }
 }
