@@ -1,3 +1,4 @@
+import Crypto
 import Passport
 import Synchronization
 
@@ -53,15 +54,16 @@ public final class MemoryNonceStore: Sendable {
         shards = (0..<Self.shardCount).map { _ in ShardLock() }
     }
 
+    /// The first 128 bits of SHA-256(client key || nonce), big-endian,
+    /// hashed in two parts (no joined copy, no digest array).
     static func key(clientKey: [UInt8], nonce: [UInt8]) -> Key {
-        let digest = Digest.sha256(clientKey + nonce)
-        var high: UInt64 = 0
-        var low: UInt64 = 0
-        for i in 0..<8 {
-            high = high << 8 | UInt64(digest[i])
-            low = low << 8 | UInt64(digest[8 + i])
+        var hash = SHA256()
+        clientKey.withUnsafeBytes { hash.update(bufferPointer: $0) }
+        nonce.withUnsafeBytes { hash.update(bufferPointer: $0) }
+        return hash.finalize().withUnsafeBytes { digest in
+            Key(high: UInt64(bigEndian: digest.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
+                low: UInt64(bigEndian: digest.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
         }
-        return Key(high: high, low: low)
     }
 
     /// Records the nonce at `now` (Unix milliseconds) unless it was seen within the window.

@@ -17,6 +17,20 @@ struct MemoryNonceStoreTests {
         #expect(store.record(clientKey: [UInt8](repeating: 2, count: 32), nonce: nonce, now: 1_000_002) == .recorded)
     }
 
+    @Test("the key is the first 128 bits of SHA-256(client key || nonce), big-endian")
+    func key() {
+        for (clientKey, nonce) in [(client, Array("nonce-0123456789".utf8)), ([UInt8](repeating: 9, count: 32), [UInt8](0..<32)),
+                                   ([UInt8](), [UInt8]())] {
+            let digest = Digest.sha256(clientKey + nonce)
+            let high = digest[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let low = digest[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            #expect(MemoryNonceStore.key(clientKey: clientKey, nonce: nonce) == .init(high: high, low: low))
+        }
+        // It hashes the concatenation, as before the two parts were hashed
+        // separately; client keys are always 32 bytes, so the split is fixed.
+        #expect(MemoryNonceStore.key(clientKey: [1, 2], nonce: [3]) == MemoryNonceStore.key(clientKey: [1], nonce: [2, 3]))
+    }
+
     @Test("never forgotten before the window ends; forgotten (bucket by bucket) after it")
     func expiry() {
         let store = MemoryNonceStore(windowMilliseconds: 12_000, capacity: 1000)
