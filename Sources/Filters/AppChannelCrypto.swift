@@ -37,7 +37,24 @@ public enum AppChannelCrypto {
     /// The canonical string (PROTOCOL 2.2): seven lines, no trailing newline.
     public static func canonical(method: String, target: String, timestamp: String, nonce: String, kid: String,
                                  bodySHA256: [UInt8]) -> [UInt8] {
-        Array("GW1\n\(method)\n\(target)\n\(timestamp)\n\(nonce)\n\(kid)\n\(Base64URL.encode(bodySHA256))".utf8)
+        // Written straight into one array of the right size (the request
+        // path builds one per signed request).
+        let hash = Base64URL.encode(bodySHA256)
+        var out: [UInt8] = []
+        out.reserveCapacity(10 + method.utf8.count + target.utf8.count + timestamp.utf8.count + nonce.utf8.count + kid.utf8.count
+                            + hash.utf8.count)
+        func line(_ text: String) {
+            out.append(contentsOf: text.utf8)
+            out.append(0x0A)
+        }
+        out.append(contentsOf: "GW1\n".utf8)
+        line(method)
+        line(target)
+        line(timestamp)
+        line(nonce)
+        line(kid)
+        out.append(contentsOf: hash.utf8)
+        return out
     }
 
     /// `HMAC-SHA-256(K_mac, canonical)`.
@@ -47,7 +64,16 @@ public enum AppChannelCrypto {
 
     /// `A` of PROTOCOL 2.4.
     public static func requestAAD(method: String, target: String, timestamp: String, nonce: String) -> [UInt8] {
-        Array("\(method)\n\(target)\n\(timestamp)\n\(nonce)".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(3 + method.utf8.count + target.utf8.count + timestamp.utf8.count + nonce.utf8.count)
+        out.append(contentsOf: method.utf8)
+        out.append(0x0A)
+        out.append(contentsOf: target.utf8)
+        out.append(0x0A)
+        out.append(contentsOf: timestamp.utf8)
+        out.append(0x0A)
+        out.append(contentsOf: nonce.utf8)
+        return out
     }
 
     /// `B` of PROTOCOL 2.5.
