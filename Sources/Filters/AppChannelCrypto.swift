@@ -1,3 +1,4 @@
+import NIOCore
 import Passport
 
 /// The cryptography of the app channel (PROTOCOL 2), for both ends: the
@@ -37,22 +38,16 @@ public enum AppChannelCrypto {
     /// The canonical string (PROTOCOL 2.2): seven lines, no trailing newline.
     public static func canonical(method: String, target: String, timestamp: String, nonce: String, kid: String,
                                  bodySHA256: [UInt8]) -> [UInt8] {
-        // Written straight into one array of the right size (the request
-        // path builds one per signed request).
+        // Its lines 2 to 5 are the request's AAD; written straight into one
+        // array of its size (the request path builds one per signed request).
         let hash = Base64URL.encode(bodySHA256)
         var out: [UInt8] = []
-        out.reserveCapacity(10 + method.utf8.count + target.utf8.count + timestamp.utf8.count + nonce.utf8.count + kid.utf8.count
-                            + hash.utf8.count)
-        func line(_ text: String) {
-            out.append(contentsOf: text.utf8)
-            out.append(0x0A)
-        }
+        out.reserveCapacity(4 + linesCount(method, target, timestamp, nonce) + 1 + kid.utf8.count + 1 + hash.utf8.count)
         out.append(contentsOf: "GW1\n".utf8)
-        line(method)
-        line(target)
-        line(timestamp)
-        line(nonce)
-        line(kid)
+        appendLines(method, target, timestamp, nonce, to: &out)
+        out.append(0x0A)
+        out.append(contentsOf: kid.utf8)
+        out.append(0x0A)
         out.append(contentsOf: hash.utf8)
         return out
     }
@@ -65,7 +60,13 @@ public enum AppChannelCrypto {
     /// `A` of PROTOCOL 2.4.
     public static func requestAAD(method: String, target: String, timestamp: String, nonce: String) -> [UInt8] {
         var out: [UInt8] = []
-        out.reserveCapacity(3 + method.utf8.count + target.utf8.count + timestamp.utf8.count + nonce.utf8.count)
+        out.reserveCapacity(linesCount(method, target, timestamp, nonce))
+        appendLines(method, target, timestamp, nonce, to: &out)
+        return out
+    }
+
+    /// `method \n target \n timestamp \n nonce`, shared by the AAD and the canonical string.
+    private static func appendLines(_ method: String, _ target: String, _ timestamp: String, _ nonce: String, to out: inout [UInt8]) {
         out.append(contentsOf: method.utf8)
         out.append(0x0A)
         out.append(contentsOf: target.utf8)
@@ -73,7 +74,10 @@ public enum AppChannelCrypto {
         out.append(contentsOf: timestamp.utf8)
         out.append(0x0A)
         out.append(contentsOf: nonce.utf8)
-        return out
+    }
+
+    private static func linesCount(_ method: String, _ target: String, _ timestamp: String, _ nonce: String) -> Int {
+        3 + method.utf8.count + target.utf8.count + timestamp.utf8.count + nonce.utf8.count
     }
 
     /// `B` of PROTOCOL 2.5.
@@ -94,9 +98,46 @@ public enum AppChannelCrypto {
         return XChaCha20Poly1305.open(body[XChaCha20Poly1305.nonceBytes...], key: keys.request, nonce: nonce, aad: aad)
     }
 
+    /// `openRequest` on the gateway's buffer, where the body lies: when it
+    /// opens, `body` becomes the plaintext between the nonce and the tag and
+    /// this returns true (an empty body stays empty); otherwise false, and
+    /// the body is not to be used.
+    public static func openRequest(_ body: inout ByteBuffer, keys: SessionKeys, aad: [UInt8]) -> Bool {
+        let nonceBytes = XChaCha20Poly1305.nonceBytes, tagBytes = XChaCha20Poly1305.tagBytes
+        if body.readableBytes == 0 { return true }
+        guard body.readableBytes >= nonceBytes + tagBytes else { return false }
+        let authentic = body.withUnsafeMutableReadableBytes { raw in
+            XChaCha20Poly1305.openInPlace(UnsafeMutableRawBufferPointer(rebasing: raw[nonceBytes...]), key: keys.request,
+                                          nonce: UnsafeRawBufferPointer(rebasing: raw[..<nonceBytes]), aad: aad)
+        }
+        guard authentic else { return false }
+        body.moveReaderIndex(forwardBy: nonceBytes)
+        body.moveWriterIndex(to: body.writerIndex - tagBytes)
+        return true
+    }
+
     /// `N' || AEAD(K_resp, N', B, upstream body)`.
     public static func sealResponse(_ body: [UInt8], keys: SessionKeys, nonce: [UInt8], aad: [UInt8]) -> [UInt8] {
         nonce + XChaCha20Poly1305.seal(body, key: keys.response, nonce: nonce, aad: aad)
+    }
+
+    /// `sealResponse` written into one new buffer, with a fresh `N'` from
+    /// `Sodium.publicRandomBytes` unless `nonce` is given (tests).
+    public static func sealResponse(_ body: ByteBuffer, keys: SessionKeys, aad: [UInt8], nonce: [UInt8]? = nil) -> ByteBuffer {
+        let nonceBytes = XChaCha20Poly1305.nonceBytes
+        precondition(nonce == nil || nonce!.count == nonceBytes, "N' is 24 bytes")
+        let length = nonceBytes + body.readableBytes + XChaCha20Poly1305.tagBytes
+        var sealed = ByteBufferAllocator().buffer(capacity: length)
+        sealed.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
+            let n = UnsafeMutableRawBufferPointer(rebasing: raw[..<nonceBytes])
+            if let nonce { n.copyBytes(from: nonce) } else { Sodium.publicRandomBytes(into: n) }
+            body.withUnsafeReadableBytes { plaintext in
+                XChaCha20Poly1305.seal(into: UnsafeMutableRawBufferPointer(rebasing: raw[nonceBytes..<length]), plaintext,
+                                       key: keys.response, nonce: UnsafeRawBufferPointer(n), aad: aad)
+            }
+            return length
+        }
+        return sealed
     }
 
     /// The upstream body of an encrypted response (the app's side), or nil.

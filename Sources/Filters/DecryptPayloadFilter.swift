@@ -96,17 +96,7 @@ public struct DecryptPayloadFilter: Filter {
         if body.readableBytes > 0 {
             let aad = AppChannelCrypto.requestAAD(method: request.method, target: request.target, timestamp: request.timestamp,
                                                   nonce: request.nonce)
-            // `N || AEAD(K_req, N, A, plaintext)`, opened where it lies: the
-            // body becomes the plaintext between the nonce and the tag.
-            let nonceBytes = XChaCha20Poly1305.nonceBytes, tagBytes = XChaCha20Poly1305.tagBytes
-            guard body.readableBytes >= nonceBytes + tagBytes else { return .reject(Self.undecryptable) }
-            let authentic = body.withUnsafeMutableReadableBytes { raw in
-                XChaCha20Poly1305.openInPlace(UnsafeMutableRawBufferPointer(rebasing: raw[nonceBytes...]), key: request.keys.request,
-                                              nonce: UnsafeRawBufferPointer(rebasing: raw[..<nonceBytes]), aad: aad)
-            }
-            guard authentic else { return .reject(Self.undecryptable) }
-            body.moveReaderIndex(forwardBy: nonceBytes)
-            body.moveWriterIndex(to: body.writerIndex - tagBytes)
+            guard AppChannelCrypto.openRequest(&body, keys: request.keys, aad: aad) else { return .reject(Self.undecryptable) }
             exchange.request.headers.replaceOrAdd(name: "content-type", value: contentType)
         } else {
             exchange.request.headers.remove(name: "content-type")
@@ -117,19 +107,7 @@ public struct DecryptPayloadFilter: Filter {
             exchange.responseBodyLimit = maxResponseBody
             exchange.responseBodyTransform = { status, headers, upstreamBody in
                 let aad = AppChannelCrypto.responseAAD(status: Int(status.code), requestNonce: nonce)
-                // `N' || AEAD(K_resp, N', B, upstream body)`, written into one buffer.
-                let nonceBytes = XChaCha20Poly1305.nonceBytes
-                let length = nonceBytes + upstreamBody.readableBytes + XChaCha20Poly1305.tagBytes
-                var sealed = ByteBufferAllocator().buffer(capacity: length)
-                sealed.writeWithUnsafeMutableBytes(minimumWritableBytes: length) { raw in
-                    let out = UnsafeMutableRawBufferPointer(rebasing: raw[..<length])
-                    Sodium.publicRandomBytes(into: UnsafeMutableRawBufferPointer(rebasing: out[..<nonceBytes]))
-                    upstreamBody.withUnsafeReadableBytes { plaintext in
-                        XChaCha20Poly1305.seal(into: UnsafeMutableRawBufferPointer(rebasing: out[nonceBytes...]), plaintext,
-                                               key: keys.response, nonce: UnsafeRawBufferPointer(rebasing: out[..<nonceBytes]), aad: aad)
-                    }
-                    return length
-                }
+                let sealed = AppChannelCrypto.sealResponse(upstreamBody, keys: keys, aad: aad)
                 let upstreamType = headers.first(name: "content-type")
                 headers.replaceOrAdd(name: "content-type", value: "application/octet-stream")
                 if let upstreamType { headers.replaceOrAdd(name: "x-gw-content-type", value: upstreamType) }

@@ -25,15 +25,10 @@ public enum Sodium {
     /// `getrandom` call each time. Every byte is handed out once. Keys and
     /// seeds use `randomBytes`, which keeps nothing in memory.
     public static func publicRandomBytes(_ count: Int) -> [UInt8] {
-        precondition(initialized, "libsodium failed to initialise")
         precondition(count >= 0 && count <= 64, "publicRandomBytes is for nonces and ids")
-        return publicPool.withLock { pool in
-            if pool.offset + count > pool.block.count {
-                pool.block.withUnsafeMutableBytes { randombytes_buf($0.baseAddress!, $0.count) }
-                pool.offset = 0
-            }
-            defer { pool.offset += count }
-            return Array(pool.block[pool.offset ..< pool.offset + count])
+        return [UInt8](unsafeUninitializedCapacity: count) { out, written in
+            publicRandomBytes(into: UnsafeMutableRawBufferPointer(out))
+            written = count
         }
     }
 
@@ -234,12 +229,12 @@ public enum XChaCha20Poly1305 {
     public static let tagBytes = 16
 
     public static func seal(_ plaintext: [UInt8], key: [UInt8], nonce: [UInt8], aad: [UInt8]) -> [UInt8] {
-        precondition(Sodium.isReady && key.count == keyBytes && nonce.count == nonceBytes, "XChaCha20-Poly1305: 32-byte key, 24-byte nonce")
-        var out = [UInt8](repeating: 0, count: plaintext.count + tagBytes)
-        var outLength: UInt64 = 0
-        _ = crypto_aead_xchacha20poly1305_ietf_encrypt(&out, &outLength, plaintext, UInt64(plaintext.count), aad, UInt64(aad.count),
-                                                        nil, nonce, key)
-        return Array(out.prefix(Int(outLength)))
+        [UInt8](unsafeUninitializedCapacity: plaintext.count + tagBytes) { out, written in
+            plaintext.withUnsafeBytes { p in
+                nonce.withUnsafeBytes { seal(into: UnsafeMutableRawBufferPointer(out), p, key: key, nonce: $0, aad: aad) }
+            }
+            written = plaintext.count + tagBytes
+        }
     }
 
     /// Seals `plaintext` into `out` (exactly `plaintext.count + tagBytes`
@@ -272,14 +267,11 @@ public enum XChaCha20Poly1305 {
 
     /// The plaintext, or nil when the ciphertext or its tag is not authentic.
     public static func open(_ ciphertext: ArraySlice<UInt8>, key: [UInt8], nonce: [UInt8], aad: [UInt8]) -> [UInt8]? {
-        guard Sodium.isReady, key.count == keyBytes, nonce.count == nonceBytes, ciphertext.count >= tagBytes else { return nil }
-        var out = [UInt8](repeating: 0, count: ciphertext.count - tagBytes)
-        var outLength: UInt64 = 0
-        let ok = ciphertext.withUnsafeBufferPointer { c -> Bool in
-            guard let base = c.baseAddress else { return false }
-            return crypto_aead_xchacha20poly1305_ietf_decrypt(&out, &outLength, nil, base, UInt64(c.count), aad, UInt64(aad.count),
-                                                              nonce, key) == 0
-        }
-        return ok ? Array(out.prefix(Int(outLength))) : nil
+        guard nonce.count == nonceBytes, ciphertext.count >= tagBytes else { return nil }
+        var out = Array(ciphertext)
+        let ok = out.withUnsafeMutableBytes { b in nonce.withUnsafeBytes { openInPlace(b, key: key, nonce: $0, aad: aad) } }
+        guard ok else { return nil }
+        out.removeLast(tagBytes)
+        return out
     }
 }

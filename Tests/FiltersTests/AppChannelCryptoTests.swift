@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import Passport
 import Testing
 
@@ -95,6 +96,9 @@ struct AppChannelCryptoTests {
             let aad = AppChannelCrypto.requestAAD(method: c.method, target: c.target, timestamp: h["X-Gw-Timestamp"]!, nonce: h["X-Gw-Nonce"]!)
             if h["X-Gw-Encrypted"] == "1" {
                 #expect(AppChannelCrypto.openRequest(bodySent, keys: keys, aad: aad) == hex(c.plaintext_hex), "\(c.name)")
+                // The gateway's form, opened where the body lies.
+                var buffer = ByteBuffer(bytes: bodySent)
+                #expect(AppChannelCrypto.openRequest(&buffer, keys: keys, aad: aad) && Array(buffer.readableBytesView) == hex(c.plaintext_hex))
                 if !bodySent.isEmpty {
                     let resealed = AppChannelCrypto.sealRequest(hex(c.plaintext_hex), keys: keys, nonce: Array(bodySent.prefix(24)), aad: aad)
                     #expect(resealed == bodySent, "\(c.name)")
@@ -102,6 +106,10 @@ struct AppChannelCryptoTests {
                     tampered[tampered.count - 1] ^= 1
                     #expect(AppChannelCrypto.openRequest(tampered, keys: keys, aad: aad) == nil)
                     #expect(AppChannelCrypto.openRequest(bodySent, keys: keys, aad: aad + [0x20]) == nil, "the AAD binds method, target, time, nonce")
+                    var tamperedBuffer = ByteBuffer(bytes: tampered)
+                    #expect(!AppChannelCrypto.openRequest(&tamperedBuffer, keys: keys, aad: aad))
+                    var otherAAD = ByteBuffer(bytes: bodySent)
+                    #expect(!AppChannelCrypto.openRequest(&otherAAD, keys: keys, aad: aad + [0x20]))
                 }
             } else {
                 #expect(bodySent == hex(c.plaintext_hex))
@@ -111,6 +119,12 @@ struct AppChannelCryptoTests {
                 #expect(String(decoding: b, as: UTF8.self) == r.aad)
                 let sealed = AppChannelCrypto.sealResponse(hex(r.upstream_body_hex), keys: keys, nonce: hex(r.response_nonce_hex), aad: b)
                 #expect(sealed == hex(r.body_hex), "\(c.name)")
+                let sealedBuffer = AppChannelCrypto.sealResponse(ByteBuffer(bytes: hex(r.upstream_body_hex)), keys: keys, aad: b,
+                                                                 nonce: hex(r.response_nonce_hex))
+                #expect(Array(sealedBuffer.readableBytesView) == hex(r.body_hex), "\(c.name): the gateway's form")
+                // With a fresh N' it still opens, and differs.
+                let fresh = Array(AppChannelCrypto.sealResponse(ByteBuffer(bytes: hex(r.upstream_body_hex)), keys: keys, aad: b).readableBytesView)
+                #expect(fresh != sealed && AppChannelCrypto.openResponse(fresh, keys: keys, aad: b) == hex(r.upstream_body_hex))
                 #expect(AppChannelCrypto.openResponse(sealed, keys: keys, aad: b) == hex(r.upstream_body_hex))
             }
         }
@@ -125,6 +139,10 @@ struct AppChannelCryptoTests {
         let keys = AppChannelCrypto.SessionKeys(appToGateway: [UInt8](repeating: 1, count: 32), gatewayToApp: [UInt8](repeating: 2, count: 32))
         #expect(AppChannelCrypto.openRequest([UInt8](repeating: 0, count: 30), keys: keys, aad: []) == nil)
         #expect(AppChannelCrypto.openRequest([], keys: keys, aad: []) == [])
+        var short = ByteBuffer(bytes: [UInt8](repeating: 0, count: 39))
+        #expect(!AppChannelCrypto.openRequest(&short, keys: keys, aad: []))
+        var empty = ByteBuffer()
+        #expect(AppChannelCrypto.openRequest(&empty, keys: keys, aad: []) && empty.readableBytes == 0)
         #expect(AppChannelCrypto.openResponse([1, 2, 3], keys: keys, aad: []) == nil)
     }
 }
