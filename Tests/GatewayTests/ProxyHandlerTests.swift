@@ -29,9 +29,14 @@ struct ProxyHandlerTests {
             let handler = ProxyHandler(environment: env, isHTTP2: isHTTP2, isTLS: true)
             weakHandler = handler
             try channel.pipeline.syncOperations.addHandler(handler)
-            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/nowhere", headers: ["host": "localhost"])
-            try channel.writeInbound(HTTPServerRequestPart.head(head))
-            try channel.writeInbound(HTTPServerRequestPart.end(nil))
+            if isHTTP2 {
+                let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/nowhere", headers: ["host": "localhost"])
+                try channel.writeInbound(HTTPServerRequestPart.head(head))
+                try channel.writeInbound(HTTPServerRequestPart.end(nil))
+            } else {
+                // An HTTP/1.1 connection's handler reads its bytes.
+                try channel.writeInbound(ByteBuffer(string: "GET /nowhere HTTP/1.1\r\nhost: localhost\r\n\r\n"))
+            }
             if isHTTP2 {
                 // HTTP/2 responses leave the handler as frame payloads of its stream.
                 guard case .headers(let response)? = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {

@@ -6,8 +6,10 @@ import NIOHTTP2
 import NIOSSL
 
 /// The request path of one downstream HTTP/1.1 connection or one HTTP/2
-/// stream (HTTP/2 streams arrive here as HTTP/1 parts): route, filters,
-/// upstream lease, streaming both ways, timeouts, access log.
+/// stream: route, filters, upstream lease, streaming both ways, timeouts,
+/// access log. An HTTP/1.1 connection's bytes are parsed here
+/// (`HTTP1RequestParser`); HTTP/2 streams arrive as HTTP/1 parts
+/// (`H2RequestDecoder`).
 ///
 /// Everything runs on the channel's event loop. Filters that return `.next`
 /// or `.respond` cost no allocation beyond the `Exchange`; only a filter that
@@ -29,9 +31,20 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var requestEnded = true
     /// Parts of a request the gateway already answered are dropped until its end.
     private var discardingBody = false
-    /// HTTP/1.1 requests pipelined behind the current one, replayed in order
-    /// once its response ends. Reads pause while any wait, so this stays small.
-    private var queued: [HTTPServerRequestPart] = []
+    /// HTTP/1.1: bytes read and not parsed yet. A request pipelined behind
+    /// the current one stays here as bytes until that one's response ends;
+    /// reads pause while any wait, so this stays small.
+    private var inbound: ByteBuffer
+    /// What `inbound` becomes once it is all parsed: holding on to a read's
+    /// buffer would keep NIO from reusing it for the next read (an
+    /// allocation a read).
+    private let noBytes: ByteBuffer
+    private var parser: HTTP1RequestParser
+    /// Set while `parseInbound` runs (a request answered at once ends its
+    /// response inside it, and must not start a second parse loop).
+    private var parsing = false
+    /// Set once the parser refused the connection's bytes: nothing after them is read.
+    private var parserFailed = false
     private var readPending = false
     private var quiescing = false
     private var timer = DeadlineTimer()
@@ -77,6 +90,11 @@ final class ProxyHandler: ChannelDuplexHandler {
         self.isTLS = isTLS
         self.streamDeadlines = streamDeadlines
         self.encoder = isHTTP2 ? nil : DownstreamHTTP1Encoder()
+        // The exact head limits are `ProxyRequest.start`'s (431 either way);
+        // the parser's keeps what it buffers of a head bounded.
+        self.parser = HTTP1RequestParser(maxHeadBytes: environment.listener.limits.maxHeadSize + 1024)
+        self.noBytes = ByteBuffer()
+        self.inbound = noBytes
     }
 
     // MARK: - Channel events
@@ -101,15 +119,49 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         reading = true
-        dispatch(unwrapInboundIn(data))
+        if isHTTP2 { return dispatch(unwrapInboundIn(data)) }
+        guard !parserFailed else { return }
+        var bytes = DownstreamBytes.unwrapInboundIn(data)
+        if inbound.readableBytes == 0 {
+            inbound = bytes
+        } else {
+            if inbound.readerIndex > 16 << 10 { inbound.discardReadBytes() }
+            inbound.writeBuffer(&bytes)
+        }
+        parseInbound()
+    }
+
+    /// Whether an HTTP/1.1 request waits, as bytes, for the current response.
+    private var pipelinedWaiting: Bool {
+        request != nil && requestEnded && inbound.readableBytes > 0
+    }
+
+    /// HTTP/1.1: parses and dispatches what `inbound` holds, up to the end
+    /// of a request that then waits for its response.
+    private func parseInbound() {
+        guard !parsing, !parserFailed else { return }
+        parsing = true
+        defer { parsing = false }
+        while !(request != nil && requestEnded) {
+            let part: HTTPServerRequestPart?
+            do {
+                part = try parser.next(&inbound)
+            } catch {
+                // Nothing after the bytes the parser refused is read; requests
+                // before them were answered first (they were parsed first).
+                parserFailed = true
+                inbound = noBytes
+                env.logger.debug("request refused by the parser", metadata: ["reason": "\(error)", "listener": "\(env.listener.name)"])
+                protocolError((error as? HTTP1ParseError)?.tooLarge == true ? .headTooLarge : .badRequest)
+                return
+            }
+            guard let part else { break }
+            dispatch(part)
+        }
+        if inbound.readableBytes == 0 { inbound = noBytes }
     }
 
     private func dispatch(_ part: HTTPServerRequestPart) {
-        if request != nil && requestEnded || !queued.isEmpty {
-            // A pipelined request: it waits for the current response.
-            queued.append(part)
-            return
-        }
         switch part {
         case .head(let head):
             discardingBody = false
@@ -137,7 +189,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         timer.cancel()
-        queued.removeAll()
+        inbound = noBytes
         request?.downstreamClosed()
         context.fireChannelInactive()
     }
@@ -160,11 +212,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         env.logger.debug("downstream error", metadata: ["error": "\(error)", "listener": "\(env.listener.name)"])
-        if let parserError = error as? HTTPParserError, parserError != .invalidEOFState, context.channel.isActive {
-            // HTTP/1.1: the parser stopped at bytes it cannot read; nothing
-            // after them is read. Requests before them are answered first.
-            protocolError(parserError == .headerOverflow ? .headTooLarge : .badRequest)
-        } else if isHTTP2, context.channel.isActive, !(error is ChannelError), !(error is NIOSSLError) {
+        if isHTTP2, context.channel.isActive, !(error is ChannelError), !(error is NIOSSLError) {
             // A stream H2RequestDecoder could not translate (e.g.
             // CONNECT, which has no path). Answered on the next tick: NIOHTTP2
             // has not activated the stream yet when the first HEADERS fail.
@@ -186,7 +234,8 @@ final class ProxyHandler: ChannelDuplexHandler {
             request.fail(error, closeDownstream: true)
             return
         }
-        if request != nil || !queued.isEmpty {
+        if request != nil {
+            // HTTP/2: a stream whose decoder failed after its request ended.
             protocolErrorQueued = error
             return
         }
@@ -215,7 +264,8 @@ final class ProxyHandler: ChannelDuplexHandler {
         let version: HTTPVersion = isHTTP2 ? .http2 : .http1_1
         send(.head(HTTPResponseHead(version: version, status: error.status, headers: headers)), context: context)
         send(.body(.byteBuffer(context.channel.allocator.buffer(string: body))), context: context)
-        queued.removeAll()
+        parserFailed = true
+        inbound = noBytes
         sendEnd(context: context, thenClose: true)
     }
 
@@ -223,7 +273,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// take more request bytes. Reads are otherwise never toggled, so a
     /// keep-alive connection costs no epoll change per request.
     func read(context: ChannelHandlerContext) {
-        if !queued.isEmpty || request?.shouldPauseDownstreamReads == true {
+        if pipelinedWaiting || request?.shouldPauseDownstreamReads == true {
             readPending = true
         } else {
             context.read()
@@ -231,7 +281,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     func resumeReadsIfNeeded() {
-        guard readPending, queued.isEmpty, !(request?.shouldPauseDownstreamReads ?? false) else { return }
+        guard readPending, !pipelinedWaiting, !(request?.shouldPauseDownstreamReads ?? false) else { return }
         readPending = false
         context?.read()
     }
@@ -260,7 +310,8 @@ final class ProxyHandler: ChannelDuplexHandler {
             return
         }
         if close || quiescing || closeAfterResponse {
-            queued.removeAll()
+            parserFailed = true
+            inbound = noBytes
             sendEnd(context: ctx, thenClose: true)
             return
         }
@@ -268,12 +319,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         if bodyPending { discardingBody = true }
         requestEnded = true
         setDeadline(.awaitingHead, in: env.listener.limits.idleTimeout)
-        if !queued.isEmpty {
-            let parts = queued
-            queued = []
-            for part in parts { dispatch(part) }
-        }
-        if let error = protocolErrorQueued, request == nil, queued.isEmpty {
+        // The next request, if its bytes are here (parsed now, in order).
+        parseInbound()
+        if let error = protocolErrorQueued, request == nil {
             protocolErrorQueued = nil
             respondWithoutRequest(error)
             return
@@ -374,4 +422,11 @@ struct Peer: Sendable {
         self.address = address
         self.ip = address?.ipAddress
     }
+}
+
+/// Unwraps an HTTP/1.1 connection's bytes in `ProxyHandler.channelRead`
+/// (NIO's typed unwrapping hangs off a handler type, and `ProxyHandler`'s
+/// own `InboundIn` is an HTTP/2 stream's request parts). Never instantiated.
+private final class DownstreamBytes: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
 }

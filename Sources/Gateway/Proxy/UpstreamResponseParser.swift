@@ -15,20 +15,14 @@ struct UpstreamResponseParser {
         case end
     }
 
-    struct ParseError: Error, CustomStringConvertible {
-        let description: String
-    }
+    typealias ParseError = HTTP1ParseError
 
     static let maxHeadBytes = 64 << 10
     static let maxHeaders = 256
 
     private enum State {
         case head
-        case fixed(Int)
-        case chunkSize
-        case chunkData(Int)
-        case chunkDataEnd
-        case trailers
+        case body(HTTP1BodyReader)
         case untilClose
     }
 
@@ -70,34 +64,23 @@ struct UpstreamResponseParser {
                 methods.removeFirst()
                 state = framing
                 return .head(head)
-            case .fixed(let remaining):
-                if remaining == 0 {
+            case .body(var reader):
+                // Trailers are checked and dropped: the proxy does not forward response trailers.
+                let event = try reader.next(&buffer, trailerLimit: Self.maxHeadBytes) { _, _ in }
+                switch event {
+                case .data(let bytes)?:
+                    state = .body(reader)
+                    return .body(bytes)
+                case .end?:
                     state = .head
                     return .end
+                case nil:
+                    state = .body(reader)
+                    return nil
                 }
-                guard buffer.readableBytes > 0 else { return nil }
-                let n = min(remaining, buffer.readableBytes)
-                state = .fixed(remaining - n)
-                return .body(buffer.readSlice(length: n)!)
             case .untilClose:
                 guard buffer.readableBytes > 0 else { return nil }
                 return .body(buffer.readSlice(length: buffer.readableBytes)!)
-            case .chunkSize:
-                guard let size = try readChunkSize(&buffer) else { return nil }
-                state = size == 0 ? .trailers : .chunkData(size)
-            case .chunkData(let remaining):
-                guard buffer.readableBytes > 0 else { return nil }
-                let n = min(remaining, buffer.readableBytes)
-                state = n == remaining ? .chunkDataEnd : .chunkData(remaining - n)
-                return .body(buffer.readSlice(length: n)!)
-            case .chunkDataEnd:
-                guard buffer.readableBytes >= 2 else { return nil }
-                guard buffer.readInteger(as: UInt16.self) == 0x0D0A else { throw ParseError(description: "chunk not followed by CRLF") }
-                state = .chunkSize
-            case .trailers:
-                guard try skipTrailers(&buffer) else { return nil }
-                state = .head
-                return .end
             }
         }
     }
@@ -118,17 +101,7 @@ struct UpstreamResponseParser {
         let readable = buffer.readableBytes
         // The head ends at the first CRLF CRLF; a LF without its CR is refused
         // at once (never waited on until a timeout).
-        let end: Int? = try buffer.withUnsafeReadableBytes { p in
-            var j = scanned
-            while j < p.count {
-                if p[j] == 0x0A {
-                    guard j > 0, p[j - 1] == 0x0D else { throw ParseError(description: "LF without CR in the response head") }
-                    if j >= 3, p[j - 2] == 0x0A { return j + 1 }
-                }
-                j += 1
-            }
-            return nil
-        }
+        let end = try buffer.withUnsafeReadableBytes { try HTTP1Parsing.headEnd($0, from: scanned, what: "response head") }
         guard let end else {
             if readable > Self.maxHeadBytes { throw ParseError(description: "response head larger than \(Self.maxHeadBytes) bytes") }
             scanned = readable
@@ -145,12 +118,12 @@ struct UpstreamResponseParser {
         // RFC 9112 6.3: how the body ends.
         var framing: State
         if method == .HEAD || parsed.status < 200 || parsed.status == 204 || parsed.status == 304 {
-            framing = .fixed(0)
+            framing = .body(HTTP1BodyReader(length: 0))
         } else if let coding = parsed.finalCoding {
             if parsed.length != nil { throw ParseError(description: "both Content-Length and Transfer-Encoding") }
-            framing = coding == .chunked ? .chunkSize : .untilClose
+            framing = coding == .chunked ? .body(.chunked) : .untilClose
         } else if let length = parsed.length {
-            framing = .fixed(length)
+            framing = .body(HTTP1BodyReader(length: length))
         } else {
             framing = .untilClose
         }
@@ -205,35 +178,11 @@ struct UpstreamResponseParser {
         i += 2
         var head = ParsedHead(version: HTTPVersion(major: 1, minor: p[7] == UInt8(ascii: "1") ? 1 : 0), status: status, headers: [])
         head.headers.reserveCapacity(12)
-        while i < p.count {
-            // field-name ":" OWS field-value OWS CRLF
-            let nameStart = i
-            while i < p.count, HTTPToken.isTokenByte(p[i]) { i += 1 }
-            guard i > nameStart, i < p.count, p[i] == UInt8(ascii: ":") else { throw fail("malformed header line") }
-            let name = UnsafeRawBufferPointer(rebasing: p[nameStart..<i])
-            i += 1
-            while i < p.count, p[i] == 0x20 || p[i] == 0x09 { i += 1 }
-            let valueStart = i
-            while i < p.count, p[i] != 0x0D {
-                guard HTTPToken.isFieldValueByte(p[i]) else { throw fail("control character in a header value") }
-                i += 1
-            }
-            guard i + 1 < p.count, p[i + 1] == 0x0A else { throw fail("header line not ended by CRLF") }
-            var valueEnd = i
-            while valueEnd > valueStart, p[valueEnd - 1] == 0x20 || p[valueEnd - 1] == 0x09 { valueEnd -= 1 }
-            let value = UnsafeRawBufferPointer(rebasing: p[valueStart..<valueEnd])
-            i += 2
+        try HTTP1Parsing.fieldLines(p, from: i) { name, value in
             guard head.headers.count < maxHeaders else { throw fail("more than \(maxHeaders) header fields") }
             if HTTPBytes.equalsLowercase(name, "content-length") {
                 guard head.length == nil else { throw fail("more than one Content-Length") }
-                guard value.count >= 1, value.count <= 18 else { throw fail("malformed Content-Length") }
-                var n = 0
-                for b in value {
-                    let d = b &- UInt8(ascii: "0")
-                    guard d <= 9 else { throw fail("malformed Content-Length") }
-                    n = n * 10 + Int(d)
-                }
-                head.length = n
+                head.length = try HTTP1Parsing.contentLength(value)
             } else if HTTPBytes.equalsLowercase(name, "transfer-encoding") {
                 // The last coding of the last field decides (RFC 9112 6.3).
                 var last = value[...]
@@ -241,10 +190,10 @@ struct UpstreamResponseParser {
                 while let f = last.first, f == 0x20 || f == 0x09 { last = last.dropFirst() }
                 head.finalCoding = HTTPBytes.equalsLowercase(UnsafeRawBufferPointer(rebasing: last), "chunked") ? .chunked : .other
                 // The framing is this codec's business: never passed on.
-                continue
+                return
             } else if HTTPBytes.equalsLowercase(name, "keep-alive") {
                 // Hop-by-hop, about this connection only.
-                continue
+                return
             } else if HTTPBytes.equalsLowercase(name, "connection") {
                 var namesOthers = false
                 var s = 0
@@ -267,77 +216,10 @@ struct UpstreamResponseParser {
                 // `close` and `keep-alive` are consumed here; a Connection
                 // that names other fields stays, for the proxy's header rules
                 // to remove those too.
-                if !namesOthers { continue }
+                if !namesOthers { return }
             }
             head.headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
         return head
-    }
-
-    // MARK: - Chunks
-
-    /// `chunk-size [; ext] CRLF`; nil until the whole line is there.
-    private func readChunkSize(_ buffer: inout ByteBuffer) throws -> Int? {
-        let line: (size: Int, length: Int)? = try buffer.withUnsafeReadableBytes { p in
-            var i = 0
-            var size = 0
-            while i < p.count, let v = ASCII.hexValue(p[i]) {
-                guard i < 15 else { throw ParseError(description: "chunk size too large") }
-                size = size << 4 | Int(v)
-                i += 1
-            }
-            guard i < p.count else { return nil }
-            guard i > 0 else { throw ParseError(description: "malformed chunk size") }
-            if p[i] == UInt8(ascii: ";") {
-                // Extensions are ignored, but must be printable up to CRLF.
-                i += 1
-                while i < p.count, p[i] != 0x0D {
-                    guard HTTPToken.isFieldValueByte(p[i]), i < 4096 else { throw ParseError(description: "malformed chunk extension") }
-                    i += 1
-                }
-            }
-            guard i < p.count else { return nil }
-            guard p[i] == 0x0D else { throw ParseError(description: "malformed chunk size") }
-            guard i + 1 < p.count else { return nil }
-            guard p[i + 1] == 0x0A else { throw ParseError(description: "chunk size not ended by CRLF") }
-            return (size, i + 2)
-        }
-        guard let line else { return nil }
-        buffer.moveReaderIndex(forwardBy: line.length)
-        return line.size
-    }
-
-    /// Trailer fields up to the empty line, checked and dropped (the proxy
-    /// does not forward response trailers); false until the empty line is there.
-    private func skipTrailers(_ buffer: inout ByteBuffer) throws -> Bool {
-        func partial(_ p: UnsafeRawBufferPointer) throws -> Int? {
-            if p.count > Self.maxHeadBytes { throw ParseError(description: "trailer section too large") }
-            return nil
-        }
-        let consumed: Int? = try buffer.withUnsafeReadableBytes { p in
-            var i = 0
-            while true {
-                guard i + 1 < p.count else { return try partial(p) }
-                if p[i] == 0x0D {
-                    guard p[i + 1] == 0x0A else { throw ParseError(description: "malformed trailer section") }
-                    return i + 2
-                }
-                let start = i
-                while i < p.count, HTTPToken.isTokenByte(p[i]) { i += 1 }
-                guard i < p.count else { return try partial(p) }
-                guard i > start, p[i] == UInt8(ascii: ":") else { throw ParseError(description: "malformed trailer field") }
-                while i < p.count, p[i] != 0x0D {
-                    guard HTTPToken.isFieldValueByte(p[i]) else { throw ParseError(description: "malformed trailer field") }
-                    i += 1
-                }
-                guard i + 1 < p.count else { return try partial(p) }
-                guard p[i + 1] == 0x0A else { throw ParseError(description: "malformed trailer field") }
-                i += 2
-                if i > Self.maxHeadBytes { throw ParseError(description: "trailer section too large") }
-            }
-        }
-        guard let consumed else { return false }
-        buffer.moveReaderIndex(forwardBy: consumed)
-        return true
     }
 }

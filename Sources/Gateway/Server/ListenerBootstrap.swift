@@ -61,13 +61,13 @@ enum ListenerBootstrap {
 
     static func configureHTTP1(channel: Channel, environment: ProxyEnvironment, isTLS: Bool) throws {
         let sync = channel.pipeline.syncOperations
-        // Only NIO's request decoder: ProxyHandler serialises pipelined
-        // requests itself (no read-interest toggling per request), answers
-        // parser errors with the gateway's JSON 400 after the requests that
-        // came before them, and writes its responses as bytes, validating
-        // every header it writes (`DownstreamHTTP1Encoder`): the last guard
-        // against a filter that copies untrusted bytes into a header.
-        try sync.addHandler(ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .dropBytes)))
+        // ProxyHandler alone: it parses the requests from the bytes
+        // (`HTTP1RequestParser`), serialises pipelined ones itself (no
+        // read-interest toggling per request), answers parser errors with the
+        // gateway's JSON 400 after the requests that came before them, and
+        // writes its responses as bytes, validating every header it writes
+        // (`DownstreamHTTP1Encoder`): the last guard against a filter that
+        // copies untrusted bytes into a header.
         try sync.addHandler(ProxyHandler(environment: environment, isHTTP2: false, isTLS: isTLS))
     }
 

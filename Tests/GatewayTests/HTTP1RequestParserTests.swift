@@ -1,0 +1,152 @@
+import NIOCore
+import NIOHTTP1
+import Testing
+
+@testable import Gateway
+
+/// What the parser made of some bytes: one line per part.
+private func parse(_ bytes: String, step: Int = 0, maxHead: Int = 4096) throws -> [String] {
+    var parser = HTTP1RequestParser(maxHeadBytes: maxHead)
+    var out: [String] = []
+    var buffer = ByteBuffer()
+    let all = Array(bytes.utf8)
+    let pieces = step == 0 ? [all[...]] : stride(from: 0, to: all.count, by: step).map { all[$0..<min($0 + step, all.count)] }
+    var body = ""
+    for piece in pieces {
+        buffer.writeBytes(piece)
+        while let part = try parser.next(&buffer) {
+            switch part {
+            case .head(let h):
+                let fields = h.headers.map { "\($0.name)=\($0.value)" }.joined(separator: ",")
+                out.append("head \(h.method.rawValue) \(h.uri) \(h.version) [\(fields)]")
+            case .body(let b):
+                body += String(buffer: b)
+            case .end(let trailers):
+                if !body.isEmpty { out.append("body \(body)") }
+                body = ""
+                out.append("end" + (trailers.map { " [" + $0.map { "\($0.name)=\($0.value)" }.joined(separator: ",") + "]" } ?? ""))
+            }
+        }
+    }
+    return out
+}
+
+@Suite("downstream HTTP/1.1 request parser")
+struct HTTP1RequestParserTests {
+    static let pipelined = "GET /a?x=1 HTTP/1.1\r\nHost: h\r\nX-A:  spaced value \t\r\n\r\n"
+        + "\r\n"  // a stray empty line between requests is skipped
+        + "POST /b HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhello"
+        + "PUT /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer-A: x\r\n\r\n"
+        + "DELETE /d HTTP/1.0\r\n\r\n"
+        + "PURGE /e HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+
+    @Test("requests parse the same however the bytes are split", arguments: [0, 1, 2, 3, 7, 64])
+    func splitAnywhere(step: Int) throws {
+        #expect(try parse(Self.pipelined, step: step) == [
+            "head GET /a?x=1 HTTP/1.1 [Host=h,X-A=spaced value]", "end",
+            "head POST /b HTTP/1.1 [Host=h,Content-Length=5]", "body hello", "end",
+            "head PUT /c HTTP/1.1 [Host=h,Transfer-Encoding=chunked]", "body abc0123456789abcdef", "end [Trailer-A=x]",
+            "head DELETE /d HTTP/1.0 []", "end",
+            "head PURGE /e HTTP/1.1 [Host=h,Transfer-Encoding=chunked]", "end",
+        ])
+    }
+
+    @Test("a body is handed on as it arrives, never waited for whole")
+    func streamingBody() throws {
+        var parser = HTTP1RequestParser(maxHeadBytes: 4096)
+        var buffer = ByteBuffer(string: "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+        guard case .head? = try parser.next(&buffer), case .body(let first)? = try parser.next(&buffer) else {
+            Issue.record("no head and first body bytes")
+            return
+        }
+        #expect(String(buffer: first) == "abc")
+        #expect(try parser.next(&buffer) == nil)
+        buffer.writeString("defghijGET")
+        guard case .body(let rest)? = try parser.next(&buffer), case .end(nil)? = try parser.next(&buffer) else {
+            Issue.record("no rest and end")
+            return
+        }
+        #expect(String(buffer: rest) == "defghij")
+        // The next request's first bytes stay in the buffer.
+        #expect(try parser.next(&buffer) == nil)
+        #expect(String(buffer: buffer) == "GET")
+    }
+
+    static let refused: [(String, String)] = [
+        ("CL and TE", "POST / HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ("TE and CL", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n"),
+        ("two CL", "POST / HTTP/1.1\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n"),
+        ("CL list", "POST / HTTP/1.1\r\nContent-Length: 4, 4\r\n\r\n"),
+        ("CL sign", "POST / HTTP/1.1\r\nContent-Length: +4\r\n\r\n"),
+        ("CL empty", "POST / HTTP/1.1\r\nContent-Length: \r\n\r\n"),
+        ("CL overflow", "POST / HTTP/1.1\r\nContent-Length: 9999999999999999999\r\n\r\n"),
+        ("TE uppercase", "POST / HTTP/1.1\r\nTransfer-Encoding: CHUNKED\r\n\r\n"),
+        ("TE trailing space", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked \r\n\r\n"),
+        ("TE list", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"),
+        ("TE twice", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ("TE identity", "POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n"),
+        ("TE on HTTP/1.0", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ("obs-fold", "GET / HTTP/1.1\r\nX-A: b\r\n c\r\n\r\n"),
+        ("space before colon", "GET / HTTP/1.1\r\nX-A : b\r\n\r\n"),
+        ("empty name", "GET / HTTP/1.1\r\n: b\r\n\r\n"),
+        ("no colon", "GET / HTTP/1.1\r\nBad Header\r\n\r\n"),
+        ("NUL in value", "GET / HTTP/1.1\r\nX-A: b\u{0}c\r\n\r\n"),
+        ("bare CR", "GET / HTTP/1.1\r\nHost: a\rX-A: b\r\n\r\n"),
+        ("bare LF", "GET / HTTP/1.1\nHost: a\n\n"),
+        ("bare LF in fields", "GET / HTTP/1.1\r\nHost: a\nX-A: b\r\n\r\n"),
+        ("lowercase method", "get / HTTP/1.1\r\n\r\n"),
+        ("method with @", "G@T / HTTP/1.1\r\n\r\n"),
+        ("space in target", "GET /a b HTTP/1.1\r\n\r\n"),
+        ("control byte in target", "GET /a\u{1}b HTTP/1.1\r\n\r\n"),
+        ("quote in target", "GET /a\"b HTTP/1.1\r\n\r\n"),
+        ("HTTP/0.9", "GET /\r\n\r\n"),
+        ("HTTP/1.2", "GET / HTTP/1.2\r\n\r\n"),
+        ("HTTP/2.0", "GET / HTTP/2.0\r\n\r\n"),
+        ("space after version", "GET / HTTP/1.1 \r\n\r\n"),
+        ("two spaces", "GET  / HTTP/1.1\r\n\r\n"),
+        ("chunk size overflow", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nFFFFFFFFFFFFFFFFF1\r\n"),
+        ("chunk size junk", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4x\r\nabcd\r\n"),
+        ("chunk bare LF", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\nabcd\n"),
+        ("chunk overrun", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcdX0\r\n\r\n"),
+        ("chunk extension NUL", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4;\u{0}\r\nabcd\r\n"),
+        ("CL in trailers", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n"),
+        ("TE in trailers", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+        ("trailer obs-fold", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nA: b\r\n c\r\n\r\n"),
+    ]
+
+    @Test("ambiguous or malformed requests are refused, whole or byte by byte", arguments: [0, 1])
+    func refusals(step: Int) throws {
+        for (name, wire) in Self.refused {
+            #expect(throws: HTTP1ParseError.self, "\(name)") { _ = try parse(wire, step: step) }
+            // Refused as malformed, not as too large.
+            do { _ = try parse(wire, step: step) } catch let e as HTTP1ParseError { #expect(!e.tooLarge, "\(name)") }
+        }
+    }
+
+    @Test("a head or trailer section over the limit is refused as too large, before it is all buffered")
+    func tooLarge() throws {
+        let big = "GET / HTTP/1.1\r\nX-Big: " + String(repeating: "a", count: 5000) + "\r\n\r\n"
+        #expect(try parse(big, maxHead: 8192).count == 2)
+        for step in [0, 100] {
+            do {
+                _ = try parse(big, step: step, maxHead: 4096)
+                Issue.record("a 5 KB head passed a 4 KiB limit")
+            } catch let e as HTTP1ParseError {
+                #expect(e.tooLarge)
+            }
+        }
+        // An endless head is refused once the limit is passed, not buffered on.
+        var parser = HTTP1RequestParser(maxHeadBytes: 1024)
+        var buffer = ByteBuffer(string: "GET / HTTP/1.1\r\nX-A: " + String(repeating: "a", count: 1000))
+        #expect(try parser.next(&buffer) == nil)
+        buffer.writeString(String(repeating: "a", count: 100))
+        #expect(throws: HTTP1ParseError.self) { _ = try parser.next(&buffer) }
+        let trailers = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: " + String(repeating: "t", count: 5000) + "\r\n\r\n"
+        do {
+            _ = try parse(trailers, maxHead: 4096)
+            Issue.record("a 5 KB trailer section passed a 4 KiB limit")
+        } catch let e as HTTP1ParseError {
+            #expect(e.tooLarge)
+        }
+    }
+}
