@@ -306,6 +306,9 @@ struct SanitizeEndToEndTests {
                 statuses: [431], error: "request_header_fields_too_large"),
         RawCase(name: "head over max_head_size", bytes: get + "X-Big: " + String(repeating: "a", count: 5000) + "\r\n\r\n",
                 statuses: [431], error: "request_header_fields_too_large"),
+        // Past max_head_size + 1 KiB the parser itself refuses the head (the case above is refused by the request's checks).
+        RawCase(name: "head over the parser's bound", bytes: get + "X-Big: " + String(repeating: "a", count: 6000) + "\r\n\r\n",
+                statuses: [431], error: "request_header_fields_too_large"),
         RawCase(name: "Content-Length over max_body", bytes: post + "Content-Length: 2000\r\n\r\n", statuses: [413], error: "body_too_large"),
         RawCase(name: "chunked body growing past max_body", bytes: post + "Transfer-Encoding: chunked\r\n\r\n200\r\n"
                     + String(repeating: "a", count: 512) + "\r\n200\r\n" + String(repeating: "b", count: 512) + "\r\n200\r\n"
