@@ -47,7 +47,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     private var parserFailed = false
     private var readPending = false
     private var quiescing = false
-    private var timer = DeadlineTimer()
+    var timer = DeadlineTimer()
     /// The peer's address and its text form, looked up once per connection:
     /// an HTTP/2 stream gets its connection's (`Peer`), an HTTP/1.1
     /// connection looks them up on first use.
@@ -67,8 +67,8 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// The deadlines of the HTTP/2 connection this stream belongs to, and
     /// this stream's own (nil when it waits on nothing).
-    private let streamDeadlines: StreamDeadlines?
-    private(set) var streamDeadline: NIODeadline?
+    let streamDeadlines: StreamDeadlines?
+    var streamDeadline: NIODeadline?
 
     /// HTTP/1.1: responses are written as bytes from here (nil on an HTTP/2
     /// stream, whose responses are written as frames, see `sendH2`).
@@ -354,75 +354,10 @@ final class ProxyHandler: ChannelDuplexHandler {
     }
 
     var downstreamWritable: Bool { context?.channel.isWritable ?? false }
-
-    // MARK: - The connection's one timer
-
-    /// Sets the deadline that applies now: waiting for a request head, or the
-    /// current request waiting on its upstream. HTTP/2 streams share their
-    /// connection's sweep instead of a timer each.
-    func setDeadline(_ kind: DeadlineTimer.Kind, in amount: TimeAmount) {
-        if let streamDeadlines {
-            if streamDeadline == nil { streamDeadlines.register(self) }
-            streamDeadline = .now() + amount
-            return
-        }
-        if timer.set(kind, at: .now() + amount) { scheduleTimer() }
-    }
-
-    func clearDeadline() {
-        if let streamDeadlines {
-            if streamDeadline != nil { streamDeadlines.unregister(self) }
-            streamDeadline = nil
-            return
-        }
-        timer.clear()
-    }
-
-    /// Called by the connection's `StreamDeadlines` when this stream's request
-    /// waited on its upstream for too long.
-    func streamDeadlineExpired() {
-        streamDeadline = nil
-        request?.upstreamTimedOut()
-    }
-
-    private func scheduleTimer() {
-        guard let context else { return }
-        // A strong capture: `handlerRemoved` and `channelInactive` cancel the
-        // timer. A weak one would move every retain and release of this
-        // handler onto the runtime's slow (side table) path.
-        timer.scheduled = context.eventLoop.scheduleTask(deadline: timer.fireAt) { self.timerFired() }
-    }
-
-    private func timerFired() {
-        switch timer.fired(now: .now()) {
-        case .none:
-            return
-        case .reschedule:
-            scheduleTimer()
-        case .expired(.awaitingHead):
-            if request == nil { context?.close(promise: nil) }
-        case .expired(.upstream):
-            request?.upstreamTimedOut()
-        }
-    }
 }
 
 @available(*, unavailable)
 extension ProxyHandler: Sendable {}
-
-/// A connection's peer address and its text form, computed once when an
-/// HTTP/2 connection is set up and shared by all its streams (a stream
-/// channel asks its parent under a lock, and the text form is a conversion
-/// and an allocation, per stream otherwise).
-struct Peer: Sendable {
-    let address: SocketAddress?
-    let ip: String?
-
-    init(_ address: SocketAddress?) {
-        self.address = address
-        self.ip = address?.ipAddress
-    }
-}
 
 /// Unwraps an HTTP/1.1 connection's bytes in `ProxyHandler.channelRead`
 /// (NIO's typed unwrapping hangs off a handler type, and `ProxyHandler`'s
