@@ -36,8 +36,8 @@ final class RedisServerProcess: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: try Self.binary)
         p.arguments = (portArgs ?? ["--port", String(port)]) + ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir,
                                                                 "--daemonize", "no", "--loglevel", "warning"] + extraArgs
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
         try TestSupport.launch(p)
         process = p
         let tls = portArgs?.contains("--tls-port") == true

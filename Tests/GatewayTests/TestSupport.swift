@@ -25,7 +25,9 @@ enum TestSupport {
     private static let launchLock = NSLock()
 
     /// Starts `process`, one launch at a time: Foundation's `Process.run`
-    /// crashed once (a bad read in its memcpy) with launches on other threads.
+    /// crashed (a bad read in its memcpy while it walked the parent's open
+    /// descriptors) with launches on other threads, and again on 2026-12-03
+    /// with 2,000 descriptors leaked by `run` (now closed there).
     static func launch(_ process: Process) throws {
         launchLock.lock()
         defer { launchLock.unlock() }
@@ -110,8 +112,17 @@ enum TestSupport {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
-        process.standardOutput = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
-        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        // The parent's copies are closed once the program is done: Foundation
+        // keeps them open otherwise, and the test process ran past 2,000 open
+        // descriptors, which `Process.run` (it walks them all) crashed on.
+        let outHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: outPath))
+        let errHandle = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
+        defer {
+            try? outHandle.close()
+            try? errHandle.close()
+        }
+        process.standardOutput = outHandle
+        process.standardError = errHandle
         if let stdin {
             let pipe = Pipe()
             process.standardInput = pipe
@@ -185,6 +196,8 @@ final class GatewayProcess: @unchecked Sendable {
     let process = Process()
     let adminPort: Int
     let logPath: String
+    /// The parent's copy of the log's descriptor, closed by `stop`.
+    private var logHandle: FileHandle?
 
     private init(dir: String, adminPort: Int) {
         self.dir = dir
@@ -206,6 +219,7 @@ final class GatewayProcess: @unchecked Sendable {
         gw.process.executableURL = URL(fileURLWithPath: try TestSupport.gatewayBinary)
         gw.process.arguments = ["serve", "--config", configDir, "--state", stateDir, "--threads", "2"] + extraArgs
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: gw.logPath))
+        gw.logHandle = log
         gw.process.standardOutput = log
         gw.process.standardError = log
         try TestSupport.launch(gw.process)
@@ -245,6 +259,8 @@ final class GatewayProcess: @unchecked Sendable {
 
     func stop() {
         TestSupport.stop(process)
+        try? logHandle?.close()
+        logHandle = nil
     }
 
     deinit { stop() }

@@ -36,8 +36,8 @@ final class NginxProcess: @unchecked Sendable {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/nginx")
         p.arguments = ["-p", dir, "-c", dir + "/nginx.conf"]
-        p.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
         try TestSupport.launch(p)
         process = p
         do { try await TestSupport.waitForPort(port, what: "nginx") } catch {
@@ -165,7 +165,7 @@ struct UpstreamTLSEndToEndTests {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["python3", "-c", server, String(port), certs, marker]
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        p.standardError = FileHandle.nullDevice
         try TestSupport.launch(p)
         defer { kill(p.processIdentifier, SIGKILL) }
         try await TestSupport.waitForPort(port, what: "the Python TLS server")
