@@ -142,7 +142,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         guard !parsing, !parserFailed else { return }
         parsing = true
         defer { parsing = false }
-        while !(request != nil && requestEnded) {
+        // A response that ended inside `dispatch` may have closed the
+        // connection (`parserFailed`): nothing more is parsed then.
+        while !parserFailed, !(request != nil && requestEnded) {
             let part: HTTPServerRequestPart?
             do {
                 part = try parser.next(&inbound)
