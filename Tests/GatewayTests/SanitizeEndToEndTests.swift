@@ -287,6 +287,8 @@ struct SanitizeEndToEndTests {
         RawCase(name: "HTTP/2.0 over HTTP/1 framing", bytes: "GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
         RawCase(name: "space in target", bytes: "GET /a b HTTP/1.1\r\nHost: a\r\n\r\n"),
         RawCase(name: "control byte in target", bytes: "GET /a\u{1}b HTTP/1.1\r\nHost: a\r\n\r\n"),
+        // Outside RFC 3986's characters: the upstream could not be sent it.
+        RawCase(name: "quote and braces in target", bytes: "GET /a\"{b} HTTP/1.1\r\nHost: a\r\n\r\n"),
         RawCase(name: "trailing space in request line", bytes: "GET / HTTP/1.1 \r\nHost: a\r\n\r\n"),
         // Host.
         RawCase(name: "no Host on HTTP/1.1", bytes: "GET / HTTP/1.1\r\n\r\n"),

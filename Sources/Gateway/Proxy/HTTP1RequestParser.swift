@@ -6,7 +6,8 @@ import NIOHTTP1
 /// a time, from the bytes `ProxyHandler` accumulates. It replaces NIO's
 /// llhttp-based decoder and its pipeline hop (a `ByteToMessageHandler`, a
 /// callback per token, the parts boxed on their way to the next handler):
-/// about a seventh of the gateway's own time on a plain request went there.
+/// about a tenth of the gateway's user-space time on a plain request went
+/// there (≈ 6 % of all its samples; this parser and its loop ≈ 2 %).
 ///
 /// It is stricter than RFC 9112 requires, and refuses rather than guesses
 /// wherever two parsers could read the same bytes as different requests
@@ -29,7 +30,6 @@ struct HTTP1RequestParser {
     private var state = State.head
     /// How far the current head was already searched for its end.
     private var scanned = 0
-    private var trailers: HTTPHeaders?
 
     init(maxHeadBytes: Int) {
         self.maxHeadBytes = maxHeadBytes
