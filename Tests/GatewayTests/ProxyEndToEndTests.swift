@@ -224,6 +224,101 @@ struct ProxyEndToEndTests {
         #expect(r.body.utf8.allSatisfy { $0 == UInt8(ascii: "x") })
     }
 
+    @Test("HTTP/2 with a client window of 16 KiB: two 1 MB responses on one connection arrive intact, each sent as the client returns its window")
+    func smallClientWindow() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        // python-h2 with SETTINGS_INITIAL_WINDOW_SIZE 16384 and the
+        // connection's window left at 65,535: the gateway spends each
+        // stream's window 60 times over and must stop, and go on at each
+        // WINDOW_UPDATE, without losing or reordering a byte.
+        let script = """
+        import json, socket, ssl, sys
+        import h2.config, h2.connection, h2.events, h2.settings
+        ctx = ssl.create_default_context(cafile=sys.argv[1]); ctx.set_alpn_protocols(["h2"])
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10), server_hostname="localhost")
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+        c.local_settings = h2.settings.Settings(client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 16384})
+        c.initiate_connection()
+        for sid in (1, 3):
+            c.send_headers(sid, [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/api/big"),
+                                 ("x-demo-response-bytes", "1000000")], end_stream=True)
+        s.sendall(c.data_to_send())
+        bodies = {1: bytearray(), 3: bytearray()}; status = {}; ended = set(); frames = 0; reset = None
+        while len(ended) < 2 and reset is None:
+            d = s.recv(65536)
+            if not d: break
+            for ev in c.receive_data(d):
+                if isinstance(ev, h2.events.ResponseReceived): status[ev.stream_id] = int(dict(ev.headers)[b":status"])
+                elif isinstance(ev, h2.events.DataReceived):
+                    frames += 1; bodies[ev.stream_id] += ev.data
+                    c.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded): ended.add(ev.stream_id)
+                elif isinstance(ev, h2.events.StreamReset): reset = ev.error_code.name
+            s.sendall(c.data_to_send())
+        print(json.dumps({"status": [status.get(1), status.get(3)], "lengths": [len(bodies[1]), len(bodies[3])],
+                          "intact": all(b == bytearray(b"x" * 1000000) for b in bodies.values()), "frames": frames,
+                          "ended": len(ended), "reset": reset}))
+        """
+        let r = try await TestSupport.run("/usr/bin/env", ["python3", "-c", script, f.ca, String(f.port)])
+        #expect(r.code == 0, "\(r.stderr)")
+        let out = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(out["status"] as? [Int] == [200, 200], "\(out)")
+        #expect(out["lengths"] as? [Int] == [1_000_000, 1_000_000], "\(out)")
+        #expect(out["intact"] as? Bool == true && out["ended"] as? Int == 2, "\(out)")
+        #expect(out["reset"] is NSNull, "\(out)")
+    }
+
+    @Test("HTTP/2: a client that stops returning its window stops the upstream's reads (the gateway's memory stays flat under a 32 MB response), and the response goes on intact when it returns it")
+    func clientWindowStopsUpstream() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        // The client returns nothing for 0.7 s after its first DATA (the
+        // upstream's body_timeout is 1 s). Were the spent window not to stop
+        // the upstream's reads, the gateway would read all 32 MB and hold it
+        // in NIOHTTP2's send buffer.
+        let script = """
+        import json, socket, ssl, sys, time
+        import h2.config, h2.connection, h2.events
+        def rss(pid):
+            for line in open(f"/proc/{pid}/status"):
+                if line.startswith("VmRSS:"): return int(line.split()[1]) * 1024
+        pid = int(sys.argv[3]); size = 32_000_000
+        ctx = ssl.create_default_context(cafile=sys.argv[1]); ctx.set_alpn_protocols(["h2"])
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=20), server_hostname="localhost")
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True)); c.initiate_connection()
+        s.sendall(c.data_to_send())
+        before = rss(pid)
+        c.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/api/big"),
+                           ("x-demo-response-bytes", str(size))], end_stream=True)
+        s.sendall(c.data_to_send())
+        body = bytearray(); held = None; ended = False; pending = []; reset = None
+        while not ended:
+            d = s.recv(65536)
+            if not d: break
+            for ev in c.receive_data(d):
+                if isinstance(ev, h2.events.DataReceived):
+                    body += ev.data; pending.append((ev.flow_controlled_length, ev.stream_id))
+                elif isinstance(ev, h2.events.StreamEnded): ended = True
+                elif isinstance(ev, h2.events.StreamReset): ended = True; reset = ev.error_code.name
+            if held is None and body:
+                time.sleep(0.7)
+                held = rss(pid) - before
+            for n, sid in pending: c.acknowledge_received_data(n, sid)
+            pending = []
+            s.sendall(c.data_to_send())
+        print(json.dumps({"held_growth": held, "length": len(body), "intact": body == bytearray(b"x" * size), "ended": ended, "reset": reset}))
+        """
+        let pid = f.gateway.process.processIdentifier
+        let r = try await TestSupport.run("/usr/bin/env", ["python3", "-c", script, f.ca, String(f.port), String(pid)])
+        #expect(r.code == 0, "\(r.stderr)")
+        let out = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        let growth = try #require(out["held_growth"] as? Int, "\(out)")
+        #expect(growth < 8 << 20, "the gateway's RSS grew by \(growth) bytes while the client held its window: \(out)")
+        #expect(out["reset"] is NSNull, "\(out)")
+        #expect(out["length"] as? Int == 32_000_000 && out["intact"] as? Bool == true && out["ended"] as? Bool == true, "\(out)")
+    }
+
     @Test("no route: 404 no_route; wrong method: 405 with Allow; nothing reaches the upstream")
     func routingRejections() async throws {
         let f = try await ProxyFixture.start()

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import NIOHPACK
 import NIOHTTP2
 import Testing
 
@@ -22,30 +23,38 @@ struct ProxyHandlerTests {
     @Test("answers 404 itself, and neither the handler nor its context outlives the channel", arguments: [false, true])
     func noLeak(isHTTP2: Bool) throws {
         weak var weakHandler: ProxyHandler?
+        weak var weakConnection: H2Connection?
         let loop = EmbeddedEventLoop()
         let env = try environment(loop: loop)
         do {
             let channel = EmbeddedChannel(loop: loop)
-            let handler = ProxyHandler(environment: env, isHTTP2: isHTTP2, isTLS: true)
-            weakHandler = handler
-            try channel.pipeline.syncOperations.addHandler(handler)
             if isHTTP2 {
-                let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/nowhere", headers: ["host": "localhost"])
-                try channel.writeInbound(HTTPServerRequestPart.head(head))
-                try channel.writeInbound(HTTPServerRequestPart.end(nil))
-            } else {
-                // An HTTP/1.1 connection's handler reads its bytes.
-                try channel.writeInbound(ByteBuffer(string: "GET /nowhere HTTP/1.1\r\nhost: localhost\r\n\r\n"))
-            }
-            if isHTTP2 {
-                // HTTP/2 responses leave the handler as frame payloads of its stream.
-                guard case .headers(let response)? = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) else {
-                    Issue.record("no response head")
+                // An HTTP/2 connection's streams are handlers its H2Connection drives from the frames.
+                let connection = H2Connection(environment: env, eventLoop: loop, peer: Peer(nil))
+                weakConnection = connection
+                try channel.pipeline.syncOperations.addHandler(connection)
+                try channel.writeInbound(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: Self.block("GET", "/nowhere"), endStream: true))))
+                weakHandler = connection.stream(1)
+                #expect(weakHandler != nil)
+                let frames = try Self.frames(channel)
+                guard case .headers(let response)? = frames.first?.payload else {
+                    Issue.record("no response head: \(frames)")
                     return
                 }
+                #expect(frames.allSatisfy { $0.streamID == 1 })
                 #expect(response.headers.first(name: ":status") == "404")
                 #expect(response.headers.first(name: "content-type") == "application/json")
+                guard case .data(let body)? = frames.last?.payload else {
+                    Issue.record("no response body: \(frames)")
+                    return
+                }
+                #expect(body.endStream)
             } else {
+                let handler = ProxyHandler(environment: env, isTLS: true)
+                weakHandler = handler
+                try channel.pipeline.syncOperations.addHandler(handler)
+                // An HTTP/1.1 connection's handler reads its bytes.
+                try channel.writeInbound(ByteBuffer(string: "GET /nowhere HTTP/1.1\r\nhost: localhost\r\n\r\n"))
                 // HTTP/1.1 responses leave the handler as bytes.
                 var wire = ""
                 while let b = try channel.readOutbound(as: ByteBuffer.self) { wire += String(buffer: b) }
@@ -56,20 +65,41 @@ struct ProxyHandlerTests {
             _ = try channel.finish(acceptAlreadyClosed: true)
         }
         #expect(weakHandler == nil, "the handler leaked (a retain cycle through its stored context)")
+        #expect(weakConnection == nil, "the HTTP/2 connection handler leaked")
+    }
+
+    static func block(_ method: String, _ path: String) -> HPACKHeaders {
+        [":method": method, ":scheme": "https", ":authority": "localhost", ":path": path]
+    }
+
+    static func frames(_ channel: EmbeddedChannel) throws -> [HTTP2Frame] {
+        var out: [HTTP2Frame] = []
+        while let f = try channel.readOutbound(as: HTTP2Frame.self) { out.append(f) }
+        return out
+    }
+
+    /// An `H2Connection` alone on an embedded channel, with stream 1 open.
+    func streamOnChannel() throws -> (EmbeddedChannel, H2Connection, ProxyHandler) {
+        let loop = EmbeddedEventLoop()
+        let channel = EmbeddedChannel(loop: loop)
+        let connection = H2Connection(environment: try environment(loop: loop), eventLoop: loop, peer: Peer(nil))
+        try channel.pipeline.syncOperations.addHandler(connection)
+        let context = try channel.pipeline.syncOperations.context(handlerType: H2Connection.self)
+        return (channel, connection, connection.open(1, context: context))
     }
 
     /// A handler alone on an embedded channel; what it writes is read with `readOutbound`.
-    func handlerOnChannel(isHTTP2: Bool) throws -> (EmbeddedChannel, ProxyHandler) {
+    func handlerOnChannel() throws -> (EmbeddedChannel, ProxyHandler) {
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
-        let handler = ProxyHandler(environment: try environment(loop: loop), isHTTP2: isHTTP2, isTLS: true)
+        let handler = ProxyHandler(environment: try environment(loop: loop), isTLS: true)
         try channel.pipeline.syncOperations.addHandler(handler)
         return (channel, handler)
     }
 
     @Test("HTTP/1.1: a small answer leaves as one buffer (one TLS record); a head waits for no more than its first body bytes, its end or a flush")
     func headJoinsBody() throws {
-        let (channel, handler) = try handlerOnChannel(isHTTP2: false)
+        let (channel, handler) = try handlerOnChannel()
         func outbound() throws -> [String] {
             var out: [String] = []
             while let b = try channel.readOutbound(as: ByteBuffer.self) { out.append(String(buffer: b)) }
@@ -117,12 +147,8 @@ struct ProxyHandlerTests {
 
     @Test("HTTP/2: the last DATA frame carries END_STREAM (no empty frame after it); a flush sends held data at once")
     func endStreamJoinsData() throws {
-        let (channel, handler) = try handlerOnChannel(isHTTP2: true)
-        func frames() throws -> [HTTP2Frame.FramePayload] {
-            var out: [HTTP2Frame.FramePayload] = []
-            while let f = try channel.readOutbound(as: HTTP2Frame.FramePayload.self) { out.append(f) }
-            return out
-        }
+        let (channel, _, handler) = try streamOnChannel()
+        func frames() throws -> [HTTP2Frame.FramePayload] { try Self.frames(channel).map(\.payload) }
         let head = HTTPServerResponsePart.head(HTTPResponseHead(version: .http2, status: .ok, headers: ["content-length": "5"]))
 
         handler.write(head)
@@ -150,6 +176,75 @@ struct ProxyHandlerTests {
         } else {
             Issue.record("expected HEADERS, DATA, DATA: \(streamed)")
         }
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test("HTTP/2 send windows: a stream is unwritable once its DATA spends the peer's window (SETTINGS, WINDOW_UPDATE, the connection's own), writable again when it grows")
+    func sendWindows() throws {
+        let (channel, connection, first) = try streamOnChannel()
+        let context = try channel.pipeline.syncOperations.context(handlerType: H2Connection.self)
+        first.write(.head(HTTPResponseHead(version: .http2, status: .ok, headers: ["content-length": "30"])))
+        first.write(.body(.byteBuffer(ByteBuffer(string: String(repeating: "a", count: 20)))))
+        first.flush()
+        #expect(first.sendWindow == 65535 - 20 && first.downstreamWritable)
+        // The peer's SETTINGS move every stream's window, open ones included
+        // (RFC 9113 6.9.2): 20 bytes sent against a window now of 10.
+        try channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .settings(.settings([HTTP2Setting(parameter: .initialWindowSize, value: 10)]))))
+        #expect(first.sendWindow == -10)
+        #expect(!first.downstreamWritable)
+        let handler = connection.open(3, context: context)
+        #expect(handler.sendWindow == 10 && handler.downstreamWritable)
+
+        handler.write(.head(HTTPResponseHead(version: .http2, status: .ok, headers: ["content-length": "30"])))
+        handler.write(.body(.byteBuffer(ByteBuffer(string: String(repeating: "a", count: 12)))))
+        handler.flush()
+        #expect(handler.sendWindow == -2)
+        #expect(!handler.downstreamWritable, "a spent window still reads as writable")
+        try channel.writeInbound(HTTP2Frame(streamID: 3, payload: .windowUpdate(windowSizeIncrement: 2)))
+        #expect(!handler.downstreamWritable, "a window of 0 reads as writable")
+        try channel.writeInbound(HTTP2Frame(streamID: 3, payload: .windowUpdate(windowSizeIncrement: 100)))
+        #expect(handler.sendWindow == 100 && handler.downstreamWritable)
+
+        // The connection's window (65,535 to start; no setting changes it) binds every stream.
+        #expect(connection.sendWindow == 65535 - 32)
+        let big = String(repeating: "b", count: 65535 - 32)
+        try channel.writeInbound(HTTP2Frame(streamID: 3, payload: .windowUpdate(windowSizeIncrement: 70_000)))
+        handler.write(.body(.byteBuffer(ByteBuffer(string: big))))
+        handler.flush()
+        #expect(connection.sendWindow == 0)
+        #expect(handler.sendWindow > 0 && !handler.downstreamWritable, "a spent connection window still reads as writable")
+        try channel.writeInbound(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: 1)))
+        #expect(handler.downstreamWritable)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test("HTTP/2 receive windows: DATA is returned in WINDOW_UPDATE once half the window is read, on the stream and the connection (raised to 1 MiB at the first DATA)")
+    func receiveWindows() throws {
+        let (channel, _, _) = try streamOnChannel()
+        // A POST nothing routes: answered 404 at once, its body read and discarded, its window returned all the same.
+        try channel.writeInbound(HTTP2Frame(streamID: 5, payload: .headers(.init(headers: Self.block("POST", "/nowhere")))))
+        func updates() throws -> [(HTTP2StreamID, Int)] {
+            try Self.frames(channel).compactMap {
+                if case .windowUpdate(let increment) = $0.payload { return ($0.streamID, increment) }
+                return nil
+            }
+        }
+        _ = try updates()
+        let chunk = ByteBuffer(repeating: 0x61, count: 16_384)
+        try channel.writeInbound(HTTP2Frame(streamID: 5, payload: .data(.init(data: .byteBuffer(chunk)))))
+        let first = try updates()
+        #expect(first.count == 1 && first.first?.0 == .rootStream && first.first?.1 == 16_384 + H2Connection.windowTarget - 65535, "\(first)")
+        // 31 more frames: 512 KiB in all, half the window.
+        for _ in 0..<30 { try channel.writeInbound(HTTP2Frame(streamID: 5, payload: .data(.init(data: .byteBuffer(chunk))))) }
+        #expect(try updates().isEmpty, "a window returned before half of it was read")
+        try channel.writeInbound(HTTP2Frame(streamID: 5, payload: .data(.init(data: .byteBuffer(chunk)))))
+        let half = try updates()
+        #expect(half.count == 1 && half.first?.0 == 5 && half.first?.1 == H2Connection.windowTarget / 2, "\(half)")
+        // The connection's count started after the first frame's return: one more frame makes its half.
+        try channel.writeInbound(HTTP2Frame(streamID: 5, payload: .data(.init(data: .byteBuffer(chunk)))))
+        let connectionHalf = try updates()
+        #expect(connectionHalf.count == 1 && connectionHalf.first?.0 == .rootStream && connectionHalf.first?.1 == H2Connection.windowTarget / 2,
+                "\(connectionHalf)")
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
 

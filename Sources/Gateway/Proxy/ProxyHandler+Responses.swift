@@ -12,7 +12,7 @@ extension ProxyHandler {
 
     /// Writes a response part: as bytes on HTTP/1.1, as a frame on an HTTP/2 stream.
     func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
-        guard encoder != nil else { return sendH2(part, context: context, promise: nil) }
+        guard encoder != nil else { return sendH2(part, context: context) }
         switch part {
         case .head(let head):
             writeUnsent(context)
@@ -66,59 +66,47 @@ extension ProxyHandler {
         }
         if let data = unsentData {
             unsentData = nil
-            context.write(NIOAny(HTTP2Frame.FramePayload.data(.init(data: .byteBuffer(data)))), promise: nil)
+            writeData(data, endStream: false, context: context)
         }
     }
 
-    /// HTTP/2: a response part as a frame payload of this stream (the stream
-    /// channel frames it; `H2RequestDecoder` reads the other direction).
-    private func sendH2(_ part: HTTPServerResponsePart, context: ChannelHandlerContext, promise: EventLoopPromise<Void>?) {
-        let payload: HTTP2Frame.FramePayload
+    /// HTTP/2: a response part as frames of this stream, written on its
+    /// connection (`H2Connection` reads the other direction).
+    private func sendH2(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
         switch part {
         case .head(let head):
             writeUnsent(context)
             guard let block = H2ResponseHead.block(head) else {
                 // As on HTTP/1.1: nothing of a head that could not be sent; the stream ends.
                 env.logger.error("response not sent", metadata: ["error": "invalid response header field", "listener": "\(env.listener.name)"])
-                promise?.fail(ChannelError.operationUnsupported)
-                context.close(promise: nil)
+                resetStream(.internalError)
                 return
             }
-            payload = .headers(.init(headers: block))
+            writeFrame(.headers(.init(headers: block)), context: context)
         case .body(.byteBuffer(let body)):
             writeUnsent(context)
-            guard promise == nil else {
-                payload = .data(.init(data: .byteBuffer(body)))
-                break
-            }
             // Held until the next part: when that is the end, the last DATA
             // frame carries END_STREAM instead of an empty frame after it.
             unsentData = body
-            return
         case .body(.fileRegion):
-            promise?.fail(ChannelError.operationUnsupported)
-            return
+            // The proxy only sends buffers.
+            resetStream(.internalError)
         case .end:
             let last = unsentData ?? context.channel.allocator.buffer(capacity: 0)
             unsentData = nil
-            payload = .data(.init(data: .byteBuffer(last), endStream: true))
+            writeData(last, endStream: true, context: context)
         }
-        context.write(NIOAny(payload), promise: promise)
     }
 
-    /// Ends the response and flushes; then, with `thenClose`, closes once
-    /// every byte was written.
+    /// Ends the response and flushes; then, with `thenClose`, closes the
+    /// connection once every byte was written (HTTP/1.1), or tells the
+    /// client to stop sending the request with RST_STREAM NO_ERROR (HTTP/2,
+    /// RFC 9113 8.1), when it has not ended it.
     func sendEnd(context: ChannelHandlerContext, thenClose: Bool) {
         guard encoder != nil else {
-            if thenClose {
-                let promise = context.eventLoop.makePromise(of: Void.self)
-                sendH2(.end(nil), context: context, promise: promise)
-                context.flush()
-                promise.futureResult.whenComplete { _ in context.close(promise: nil) }
-            } else {
-                sendH2(.end(nil), context: context, promise: nil)
-                context.flush()
-            }
+            sendH2(.end(nil), context: context)
+            context.flush()
+            if thenClose && h2Request != .ended { resetStream(.noError) }
             return
         }
         var last = encoder!.end()

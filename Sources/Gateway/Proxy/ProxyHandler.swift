@@ -7,30 +7,33 @@ import NIOSSL
 
 /// The request path of one downstream HTTP/1.1 connection or one HTTP/2
 /// stream: route, filters, upstream lease, streaming both ways, timeouts,
-/// access log. An HTTP/1.1 connection's bytes are parsed here
-/// (`HTTP1RequestParser`); HTTP/2 streams arrive as HTTP/1 parts
-/// (`H2RequestDecoder`).
+/// access log. An HTTP/1.1 connection's handler is the last in its pipeline
+/// and parses the bytes itself (`HTTP1RequestParser`); an HTTP/2 stream's is
+/// in no pipeline: its connection's `H2Connection` creates it and hands it
+/// the stream's frames (ProxyHandler+HTTP2.swift).
 ///
 /// Everything runs on the channel's event loop. Filters that return `.next`
 /// or `.respond` cost no allocation beyond the `Exchange`; only a filter that
 /// suspends makes a future.
 final class ProxyHandler: ChannelDuplexHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let env: ProxyEnvironment
-    private let isHTTP2: Bool
+    let isHTTP2: Bool
     private let isTLS: Bool
-    /// Set while the handler is in a pipeline; dropped on removal, or the
-    /// context and the handler would keep each other alive.
-    private(set) var context: ChannelHandlerContext?
-    private(set) var loop: LoopLocal!
+    /// HTTP/1.1: the handler's own context while it is in the pipeline.
+    /// HTTP/2: its connection's `H2Connection` context while the stream is
+    /// open. Dropped at the end either way, or the context and the handler
+    /// would keep each other alive.
+    var context: ChannelHandlerContext?
+    var loop: LoopLocal!
     private(set) var request: ProxyRequest?
     /// Whether the current request's `.end` has arrived.
-    private var requestEnded = true
+    var requestEnded = true
     /// Parts of a request the gateway already answered are dropped until its end.
-    private var discardingBody = false
+    var discardingBody = false
     /// HTTP/1.1: bytes read and not parsed yet. A request pipelined behind
     /// the current one stays here as bytes until that one's response ends;
     /// reads pause while any wait, so this stays small.
@@ -70,6 +73,18 @@ final class ProxyHandler: ChannelDuplexHandler {
     let streamDeadlines: StreamDeadlines?
     var streamDeadline: NIODeadline?
 
+    /// HTTP/2: the stream, its connection (until the stream closes), and its
+    /// flow control (see `H2Connection`).
+    let streamID: HTTP2StreamID
+    var connection: H2Connection?
+    var h2Request = H2RequestState.awaitingHead
+    /// The peer's send window for this stream's DATA.
+    var sendWindow = 0
+    /// DATA received on this stream and not returned to the peer yet.
+    var unreturned = 0
+    /// The writability the request was last told of.
+    var reportedWritable = true
+
     /// HTTP/1.1: responses are written as bytes from here (nil on an HTTP/2
     /// stream, whose responses are written as frames, see `sendH2`).
     var encoder: DownstreamHTTP1Encoder?
@@ -83,12 +98,24 @@ final class ProxyHandler: ChannelDuplexHandler {
     /// flush, so that the frame that ends the stream carries it.
     var unsentData: ByteBuffer?
 
-    init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool, streamDeadlines: StreamDeadlines? = nil, peer: Peer? = nil) {
+    /// An HTTP/1.1 connection's handler.
+    convenience init(environment: ProxyEnvironment, isTLS: Bool) {
+        self.init(environment: environment, isHTTP2: false, isTLS: isTLS, stream: .rootStream, connection: nil, peer: nil)
+    }
+
+    /// An HTTP/2 stream's handler (always over TLS).
+    convenience init(environment: ProxyEnvironment, stream: HTTP2StreamID, connection: H2Connection, peer: Peer) {
+        self.init(environment: environment, isHTTP2: true, isTLS: true, stream: stream, connection: connection, peer: peer)
+    }
+
+    private init(environment: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool, stream: HTTP2StreamID, connection: H2Connection?, peer: Peer?) {
         self.env = environment
         self.peer = peer
         self.isHTTP2 = isHTTP2
         self.isTLS = isTLS
-        self.streamDeadlines = streamDeadlines
+        self.streamID = stream
+        self.connection = connection
+        self.streamDeadlines = connection?.deadlines
         self.encoder = isHTTP2 ? nil : DownstreamHTTP1Encoder()
         // The exact head limits are `ProxyRequest.start`'s (431 either way);
         // the parser's keeps what it buffers of a head bounded.
@@ -102,26 +129,23 @@ final class ProxyHandler: ChannelDuplexHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         self.loop = env.loops.local(for: context.eventLoop)
-        if !isHTTP2 { setDeadline(.awaitingHead, in: env.listener.limits.headerTimeout) }
+        setDeadline(.awaitingHead, in: env.listener.limits.headerTimeout)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         timer.cancel()
-        if streamDeadline != nil { streamDeadlines?.unregister(self) }
-        streamDeadline = nil
         self.context = nil
     }
 
     /// True from a read's first message to its `channelReadComplete`: the
     /// upstream is flushed once per read, after the parser has seen every
     /// byte of it, so a request refused later in the same read never leaves.
-    private(set) var reading = false
+    var reading = false
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         reading = true
-        if isHTTP2 { return dispatch(unwrapInboundIn(data)) }
         guard !parserFailed else { return }
-        var bytes = DownstreamBytes.unwrapInboundIn(data)
+        var bytes = unwrapInboundIn(data)
         if inbound.readableBytes == 0 {
             inbound = bytes
         } else {
@@ -163,7 +187,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         if inbound.readableBytes == 0 { inbound = noBytes }
     }
 
-    private func dispatch(_ part: HTTPServerRequestPart) {
+    func dispatch(_ part: HTTPServerRequestPart) {
         switch part {
         case .head(let head):
             discardingBody = false
@@ -203,10 +227,11 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
-            // HTTP/1.1: close now if idle, else after the current response.
-            // HTTP/2 streams finish; the connection handler sends GOAWAY.
+            // Close now if idle, else after the current response. (On
+            // HTTP/2 the connection management handler sends GOAWAY and the
+            // streams finish.)
             quiescing = true
-            if request == nil && !isHTTP2 { context.close(promise: nil) }
+            if request == nil { context.close(promise: nil) }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -214,31 +239,18 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         env.logger.debug("downstream error", metadata: ["error": "\(error)", "listener": "\(env.listener.name)"])
-        if isHTTP2, context.channel.isActive, !(error is ChannelError), !(error is NIOSSLError) {
-            // A stream H2RequestDecoder could not translate (e.g.
-            // CONNECT, which has no path). Answered on the next tick: NIOHTTP2
-            // has not activated the stream yet when the first HEADERS fail.
-            context.eventLoop.execute { [self] in protocolError(.badRequest) }
-        } else {
-            context.close(promise: nil)
-        }
+        context.close(promise: nil)
     }
 
-    /// Set when a request the parser refused waits behind earlier ones.
-    private var protocolErrorQueued: GatewayError?
-
-    private func protocolError(_ error: GatewayError) {
+    /// Answers a request whose bytes (HTTP/1.1) or header block (HTTP/2)
+    /// could not be read.
+    func protocolError(_ error: GatewayError) {
         // A client that left mid-request is `client_closed`, in channelInactive.
         guard let context, context.channel.isActive else { return }
         if let request, !requestEnded {
             // The body of the current request is what is broken: never let the
             // upstream take what arrived of it for the whole.
             request.fail(error, closeDownstream: true)
-            return
-        }
-        if request != nil {
-            // HTTP/2: a stream whose decoder failed after its request ended.
-            protocolErrorQueued = error
             return
         }
         respondWithoutRequest(error)
@@ -282,7 +294,10 @@ final class ProxyHandler: ChannelDuplexHandler {
         }
     }
 
+    /// The request can take more bytes: reads go on (HTTP/1.1), or the
+    /// stream's window is returned (HTTP/2).
     func resumeReadsIfNeeded() {
+        if isHTTP2 { return returnStreamCredit() }
         guard readPending, !pipelinedWaiting, !(request?.shouldPauseDownstreamReads ?? false) else { return }
         readPending = false
         context?.read()
@@ -323,11 +338,6 @@ final class ProxyHandler: ChannelDuplexHandler {
         setDeadline(.awaitingHead, in: env.listener.limits.idleTimeout)
         // The next request, if its bytes are here (parsed now, in order).
         parseInbound()
-        if let error = protocolErrorQueued, request == nil {
-            protocolErrorQueued = nil
-            respondWithoutRequest(error)
-            return
-        }
         resumeReadsIfNeeded()
     }
 
@@ -338,6 +348,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         request = nil
         env.inFlight.decrement()
         clearDeadline()
+        closeDownstream()
+    }
+
+    /// Ends the connection (HTTP/1.1) or resets the stream (HTTP/2).
+    func closeDownstream() {
+        if isHTTP2 { return resetStream(.cancel) }
         context?.close(promise: nil)
     }
 
@@ -355,15 +371,12 @@ final class ProxyHandler: ChannelDuplexHandler {
         context.flush()
     }
 
-    var downstreamWritable: Bool { context?.channel.isWritable ?? false }
+    var downstreamWritable: Bool {
+        guard let context else { return false }
+        if isHTTP2 { return sendWindow > 0 && (connection?.sendWindow ?? 0) > 0 && context.channel.isWritable }
+        return context.channel.isWritable
+    }
 }
 
 @available(*, unavailable)
 extension ProxyHandler: Sendable {}
-
-/// Unwraps an HTTP/1.1 connection's bytes in `ProxyHandler.channelRead`
-/// (NIO's typed unwrapping hangs off a handler type, and `ProxyHandler`'s
-/// own `InboundIn` is an HTTP/2 stream's request parts). Never instantiated.
-private final class DownstreamBytes: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-}

@@ -8,8 +8,8 @@ import NIOSSL
 import NIOTLS
 
 /// Binds one listener: TLS with ALPN (`h2`, `http/1.1`) or plaintext HTTP/1.1,
-/// each connection ending in a `ProxyHandler` per HTTP/1 connection or per
-/// HTTP/2 stream.
+/// each connection ending in a `ProxyHandler` (HTTP/1.1) or an `H2Connection`
+/// with a `ProxyHandler` per stream (HTTP/2).
 enum ListenerBootstrap {
     static func bind(
         _ listener: ListenerRuntime, group: EventLoopGroup, quiesce: ServerQuiescingHelper, environment: ProxyEnvironment
@@ -68,41 +68,28 @@ enum ListenerBootstrap {
         // writes its responses as bytes, validating every header it writes
         // (`DownstreamHTTP1Encoder`): the last guard against a filter that
         // copies untrusted bytes into a header.
-        try sync.addHandler(ProxyHandler(environment: environment, isHTTP2: false, isTLS: isTLS))
+        try sync.addHandler(ProxyHandler(environment: environment, isTLS: isTLS))
     }
 
     static func configureHTTP2(channel: Channel, limits: ListenerLimitsRuntime, environment: ProxyEnvironment) throws {
         let sync = channel.pipeline.syncOperations
-        let settings = [
+        var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeadSize),
-            HTTP2Setting(parameter: .initialWindowSize, value: 1 << 20),
+            HTTP2Setting(parameter: .initialWindowSize, value: H2Connection.windowTarget),
         ]
-        var connection = NIOHTTP2Handler.ConnectionConfiguration()
-        connection.initialSettings = settings
-        var streams = NIOHTTP2Handler.StreamConfiguration()
-        streams.targetWindowSize = 1 << 20
         // Closes the connection after idle_timeout without an open stream, and
-        // on shutdown sends GOAWAY and closes once the open streams finish.
+        // on shutdown sends GOAWAY and closes once the open streams finish
+        // (it counts streams from NIOHTTP2's stream events).
         let management = NIOHTTP2ServerConnectionManagementHandler(
             eventLoop: channel.eventLoop,
             configuration: .init(maxIdleTime: limits.idleTimeout, maxAge: nil, maxGraceTime: nil, keepalive: nil))
         try sync.addHandler(FlushCoalescer())
-        let boundDeadlines = NIOLoopBound(StreamDeadlines(eventLoop: channel.eventLoop), eventLoop: channel.eventLoop)
-        channel.closeFuture.whenComplete { _ in boundDeadlines.value.cancel() }
-        let peer = Peer(channel.remoteAddress)
-        _ = try sync.configureHTTP2Pipeline(
-            mode: .server, connectionConfiguration: connection, streamConfiguration: streams,
-            streamDelegate: management.http2StreamDelegate
-        ) { stream in
-            stream.eventLoop.makeCompletedFuture {
-                let s = stream.pipeline.syncOperations
-                try s.addHandler(H2RequestDecoder())
-                // A stream runs on its connection's event loop.
-                try s.addHandler(ProxyHandler(environment: environment, isHTTP2: true, isTLS: true,
-                                              streamDeadlines: boundDeadlines.value, peer: peer))
-            }
-        }
+        // No stream multiplexer: `H2Connection` drives each stream's
+        // `ProxyHandler` from the frames.
+        try sync.addHandler(NIOHTTP2Handler(mode: .server, connectionConfiguration: connection))
+        try sync.addHandler(H2Connection(environment: environment, eventLoop: channel.eventLoop, peer: Peer(channel.remoteAddress)))
         try sync.addHandler(management)
     }
 }

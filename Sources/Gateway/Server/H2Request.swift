@@ -5,11 +5,9 @@ import NIOHTTP1
 import NIOHTTP2
 
 /// The request side of an HTTP/2 stream as HTTP/1 request parts for
-/// `ProxyHandler`, in one inbound-only handler (the proxy writes its response
-/// frames itself, see `ProxyHandler.sendH2`). It replaces NIO's
-/// HTTP/2-to-HTTP/1 codec and the `:authority` check that ran before it: two
-/// handlers per stream, and a conversion of every response head through
-/// `HTTPHeaders`.
+/// `ProxyHandler`: the head from the first HEADERS frame, trailers from a
+/// second (`H2Connection` reads the frames and hands each stream's to its
+/// handler).
 ///
 /// The request head is NIO's translation: `:method`, `:path`, `:scheme` and
 /// `:authority` required; `host` from `:authority` when absent; a body
@@ -18,55 +16,21 @@ import NIOHTTP2
 /// that ends the stream). When `:authority` and `host` disagree (RFC 9113
 /// 8.3.1), `:authority` is added as a second `host`, which the proxy refuses
 /// (400 `invalid_host`).
-final class H2RequestDecoder: ChannelInboundHandler {
-    typealias InboundIn = HTTP2Frame.FramePayload
-    typealias InboundOut = HTTPServerRequestPart
-
-    struct MalformedRequest: Error, CustomStringConvertible {
+enum H2Request {
+    struct Malformed: Error, CustomStringConvertible {
         let description: String
     }
 
-    private enum State { case awaitingHead, body, ended }
-    private var state = State.awaitingHead
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .headers(let frame):
-            switch state {
-            case .awaitingHead:
-                do {
-                    let head = try Self.requestHead(frame.headers, endStream: frame.endStream)
-                    state = frame.endStream ? .ended : .body
-                    context.fireChannelRead(wrapInboundOut(.head(head)))
-                    if frame.endStream { context.fireChannelRead(wrapInboundOut(.end(nil))) }
-                } catch {
-                    state = .ended
-                    context.fireErrorCaught(error)
-                }
-            case .body:
-                // Trailers.
-                state = .ended
-                var trailers = HTTPHeaders()
-                for (name, value, _) in frame.headers where name.utf8.first != UInt8(ascii: ":") {
-                    trailers.add(name: name, value: value)
-                }
-                context.fireChannelRead(wrapInboundOut(.end(trailers)))
-            case .ended:
-                context.fireErrorCaught(MalformedRequest(description: "a header block after the end of the request"))
-            }
-        case .data(let frame):
-            guard state == .body, case .byteBuffer(let body) = frame.data else { return }
-            if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
-            if frame.endStream {
-                state = .ended
-                context.fireChannelRead(wrapInboundOut(.end(nil)))
-            }
-        default:
-            break
+    /// A trailer section: the regular fields of a HEADERS frame after the body.
+    static func trailers(_ block: HPACKHeaders) -> HTTPHeaders {
+        var trailers = HTTPHeaders()
+        for (name, value, _) in block where name.utf8.first != UInt8(ascii: ":") {
+            trailers.add(name: name, value: value)
         }
+        return trailers
     }
 
-    static func requestHead(_ block: HPACKHeaders, endStream: Bool) throws -> HTTPRequestHead {
+    static func head(_ block: HPACKHeaders, endStream: Bool) throws -> HTTPRequestHead {
         var method: String?, path: String?, scheme: String?, authority: String?
         var hasHost = false, hasLength = false
         var hostDisagrees = false
@@ -93,7 +57,7 @@ final class H2RequestDecoder: ChannelInboundHandler {
             }
         }
         guard let method, let path, scheme != nil, let authority else {
-            throw MalformedRequest(description: "a request without :method, :path, :scheme or :authority")
+            throw Malformed(description: "a request without :method, :path, :scheme or :authority")
         }
         if hasHost {
             let lowerAuthority = authority.lowercased()
@@ -114,9 +78,6 @@ final class H2RequestDecoder: ChannelInboundHandler {
         return HTTPRequestHead(version: .http2, method: httpMethod, uri: path, headers: HTTPHeaders(headers))
     }
 }
-
-@available(*, unavailable)
-extension H2RequestDecoder: Sendable {}
 
 /// The response side: a response head as an HTTP/2 header block, names
 /// lowercased (without a copy when they already are) and the

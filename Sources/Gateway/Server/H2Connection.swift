@@ -1,0 +1,216 @@
+import Logging
+import NIOCore
+import NIOHTTP2
+
+/// The streams of one HTTP/2 connection, driven from its frames: each stream
+/// is a `ProxyHandler` that is not in any pipeline. It replaces NIOHTTP2's
+/// stream multiplexer, which made a child channel per stream (a channel, a
+/// pipeline, two handler contexts and their set-up and tear-down: about a
+/// tenth of an HTTP/2 request's samples, with a hop through the child's
+/// pipeline for every frame).
+///
+/// `NIOHTTP2Handler` (without a multiplexer) still does the protocol: frame
+/// parsing, HPACK, the connection and stream state machines, SETTINGS, PING,
+/// GOAWAY, the limits on concurrent streams, resets and other glitches, and
+/// the content-length checks. What the multiplexer did on top of it is done
+/// here:
+/// - **Receive windows.** The gateway returns the DATA it read in
+///   WINDOW_UPDATE frames once half of `windowTarget` is used: on the
+///   connection always, on a stream only while its request can take more
+///   (`ProxyRequest.shouldPauseDownstreamReads`), so that a slow upstream
+///   stops the client at the stream's window, as the multiplexer's child
+///   channel did by not reading.
+/// - **Send windows.** Each stream counts the DATA it writes against the
+///   peer's windows (SETTINGS_INITIAL_WINDOW_SIZE, WINDOW_UPDATE frames, on
+///   the stream and the connection) and reports itself unwritable when either
+///   is spent, so its upstream stops being read instead of NIOHTTP2 buffering
+///   the response without bound.
+/// - **Stream lifetime.** A stream's handler lives from its first HEADERS
+///   frame to NIOHTTP2's `StreamClosedEvent` (or the connection's end).
+///
+/// It sits between `NIOHTTP2Handler` and the connection management handler
+/// (idle timeout, graceful shutdown), to which it passes the events and the
+/// end of each read, not the frames: that handler only reads PING acks, for
+/// keepalives the listeners do not use.
+final class H2Connection: ChannelInboundHandler {
+    typealias InboundIn = HTTP2Frame
+    typealias OutboundOut = HTTP2Frame
+
+    /// The receive window kept open on each stream (the listener's SETTINGS
+    /// advertise it as SETTINGS_INITIAL_WINDOW_SIZE) and on the connection.
+    static let windowTarget = 1 << 20
+
+    let env: ProxyEnvironment
+    let deadlines: StreamDeadlines
+    private let peer: Peer
+    private var context: ChannelHandlerContext?
+    private var streams: [HTTP2StreamID: ProxyHandler] = [:]
+    /// The streams NIOHTTP2 announced open and has not closed yet.
+    private var announced: Set<HTTP2StreamID> = []
+    /// Streams that received frames during the current read, told when it completes.
+    private var readers: [ProxyHandler] = []
+    /// The peer's SETTINGS_INITIAL_WINDOW_SIZE: a new stream's send window.
+    private var peerInitialWindow = 65535
+    /// The connection's send window (RFC 9113 6.9.1): DATA written, against
+    /// the WINDOW_UPDATE frames received on stream 0.
+    private(set) var sendWindow = 65535
+    /// DATA received on the connection and not returned yet.
+    private var unreturned = 0
+    /// The connection's receive window starts at 65,535 (no setting changes
+    /// it); the first return also raises it to `windowTarget`.
+    private var windowRaised = false
+
+    init(environment: ProxyEnvironment, eventLoop: EventLoop, peer: Peer) {
+        self.env = environment
+        self.deadlines = StreamDeadlines(eventLoop: eventLoop)
+        self.peer = peer
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        closeAll()
+        self.context = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.payload {
+        case .headers(let headers):
+            if let stream = streams[frame.streamID] {
+                reading(stream)
+                stream.receivedHeaders(headers)
+            } else {
+                let stream = open(frame.streamID, context: context)
+                reading(stream)
+                stream.receivedHeaders(headers)
+            }
+        case .data(let data):
+            let length = data.data.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
+            returnConnectionCredit(length, context: context)
+            if let stream = streams[frame.streamID] {
+                reading(stream)
+                stream.receivedData(data, flowControlledLength: length)
+            }
+        case .windowUpdate(let increment):
+            if frame.streamID == .rootStream {
+                let wasOpen = sendWindow > 0
+                sendWindow += increment
+                if !wasOpen && sendWindow > 0 { writabilityMayHaveChanged() }
+            } else {
+                streams[frame.streamID]?.sendWindowChanged(by: increment)
+            }
+        case .settings(.settings(let settings)):
+            for setting in settings where setting.parameter == .initialWindowSize {
+                // RFC 9113 6.9.2: the change applies to every open stream's window.
+                let delta = setting.value - peerInitialWindow
+                peerInitialWindow = setting.value
+                if delta != 0 {
+                    for stream in streams.values { stream.sendWindowChanged(by: delta) }
+                }
+            }
+        default:
+            break
+        }
+    }
+
+    /// A stream's handler, from its first HEADERS frame on.
+    func open(_ id: HTTP2StreamID, context: ChannelHandlerContext) -> ProxyHandler {
+        let stream = ProxyHandler(environment: env, stream: id, connection: self, peer: peer)
+        streams[id] = stream
+        stream.streamOpened(context: context, sendWindow: peerInitialWindow)
+        return stream
+    }
+
+    func stream(_ id: HTTP2StreamID) -> ProxyHandler? { streams[id] }
+
+    private func reading(_ stream: ProxyHandler) {
+        if !stream.reading { readers.append(stream) }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        let done = readers
+        readers.removeAll(keepingCapacity: true)
+        for stream in done { stream.streamReadComplete() }
+        context.fireChannelReadComplete()
+    }
+
+    /// Returns the connection's share of received DATA, raising its window to
+    /// `windowTarget` the first time. Always at once: a stream that cannot
+    /// take more holds back its own window, never the connection's.
+    private func returnConnectionCredit(_ length: Int, context: ChannelHandlerContext) {
+        unreturned += length
+        guard unreturned >= Self.windowTarget / 2 || !windowRaised else { return }
+        var increment = unreturned
+        if !windowRaised {
+            windowRaised = true
+            increment += Self.windowTarget - 65535
+        }
+        unreturned = 0
+        context.write(wrapOutboundOut(HTTP2Frame(streamID: .rootStream, payload: .windowUpdate(windowSizeIncrement: increment))),
+                      promise: nil)
+        context.flush()
+    }
+
+    /// DATA a stream wrote, counted against the connection's send window.
+    func spentSendWindow(_ length: Int) {
+        let wasOpen = sendWindow > 0
+        sendWindow -= length
+        if wasOpen && sendWindow <= 0 { writabilityMayHaveChanged() }
+    }
+
+    private func writabilityMayHaveChanged() {
+        for stream in streams.values { stream.streamWritabilityMayHaveChanged() }
+    }
+
+    /// Stream events go on to the connection management handler after this
+    /// one, which counts open streams from them, except the close of a
+    /// stream NIOHTTP2 never announced: it resets a stream whose first
+    /// HEADERS it refused (a malformed block) and reports it closed without
+    /// having reported it created, which the management handler's count
+    /// takes for a broken invariant.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case let created as NIOHTTP2StreamCreatedEvent:
+            announced.insert(created.streamID)
+        case let closed as StreamClosedEvent:
+            if let stream = streams.removeValue(forKey: closed.streamID) { stream.streamClosed() }
+            guard announced.remove(closed.streamID) != nil else { return }
+        default:
+            break
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        writabilityMayHaveChanged()
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closeAll()
+        context.fireChannelInactive()
+    }
+
+    private func closeAll() {
+        let open = streams.values
+        streams.removeAll()
+        readers.removeAll()
+        for stream in open { stream.streamClosed() }
+        deadlines.cancel()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        env.logger.debug("HTTP/2 error", metadata: ["error": "\(error)", "listener": "\(env.listener.name)"])
+        // A stream error: NIOHTTP2 reset the stream, and its StreamClosedEvent
+        // follows. Anything else (a connection error, after which NIOHTTP2
+        // has sent GOAWAY, or a TLS error) ends the connection.
+        if error is NIOHTTP2Errors.StreamError { return }
+        context.close(promise: nil)
+    }
+}
+
+@available(*, unavailable)
+extension H2Connection: Sendable {}
