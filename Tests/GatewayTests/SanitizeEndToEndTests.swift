@@ -370,6 +370,13 @@ struct SanitizeEndToEndTests {
             ("CRLF in :path", [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/ HTTP/1.1\r\nx: y")], nil, nil, nil),
             ("space in :method", [(":method", "GET /x"), (":scheme", "https"), (":authority", "localhost"), (":path", "/")], nil, nil, nil),
             ("te: gzip", Self.base + [("te", "gzip")], nil, nil, nil),
+            ("a control byte in a value", Self.base + [("x-a", "b\u{1}c")], nil, nil, nil),
+            ("DEL in a value", Self.base + [("x-a", "b\u{7F}c")], nil, nil, nil),
+            ("a space in :authority", [(":method", "GET"), (":scheme", "https"), (":authority", "local host"), (":path", "/")], nil, nil, nil),
+            ("empty :path", [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "")], nil, nil, nil),
+            ("duplicate :method", Self.base + [(":method", "POST")], nil, nil, nil),
+            ("CONNECT with :path", [(":method", "CONNECT"), (":authority", "localhost:443"), (":path", "/")], nil, nil, nil),
+            ("no :method", Array(Self.base.dropFirst()), nil, nil, nil),
             ("duplicate :path", Self.base + [(":path", "/x")], nil, nil, nil),
             ("no :path", Array(Self.base.prefix(3)), nil, nil, nil),
             ("unknown pseudo-header", Self.base + [(":foo", "x")], nil, nil, nil),
@@ -405,6 +412,61 @@ struct SanitizeEndToEndTests {
         let ok = try await f.h2(Self.base + [("host", "LOCALHOST"), ("te", "trailers")])
         #expect(ok.status == 200, "\(ok)")
         #expect(await f.upstreamConnectionsSettle(), "upstream connections still leased after the corpus")
+    }
+
+    @Test("HTTP/2 trailers: a malformed trailer block resets the stream and nothing completes upstream; a well-formed one passes")
+    func h2Trailers() async throws {
+        let f = try await SanitizeFixture.start()
+        defer { Task { await f.stop() } }
+        for (name, trailers) in [("uppercase", [("X-Checksum", "1")]), ("pseudo-header", [(":path", "/x")]),
+                                 ("connection-specific", [("connection", "close")]), ("CR in a value", [("x-checksum", "1\r\nx: y")])] {
+            let r = try await f.h2(Self.post([("content-length", "3")]), data: "abc", trailers: trailers)
+            #expect(r.status == nil && r.reset == "PROTOCOL_ERROR", "\(name): \(r)")
+            #expect(f.received.allSatisfy { !$0.complete || $0.method != "POST" }, "\(name): a request with broken trailers completed upstream")
+        }
+        let ok = try await f.h2(Self.post([("content-length", "3")]), data: "abc", trailers: [("x-checksum", "1")])
+        #expect(ok.status == 200, "\(ok)")
+        #expect(f.received.last?.complete == true && f.received.last?.bodyBytes == 3)
+        #expect(await f.upstreamConnectionsSettle(), "upstream connections still leased")
+    }
+
+    @Test("HTTP/2: a connection that keeps sending malformed header blocks is closed after 100 of them")
+    func h2MalformedLimit() async throws {
+        let f = try await SanitizeFixture.start()
+        defer { Task { await f.stop() } }
+        let script = """
+        import json, socket, ssl, sys
+        import h2.config, h2.connection, h2.events
+        ctx = ssl.create_default_context(cafile=sys.argv[1]); ctx.set_alpn_protocols(["h2"])
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=5), server_hostname="localhost")
+        cfg = h2.config.H2Configuration(client_side=True, validate_outbound_headers=False, normalize_outbound_headers=False,
+                                        validate_inbound_headers=False, header_encoding=None)
+        c = h2.connection.H2Connection(cfg); c.initiate_connection(); s.sendall(c.data_to_send())
+        resets = 0; closed = False; sent = 0
+        try:
+            for i in range(150):
+                c.send_headers(1 + 2 * i, [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost"), (b":path", b"/"),
+                                           (b"X-Upper", b"x")], end_stream=True)
+                s.sendall(c.data_to_send()); sent += 1
+                while True:
+                    d = s.recv(65536)
+                    if not d: closed = True; break
+                    evs = c.receive_data(d)
+                    resets += sum(1 for ev in evs if isinstance(ev, h2.events.StreamReset))
+                    if any(isinstance(ev, (h2.events.StreamReset, h2.events.ConnectionTerminated)) for ev in evs): break
+                if closed: break
+        except (ConnectionError, OSError, h2.exceptions.ProtocolError):
+            closed = True
+        print(json.dumps({"resets": resets, "closed": closed, "sent": sent}))
+        """
+        let r = try await TestSupport.run("/usr/bin/env", ["python3", "-c", script, f.ca, String(f.tlsPort)])
+        #expect(r.code == 0, "\(r.stderr)")
+        let out = try #require(try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any])
+        #expect(out["closed"] as? Bool == true, "\(out)")
+        #expect((out["resets"] as? Int ?? 0) >= 100 && (out["sent"] as? Int ?? 999) <= 102, "\(out)")
+        // The next connection is served.
+        let ok = try await f.h2(Self.base)
+        #expect(ok.status == 200, "\(ok)")
     }
 
     @Test("route bypass attempts against the /admin route: each spelling reaches the admin upstream or is refused, never the catch-all", arguments: [

@@ -29,10 +29,8 @@ extension ProxyHandler {
             do {
                 head = try H2Request.head(frame.headers, endStream: frame.endStream)
             } catch {
-                // A block with no HTTP/1 form (e.g. CONNECT, which has no path).
-                env.logger.debug("HTTP/2 request refused", metadata: ["reason": "\(error)", "listener": "\(env.listener.name)"])
                 if frame.endStream { h2Request = .ended }
-                protocolError(.badRequest)
+                refuse(error)
                 return
             }
             h2Request = frame.endStream ? .ended : .body
@@ -40,12 +38,27 @@ extension ProxyHandler {
             if frame.endStream { dispatch(.end(nil)) }
         case .body:
             h2Request = .ended
-            dispatch(.end(H2Request.trailers(frame.headers)))
+            do {
+                dispatch(.end(try H2Request.trailers(frame.headers)))
+            } catch {
+                refuse(error)
+            }
         case .ended:
             // NIOHTTP2's stream state machine lets no frame through after
             // END_STREAM; a stream that got here anyway is reset.
             resetStream(.protocolError)
         }
+    }
+
+    /// A header block the stream cannot take: a malformed one resets it
+    /// (PROTOCOL_ERROR, RFC 9113 8.1.1; the request that was being received,
+    /// if any, fails with the client gone), a well-formed one with no HTTP/1
+    /// form is answered 400.
+    private func refuse(_ error: Error) {
+        env.logger.debug("HTTP/2 request refused", metadata: ["reason": "\(error)", "listener": "\(env.listener.name)"])
+        guard let malformed = error as? H2Request.Malformed, malformed.reset else { return protocolError(.badRequest) }
+        connection?.refusedMalformedBlock()
+        resetStream(.protocolError)
     }
 
     /// A DATA frame: body bytes for the request (or discarded, once it was

@@ -154,6 +154,21 @@ final class H2Connection: ChannelInboundHandler {
         context.flush()
     }
 
+    /// Malformed header blocks this connection sent. NIOHTTP2 counts the
+    /// streams it resets itself against its DoS limits; these are reset by
+    /// the gateway, and counted here instead.
+    private var malformedBlocks = 0
+    static let malformedBlockLimit = 100
+
+    /// A stream was reset for a malformed header block: past
+    /// `malformedBlockLimit` on one connection, the connection is closed.
+    func refusedMalformedBlock() {
+        malformedBlocks += 1
+        guard malformedBlocks > Self.malformedBlockLimit, let context else { return }
+        env.logger.debug("HTTP/2 connection closed: too many malformed header blocks", metadata: ["listener": "\(env.listener.name)"])
+        context.close(promise: nil)
+    }
+
     /// DATA a stream wrote, counted against the connection's send window.
     func spentSendWindow(_ length: Int) {
         let wasOpen = sendWindow > 0

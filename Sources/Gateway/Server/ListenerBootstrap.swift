@@ -74,6 +74,10 @@ enum ListenerBootstrap {
     static func configureHTTP2(channel: Channel, limits: ListenerLimitsRuntime, environment: ProxyEnvironment) throws {
         let sync = channel.pipeline.syncOperations
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
+        // Request blocks are checked by `H2Request` in the pass that reads
+        // them, response blocks by `H2ResponseHead`; NIOHTTP2 would walk each
+        // again. (Its content-length checks stay on.)
+        connection.headerBlockValidation = .disabled
         connection.initialSettings = [
             HTTP2Setting(parameter: .maxConcurrentStreams, value: limits.maxConcurrentStreams),
             HTTP2Setting(parameter: .maxHeaderListSize, value: limits.maxHeadSize),
