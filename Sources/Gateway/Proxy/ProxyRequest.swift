@@ -234,7 +234,7 @@ final class ProxyRequest: UpstreamDelegate {
 
     func setUpstreamHost(_ route: CompiledRoute, upstream: UpstreamDefinition) {
         let host = route.upstreamHost(clientHost: exchange.originalHost, upstream: upstream)
-        if host != exchange.originalHost || exchange.request.headers["host"].isEmpty {
+        if host != exchange.originalHost || !exchange.request.headers.contains(name: "host") {
             exchange.request.headers.replaceOrAdd(name: "host", value: host)
         }
     }

@@ -183,18 +183,20 @@ final class H2Connection: ChannelInboundHandler {
     /// Stream events go on to the connection management handler after this
     /// one, which counts open streams from them, except the close of a
     /// stream NIOHTTP2 never announced: it resets a stream whose first
-    /// HEADERS it refused (a malformed block) and reports it closed without
-    /// having reported it created, which the management handler's count
-    /// takes for a broken invariant.
+    /// HEADERS it refused (e.g. a content-length that is not a number) and
+    /// reports it closed without having reported it created, which the
+    /// management handler's count takes for a broken invariant. Window
+    /// events stop here: the windows are kept from the frames, and the
+    /// handlers after this one have no use for them (each event cost the
+    /// management handler three dynamic casts).
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        switch event {
-        case let created as NIOHTTP2StreamCreatedEvent:
+        let kind = type(of: event)
+        if kind == NIOHTTP2WindowUpdatedEvent.self || kind == NIOHTTP2BulkStreamWindowChangeEvent.self { return }
+        if kind == NIOHTTP2StreamCreatedEvent.self, let created = event as? NIOHTTP2StreamCreatedEvent {
             announced.insert(created.streamID)
-        case let closed as StreamClosedEvent:
+        } else if kind == StreamClosedEvent.self, let closed = event as? StreamClosedEvent {
             if let stream = streams.removeValue(forKey: closed.streamID) { stream.streamClosed() }
             guard announced.remove(closed.streamID) != nil else { return }
-        default:
-            break
         }
         context.fireUserInboundEventTriggered(event)
     }
