@@ -368,4 +368,42 @@ struct HTTP2EndToEndTests {
         #expect(out["status"] as? Int == 200 && out["reset"] is NSNull, "\(out)")
         #expect(out["upstream_body"] as? Int == 32_000_000, "\(out)")
     }
+
+    @Test("HTTP/2: a stream the client resets mid-upload cancels its upstream exchange (nothing completes upstream, client_closed logged); the connection's next stream is served")
+    func clientResetMidUpload() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let script = """
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True)); c.initiate_connection(); s.sendall(c.data_to_send())
+        c.send_headers(1, [(":method", "POST"), (":scheme", "https"), (":authority", "localhost"), (":path", "/api/upload"),
+                           ("content-length", "1000000")])
+        for i in range(4): c.send_data(1, b"a" * 15000)
+        s.sendall(c.data_to_send())
+        time.sleep(0.3)
+        c.reset_stream(1, error_code=8)
+        c.send_headers(3, [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/api/after")], end_stream=True)
+        s.sendall(c.data_to_send())
+        status = None; done = False
+        while not done:
+            d = s.recv(65536)
+            if not d: break
+            for ev in c.receive_data(d):
+                if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == 3: status = int(dict(ev.headers)[b":status"])
+                elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == 3: done = True
+            s.sendall(c.data_to_send())
+        print(json.dumps({"after": status}))
+        """
+        let out = try await PythonH2.json(script, ca: f.ca, port: f.port)
+        #expect(out["after"] as? Int == 200, "\(out)")
+        var incomplete: ReceivedRequest?
+        for _ in 0..<100 {
+            incomplete = f.upstream.received.withLockedValue { $0.first { !$0.complete } }
+            if incomplete != nil { break }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        let got = try #require(incomplete, "the upstream connection was not closed when the client reset its stream")
+        #expect(got.method == "POST" && got.bodyBytes <= 60_000)
+        #expect(f.upstream.received.withLockedValue { $0.filter { $0.complete && $0.method == "POST" }.isEmpty })
+        #expect(await f.gateway.logEventually(contains: "\"error\":\"client_closed\""))
+    }
 }
