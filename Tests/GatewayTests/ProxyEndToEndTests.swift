@@ -87,6 +87,16 @@ final class ProxyFixture: @unchecked Sendable {
         return ProxyFixture(state: state, upstream: upstream, gateway: gateway, port: port, plainPort: plainPort)
     }
 
+    /// The first request the upstream saw end incomplete (its connection
+    /// closed mid-body), waited for up to 2 s.
+    func incompleteRequest() async throws -> ReceivedRequest? {
+        for _ in 0..<100 {
+            if let r = upstream.received.withLockedValue({ $0.first { !$0.complete } }) { return r }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        return nil
+    }
+
     var adminURL: String { "http://127.0.0.1:\(gateway.adminPort)" }
     var upstreamHeads: Int { upstream.heads.withLockedValue { $0 } }
     var lastReceived: ReceivedRequest? { upstream.received.withLockedValue { $0.last } }
@@ -306,13 +316,7 @@ struct ProxyEndToEndTests {
         s.close()
         """)
         #expect(r.code == 0, "\(r.stderr)")
-        var incomplete: ReceivedRequest?
-        for _ in 0..<100 {
-            incomplete = f.upstream.received.withLockedValue { $0.first { !$0.complete } }
-            if incomplete != nil { break }
-            try await Task.sleep(nanoseconds: 20_000_000)
-        }
-        let got = try #require(incomplete, "the upstream connection was not closed when the client left")
+        let got = try #require(try await f.incompleteRequest(), "the upstream connection was not closed when the client left")
         #expect(got.bodyBytes <= 100_000)
         #expect(f.upstream.received.withLockedValue { $0.filter(\.complete).isEmpty })
         let ok = try await Curl.request(f.url("/api/after"), caFile: f.ca)
