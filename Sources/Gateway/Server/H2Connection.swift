@@ -29,9 +29,9 @@ import NIOHTTP2
 ///   frame to NIOHTTP2's `StreamClosedEvent` (or the connection's end).
 ///
 /// It sits between `NIOHTTP2Handler` and the connection management handler
-/// (idle timeout, graceful shutdown), to which it passes the events and the
-/// end of each read, not the frames: that handler only reads PING acks, for
-/// keepalives the listeners do not use.
+/// (idle timeout, graceful shutdown), to which it passes the stream events,
+/// the end of each read and the PING frames, whose acknowledgements that
+/// handler's graceful close waits for; no other frame.
 final class H2Connection: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame
@@ -111,6 +111,11 @@ final class H2Connection: ChannelInboundHandler {
                     for stream in streams.values { stream.sendWindowChanged(by: delta) }
                 }
             }
+        case .ping:
+            // The management handler's graceful close (GOAWAY, PING, then the
+            // last GOAWAY and the close once the PING is answered) waits for
+            // the acknowledgement.
+            context.fireChannelRead(data)
         default:
             break
         }
@@ -219,13 +224,15 @@ final class H2Connection: ChannelInboundHandler {
         deadlines.cancel()
     }
 
+    /// NIOHTTP2 has already answered what it reports here: a stream error
+    /// with RST_STREAM (its `StreamClosedEvent` follows), a connection error
+    /// with GOAWAY (the client closes; a connection left open closes after
+    /// idle_timeout without streams). Errors of either kind arrive as the
+    /// bare underlying error, so they cannot be told apart here: closing on
+    /// them would end every stream of a connection for one malformed request.
+    /// TLS errors close the connection in NIOSSL.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         env.logger.debug("HTTP/2 error", metadata: ["error": "\(error)", "listener": "\(env.listener.name)"])
-        // A stream error: NIOHTTP2 reset the stream, and its StreamClosedEvent
-        // follows. Anything else (a connection error, after which NIOHTTP2
-        // has sent GOAWAY, or a TLS error) ends the connection.
-        if error is NIOHTTP2Errors.StreamError { return }
-        context.close(promise: nil)
     }
 }
 
