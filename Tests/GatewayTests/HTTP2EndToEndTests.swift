@@ -116,9 +116,11 @@ struct HTTP2EndToEndTests {
             closed = True
         print(json.dumps({"resets": resets, "closed": closed, "sent": sent}))
         """
+        let before = f.heads
         let out = try await PythonH2.json(script, ca: f.ca, port: f.tlsPort)
         #expect(out["closed"] as? Bool == true, "\(out)")
         #expect((out["resets"] as? Int ?? 0) >= 100 && (out["sent"] as? Int ?? 999) <= 102, "\(out)")
+        #expect(f.heads == before, "a malformed request reached the upstream")
         // The next connection is served.
         let ok = try await f.h2(Self.base)
         #expect(ok.status == 200, "\(ok)")

@@ -14,15 +14,14 @@ enum H2RequestState {
 extension ProxyHandler {
     /// The stream's first HEADERS frame arrived: the handler writes through
     /// its connection's context from now until the stream closes.
-    func streamOpened(context: ChannelHandlerContext, sendWindow: Int) {
+    func streamOpened(context: ChannelHandlerContext, loop: LoopLocal?, sendWindow: Int) {
         self.context = context
-        self.loop = env.loops.local(for: context.eventLoop)
+        self.loop = loop
         self.sendWindow = sendWindow
     }
 
     /// A HEADERS frame: the request head, or its trailers.
     func receivedHeaders(_ frame: HTTP2Frame.FramePayload.Headers) {
-        reading = true
         switch h2Request {
         case .awaitingHead:
             let head: HTTPRequestHead
@@ -65,7 +64,6 @@ extension ProxyHandler {
     /// answered); its length is returned to the peer's window when the
     /// request can take more.
     func receivedData(_ frame: HTTP2Frame.FramePayload.Data, flowControlledLength: Int) {
-        reading = true
         unreturned += flowControlledLength
         if h2Request == .body {
             if case .byteBuffer(let body) = frame.data, body.readableBytes > 0 { dispatch(.body(body)) }

@@ -44,6 +44,8 @@ final class H2Connection: ChannelInboundHandler {
     let deadlines: StreamDeadlines
     private let peer: Peer
     private var context: ChannelHandlerContext?
+    /// The event loop's pools and request ids, looked up once per connection.
+    private var loop: LoopLocal?
     private var streams: [HTTP2StreamID: ProxyHandler] = [:]
     /// The streams NIOHTTP2 announced open and has not closed yet.
     private var announced: Set<HTTP2StreamID> = []
@@ -68,6 +70,7 @@ final class H2Connection: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        self.loop = env.loops.local(for: context.eventLoop)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -79,14 +82,9 @@ final class H2Connection: ChannelInboundHandler {
         let frame = unwrapInboundIn(data)
         switch frame.payload {
         case .headers(let headers):
-            if let stream = streams[frame.streamID] {
-                reading(stream)
-                stream.receivedHeaders(headers)
-            } else {
-                let stream = open(frame.streamID, context: context)
-                reading(stream)
-                stream.receivedHeaders(headers)
-            }
+            let stream = streams[frame.streamID] ?? open(frame.streamID, context: context)
+            reading(stream)
+            stream.receivedHeaders(headers)
         case .data(let data):
             let length = data.data.readableBytes + (data.paddingBytes.map { $0 + 1 } ?? 0)
             returnConnectionCredit(length, context: context)
@@ -125,14 +123,18 @@ final class H2Connection: ChannelInboundHandler {
     func open(_ id: HTTP2StreamID, context: ChannelHandlerContext) -> ProxyHandler {
         let stream = ProxyHandler(environment: env, stream: id, connection: self, peer: peer)
         streams[id] = stream
-        stream.streamOpened(context: context, sendWindow: peerInitialWindow)
+        stream.streamOpened(context: context, loop: loop, sendWindow: peerInitialWindow)
         return stream
     }
 
     func stream(_ id: HTTP2StreamID) -> ProxyHandler? { streams[id] }
 
+    /// Marks a stream as read in this read (its upstream is flushed once, at
+    /// the read's end).
     private func reading(_ stream: ProxyHandler) {
-        if !stream.reading { readers.append(stream) }
+        guard !stream.reading else { return }
+        stream.reading = true
+        readers.append(stream)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
