@@ -97,7 +97,7 @@ public struct DecryptPayloadFilter: Filter {
             let aad = AppChannelCrypto.requestAAD(method: request.method, target: request.target, timestamp: request.timestamp,
                                                   nonce: request.nonce)
             guard AppChannelCrypto.openRequest(&body, keys: request.keys, aad: aad) else { return .reject(Self.undecryptable) }
-            exchange.request.headers.replaceOrAdd(name: "content-type", value: contentType)
+            exchange.request.headers = exchange.request.headers.replacing("content-type", with: ("content-type", contentType))
         } else {
             exchange.request.headers.remove(name: "content-type")
         }
@@ -108,11 +108,14 @@ public struct DecryptPayloadFilter: Filter {
             exchange.responseBodyTransform = { status, headers, upstreamBody in
                 let aad = AppChannelCrypto.responseAAD(status: Int(status.code), requestNonce: nonce)
                 let sealed = AppChannelCrypto.sealResponse(upstreamBody, keys: keys, aad: aad)
-                let upstreamType = headers.first(name: "content-type")
-                headers.replaceOrAdd(name: "content-type", value: "application/octet-stream")
-                if let upstreamType { headers.replaceOrAdd(name: "x-gw-content-type", value: upstreamType) }
-                headers.replaceOrAdd(name: "x-gw-encrypted", value: "1")
-                headers.remove(name: "content-encoding")
+                let sealedType = ("content-type", "application/octet-stream")
+                if let upstreamType = headers.first(name: "content-type") {
+                    headers = headers.replacing("content-type", "x-gw-content-type", "x-gw-encrypted", "content-encoding",
+                                                with: sealedType, ("x-gw-content-type", upstreamType), ("x-gw-encrypted", "1"))
+                } else {
+                    headers = headers.replacing("content-type", "x-gw-content-type", "x-gw-encrypted", "content-encoding",
+                                                with: sealedType, ("x-gw-encrypted", "1"))
+                }
                 return sealed
             }
         }

@@ -1,3 +1,5 @@
+import NIOHTTP1
+
 /// Header names, exact or `prefix-*`, compared ASCII case-insensitively
 /// without allocating.
 public struct HeaderNameSet: Sendable {
@@ -50,5 +52,26 @@ extension StringProtocol {
         while let f = s.first, f == " " || f == "\t" { s.removeFirst() }
         while let l = s.last, l == " " || l == "\t" { s.removeLast() }
         return s
+    }
+}
+
+extension HTTPHeaders {
+    /// The fields not named `n1` ... `n4` (ASCII case-insensitive; give them
+    /// in lowercase), then `a1` ... `a3`: what `remove(name:)` and
+    /// `replaceOrAdd` do for several names, in one pass and one new list,
+    /// without the ASCII check `add` makes of each name. The added names must
+    /// be lowercase tokens. (Fixed arities: variadic arrays would be allocated.)
+    public func replacing(_ n1: StaticString, _ n2: StaticString? = nil, _ n3: StaticString? = nil, _ n4: StaticString? = nil,
+                          with a1: (String, String), _ a2: (String, String)? = nil, _ a3: (String, String)? = nil) -> HTTPHeaders {
+        func named(_ name: String, _ n: StaticString?) -> Bool { n.map { ASCII.equalsLowercase(name, $0) } ?? false }
+        var fields: [(String, String)] = []
+        fields.reserveCapacity(count + 3)
+        for (name, value) in self where !(ASCII.equalsLowercase(name, n1) || named(name, n2) || named(name, n3) || named(name, n4)) {
+            fields.append((name, value))
+        }
+        fields.append(a1)
+        if let a2 { fields.append(a2) }
+        if let a3 { fields.append(a3) }
+        return HTTPHeaders(fields)
     }
 }

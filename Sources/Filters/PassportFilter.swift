@@ -142,8 +142,9 @@ public struct PassportFilter: Filter {
             token = signer.mint(claims)
             cache.put(key, MintedPassport(token: token, expiresAt: expiresAt))
         }
-        exchange.request.headers.replaceOrAdd(name: "x-passport", value: token)
-        if !keepAuthorization { exchange.request.headers.remove(name: "authorization") }
+        exchange.request.headers = keepAuthorization
+            ? headers.replacing("x-passport", with: ("x-passport", token))
+            : headers.replacing("x-passport", "authorization", with: ("x-passport", token))
     }
 
     static func newID() -> String {

@@ -103,4 +103,12 @@ struct FilterRegistryTests {
         #expect(GatewayError.upstreamTimeout.status.code == 504)
         #expect(GatewayError.bodyTooLarge.errorCode == "body_too_large")
     }
+
+    @Test("replacing: every field of the named names goes (any case), the added ones come last, the rest keep their order")
+    func replacing() {
+        let h: HTTPHeaders = ["Content-Type": "a/b", "x-a": "1", "CONTENT-TYPE": "c/d", "Authorization": "t", "x-b": "2"]
+        let r = h.replacing("content-type", "authorization", with: ("content-type", "e/f"), ("x-c", "3"))
+        #expect(r.map { "\($0.name)=\($0.value)" } == ["x-a=1", "x-b=2", "content-type=e/f", "x-c=3"])
+        #expect(h.replacing("x-none", with: ("x-a", "9")).map(\.value) == ["a/b", "1", "c/d", "t", "2", "9"])
+    }
 }

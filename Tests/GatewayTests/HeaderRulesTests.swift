@@ -94,6 +94,12 @@ struct HeaderRulesTests {
         var own: HTTPHeaders = ["Strict-Transport-Security": "max-age=99; preload"]
         HeaderRules.prepareResponseHeaders(&own, requestID: "rid", policy: policy)
         #expect(own["strict-transport-security"] == ["max-age=99; preload"])
+        #expect(own["x-content-type-options"] == ["nosniff"] && own["x-request-id"] == ["rid"])
+        // An upstream's own X-Content-Type-Options alone (nothing else to drop) is still replaced, once.
+        var typed: HTTPHeaders = ["Content-Type": "text/plain", "x-content-type-options": "other"]
+        HeaderRules.prepareResponseHeaders(&typed, requestID: "rid", policy: policy)
+        #expect(typed["x-content-type-options"] == ["nosniff"])
+        #expect(typed.map { $0.name.lowercased() } == ["content-type", "x-request-id", "strict-transport-security", "x-content-type-options"])
     }
 
     @Test("trailers never carry framing, routing, credentials or owned headers")

@@ -59,7 +59,7 @@ final class ProxyFixture: @unchecked Sendable {
             upstream: svc
             max_body: 8MiB
             filters:
-              - headers: {request: {set: {x-env: test}, remove: [x-debug]}, response: {add: {x-route: svc}}}
+              - headers: {request: {set: {x-env: test, x-gw-kid: forged}, remove: [x-debug]}, response: {add: {x-route: svc}}}
           - name: raw
             listener: public
             match: {path_prefix: /raw}
@@ -160,6 +160,7 @@ struct ProxyEndToEndTests {
         let got = try #require(f.lastReceived)
         #expect(header(got, "x-env") == ["test"])
         #expect(header(got, "x-debug").isEmpty)
+        #expect(header(got, "x-gw-kid").isEmpty, "an X-Gw-* header a filter set reached the upstream (PROTOCOL 2.5)")
         #expect(r.headers["x-frame-options"] == "DENY")
         #expect(r.headers["x-route"] == "svc")
         #expect(r.headers["server"] == nil, "the listener default removes the upstream's Server header")

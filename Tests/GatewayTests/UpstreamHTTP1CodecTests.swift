@@ -138,10 +138,31 @@ struct UpstreamHTTP1CodecTests {
         #expect(throws: UpstreamResponseParser.ParseError.self) { try parse(big) }
     }
 
-    private func encode(_ head: HTTPRequestHead) throws -> (String, Bool) {
+    private func encode(_ head: HTTPRequestHead, _ edits: UpstreamHeadEdits = UpstreamHeadEdits()) throws -> (String, Bool) {
         var b = ByteBuffer()
-        let chunked = try UpstreamRequestEncoder.writeHead(head, into: &b)
+        let chunked = try UpstreamRequestEncoder.writeHead(head, edits: edits, into: &b)
         return (String(buffer: b), chunked)
+    }
+
+    @Test("wire edits: the upstream's Host in place of every Host, a collected body's length in place of its framing, no X-Gw-* ever; the head's own copy gets the same")
+    func wireEdits() throws {
+        let headers = HTTPHeaders([("X-Gw-Kid", "k1"), ("Host", "client.example"), ("x-a", "1"), ("host", "again"),
+                                   ("Transfer-Encoding", "chunked"), ("x-gw-nonce", "n"), ("X-GW-", "e")])
+        var h = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/p", headers: headers)
+        let edits = UpstreamHeadEdits(host: "svc.internal:7001", contentLength: 12)
+        #expect(try encode(h, edits) == ("POST /p HTTP/1.1\r\nHost: svc.internal:7001\r\nx-a: 1\r\ncontent-length: 12\r\n\r\n", false))
+        // No edits: only the X-Gw-* headers go, and the body's framing stays the client's.
+        h.headers = HTTPHeaders([("Host", "c"), ("x-gw-signature", "s"), ("Content-Length", "3"), ("x-gwz", "kept")])
+        #expect(try encode(h) == ("POST /p HTTP/1.1\r\nHost: c\r\nContent-Length: 3\r\nx-gwz: kept\r\n\r\n", false))
+        // A head without Host gets it at the end; a TRACE never gets a length.
+        h = HTTPRequestHead(version: .http1_1, method: .TRACE, uri: "/", headers: ["x-a": "1"])
+        #expect(try encode(h, UpstreamHeadEdits(host: "u", contentLength: 0)) == ("TRACE / HTTP/1.1\r\nx-a: 1\r\nhost: u\r\n\r\n", false))
+        // A Host the edits bring is checked like any field.
+        #expect(throws: UpstreamRequestEncoder.InvalidRequest.self) { try encode(h, UpstreamHeadEdits(host: "a\r\nx: y")) }
+        // The HTTP/2 upstream codec encodes the head itself: the same edits, on a copy.
+        var copy = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/p", headers: headers)
+        edits.apply(to: &copy)
+        #expect(copy.headers.map { "\($0.name.lowercased())=\($0.value)" }.sorted() == ["content-length=12", "host=svc.internal:7001", "x-a=1"])
     }
 
     @Test("request heads: the framing the proxy gives them, and NIO's for a body without length")

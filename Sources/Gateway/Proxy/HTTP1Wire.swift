@@ -102,19 +102,44 @@ enum HTTPBytes {
     }
 }
 
+/// What the gateway changes in a request head only as it goes onto the wire,
+/// once every filter has seen the head as the client sent it: the upstream's
+/// `Host`, and the `Content-Length` of a body the filters collected (and may
+/// have replaced). On the wire, too, every `X-Gw-*` header is left out, so no
+/// service ever sees one (PROTOCOL 2.5), whichever filter set it. Edits made
+/// while encoding cost no copy of the header list.
+struct UpstreamHeadEdits {
+    /// Replaces every `Host` (one is written where the first was, or at the end).
+    var host: String?
+    /// Replaces `Content-Length` and `Transfer-Encoding`.
+    var contentLength: Int?
+
+    /// The same edits on a head (for the HTTP/2 upstream codec, which encodes it itself).
+    func apply(to head: inout HTTPRequestHead) {
+        if let host { head.headers.replaceOrAdd(name: "host", value: host) }
+        if let contentLength {
+            head.headers.remove(name: "transfer-encoding")
+            head.headers.replaceOrAdd(name: "content-length", value: String(contentLength))
+        }
+        HeaderRules.removeAppChannelHeaders(&head.headers)
+    }
+}
+
 /// Request heads and chunk ends for `UpstreamHTTP1Handler`.
 enum UpstreamRequestEncoder {
     struct InvalidRequest: Error, CustomStringConvertible {
         let description: String
     }
 
-    /// Writes `head` as HTTP/1.1 into `buffer`; returns whether its body is
-    /// sent chunked. A POST, PUT or PATCH without `Content-Length` is sent
-    /// chunked (as NIO's encoder does); `Transfer-Encoding` other than the
-    /// proxy's own `chunked` is dropped; a TRACE carries no framing; a head
-    /// with both framings (which the proxy never builds) is refused. One pass;
-    /// on a refusal `buffer` is left as it was.
-    static func writeHead(_ head: HTTPRequestHead, into buffer: inout ByteBuffer) throws -> Bool {
+    /// Writes `head` as HTTP/1.1, with `edits`, into `buffer`; returns
+    /// whether its body is sent chunked. A POST, PUT or PATCH without
+    /// `Content-Length` is sent chunked (as NIO's encoder does);
+    /// `Transfer-Encoding` other than the proxy's own `chunked` is dropped; a
+    /// TRACE carries no framing; a head with both framings (which the proxy
+    /// never builds) is refused. One pass; on a refusal `buffer` is left as
+    /// it was.
+    static func writeHead(_ head: HTTPRequestHead, edits: UpstreamHeadEdits = UpstreamHeadEdits(),
+                          into buffer: inout ByteBuffer) throws -> Bool {
         let start = buffer.writerIndex
         func refuse(_ what: String) -> InvalidRequest {
             buffer.moveWriterIndex(to: start)
@@ -129,6 +154,7 @@ enum UpstreamRequestEncoder {
         default: bodyExpected = false
         }
         let isTrace = head.method == .TRACE
+        let lengthSet = edits.contentLength != nil
         buffer.reserveCapacity(minimumWritableBytes: 512)
         buffer.writeString(method)
         buffer.writeInteger(UInt8(ascii: " "))
@@ -136,20 +162,37 @@ enum UpstreamRequestEncoder {
         buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
         var hasLength = false
         var chunked = false
+        var hostPending = edits.host
         for (name, value) in head.headers {
             switch HTTPBytes.framingField(name) {
+            case .host:
+                if edits.host != nil {
+                    guard let host = hostPending else { continue }
+                    hostPending = nil
+                    guard HTTPBytes.writeField(name, host, into: &buffer) else { throw refuse("invalid header field") }
+                    continue
+                }
             case .contentLength:
-                if isTrace { continue }
+                if isTrace || lengthSet { continue }
                 hasLength = true
             case .transferEncoding:
                 // Only the proxy's own `chunked` on a method without a body of
                 // course; the others get theirs below when they need it.
-                guard !isTrace, !bodyExpected, value == "chunked" else { continue }
+                guard !isTrace, !lengthSet, !bodyExpected, value == "chunked" else { continue }
                 chunked = true
-            default:
+            case .connection:
                 break
+            case nil:
+                if HeaderRules.isAppChannel(name) { continue }
             }
             guard HTTPBytes.writeField(name, value, into: &buffer) else { throw refuse("invalid header field") }
+        }
+        if let host = hostPending, !HTTPBytes.writeField("host", host, into: &buffer) { throw refuse("invalid header field") }
+        if let length = edits.contentLength, !isTrace {
+            buffer.writeStaticString("content-length: ")
+            buffer.writeString(String(length))
+            buffer.writeStaticString("\r\n")
+            hasLength = true
         }
         if hasLength && chunked { throw refuse("both Content-Length and Transfer-Encoding") }
         if bodyExpected && !hasLength {

@@ -46,6 +46,18 @@ enum HeaderRules {
         headers = kept
     }
 
+    /// Whether `name` is an app-channel header (`X-Gw-*`), ASCII case-insensitively.
+    @inline(__always)
+    static func isAppChannel(_ name: String) -> Bool {
+        name.utf8.count >= 5 && (name.utf8.withContiguousStorageIfAvailable(isAppChannelPrefix) ?? name.lowercased().hasPrefix("x-gw-"))
+    }
+
+    @inline(__always)
+    private static func isAppChannelPrefix(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+        b.count >= 5 && b[0] | 0x20 == UInt8(ascii: "x") && b[1] == UInt8(ascii: "-") && b[2] | 0x20 == UInt8(ascii: "g")
+            && b[3] | 0x20 == UInt8(ascii: "w") && b[4] == UInt8(ascii: "-")
+    }
+
     /// Classifies `name` ASCII case-insensitively, without allocating.
     static func kind(_ name: String) -> Kind {
         name.utf8.withContiguousStorageIfAvailable { b -> Kind in
@@ -59,10 +71,7 @@ enum HeaderRules {
                 for i in 0..<lower.utf8CodeUnitCount where b[i] | 0x20 != l[i] { return false }
                 return true
             }
-            if b.count >= 5 && b[0] | 0x20 == UInt8(ascii: "x") && b[1] == UInt8(ascii: "-") && b[2] | 0x20 == UInt8(ascii: "g")
-                && b[3] | 0x20 == UInt8(ascii: "w") && b[4] == UInt8(ascii: "-") {
-                return .appChannel
-            }
+            if isAppChannelPrefix(b) { return .appChannel }
             if b.count > 12 && equalsPrefix("x-forwarded-") {
                 return b.count == 23 && equals("x-forwarded-client-cert") ? .clientCert : .gatewaySet
             }
@@ -125,28 +134,31 @@ enum HeaderRules {
         from client: HTTPHeaders, requestID: String, clientIP: String?, isTLS: Bool, originalHost: String, chunked: Bool,
         policy: SanitizePolicy, keepAppChannel: Bool
     ) -> (HTTPHeaders, expectsContinue: Bool) {
-        var out = HTTPHeaders()
+        // Built as a list and wrapped once: `HTTPHeaders.add` checks each
+        // name for ASCII, byte by byte, and these names are checked tokens.
+        var out: [(String, String)] = []
         out.reserveCapacity(client.count + 5)
         var expectsContinue = false
         var connectionValues: [String] = []
         let strip = policy.stripRequest
         for (name, value) in client {
             switch kind(name) {
-            case .other: if !strip.contains(name) { out.add(name: name, value: value) }
+            case .other: if !strip.contains(name) { out.append((name, value)) }
             case .hopByHop, .gatewaySet, .requestID, .passport: break
-            case .appChannel: if keepAppChannel { out.add(name: name, value: value) }
+            case .appChannel: if keepAppChannel { out.append((name, value)) }
             case .clientCert: break  // read (on a trusting listener) before routing; never forwarded
             case .connection: connectionValues.append(value)
             case .expect: expectsContinue = value.lowercased() == "100-continue"
             }
         }
-        for name in connectionTokens(connectionValues) { out.remove(name: name) }
-        out.add(name: "x-request-id", value: requestID)
-        if let clientIP { out.add(name: "x-forwarded-for", value: clientIP) }
-        out.add(name: "x-forwarded-proto", value: isTLS ? "https" : "http")
-        if !originalHost.isEmpty { out.add(name: "x-forwarded-host", value: originalHost) }
-        if chunked { out.add(name: "transfer-encoding", value: "chunked") }
-        return (out, expectsContinue)
+        let named = connectionTokens(connectionValues)
+        if !named.isEmpty { out.removeAll { named.contains($0.0.lowercased()) } }
+        out.append(("x-request-id", requestID))
+        if let clientIP { out.append(("x-forwarded-for", clientIP)) }
+        out.append(("x-forwarded-proto", isTLS ? "https" : "http"))
+        if !originalHost.isEmpty { out.append(("x-forwarded-host", originalHost)) }
+        if chunked { out.append(("transfer-encoding", "chunked")) }
+        return (HTTPHeaders(out), expectsContinue)
     }
 
     /// Request trailers a route may forward: none that frames, routes,
@@ -171,31 +183,45 @@ enum HeaderRules {
     /// and the listener's security headers. Usually a single scan.
     static func prepareResponseHeaders(_ headers: inout HTTPHeaders, requestID: String, policy: SanitizePolicy) {
         var slow = false
+        var hasHSTS = false
         let strip = policy.stripResponse
         for (name, _) in headers {
             switch kind(name) {
-            case .other, .expect: if strip.contains(name) { slow = true }
+            case .other, .expect:
+                if strip.contains(name) { slow = true }
+                switch name.utf8.count {
+                case 22 where policy.contentTypeOptions: if ASCII.equalsLowercase(name, "x-content-type-options") { slow = true }
+                case 25 where policy.hsts != nil: if ASCII.equalsLowercase(name, "strict-transport-security") { hasHSTS = true }
+                default: break
+                }
             case .hopByHop, .connection, .gatewaySet, .requestID, .passport, .appChannel, .clientCert: slow = true
             }
-            if slow { break }
         }
-        if slow {
-            var connectionValues: [String] = []
-            for (name, value) in headers where kind(name) == .connection { connectionValues.append(value) }
-            let named = connectionTokens(connectionValues)
-            var kept = HTTPHeaders()
-            kept.reserveCapacity(headers.count)
-            for (name, value) in headers {
-                switch kind(name) {
-                case .hopByHop, .connection, .requestID, .passport, .appChannel: continue
-                case .other, .expect, .gatewaySet, .clientCert:
-                    if strip.contains(name) || (!named.isEmpty && named.contains(name.lowercased())) { continue }
-                    kept.add(name: name, value: value)
-                }
+        let hsts = hasHSTS ? nil : policy.hsts
+        guard slow else {
+            headers.add(name: "x-request-id", value: requestID)
+            if let hsts { headers.add(name: "strict-transport-security", value: hsts) }
+            if policy.contentTypeOptions { headers.add(name: "x-content-type-options", value: "nosniff") }
+            return
+        }
+        var connectionValues: [String] = []
+        for (name, value) in headers where kind(name) == .connection { connectionValues.append(value) }
+        let named = connectionTokens(connectionValues)
+        // A new list, wrapped once (no per-field ASCII check of `add`).
+        var kept: [(String, String)] = []
+        kept.reserveCapacity(headers.count + 3)
+        for (name, value) in headers {
+            switch kind(name) {
+            case .hopByHop, .connection, .requestID, .passport, .appChannel: continue
+            case .other, .expect, .gatewaySet, .clientCert:
+                if strip.contains(name) || (!named.isEmpty && named.contains(name.lowercased())) { continue }
+                if policy.contentTypeOptions && ASCII.equalsLowercase(name, "x-content-type-options") { continue }
+                kept.append((name, value))
             }
-            headers = kept
         }
-        headers.add(name: "x-request-id", value: requestID)
-        policy.addSecurityHeaders(&headers)
+        kept.append(("x-request-id", requestID))
+        if let hsts { kept.append(("strict-transport-security", hsts)) }
+        if policy.contentTypeOptions { kept.append(("x-content-type-options", "nosniff")) }
+        headers = HTTPHeaders(kept)
     }
 }

@@ -76,8 +76,10 @@ final class LoopDirectory: @unchecked Sendable {
     }
 }
 
-/// What every downstream connection of a listener shares.
-struct ProxyEnvironment: @unchecked Sendable {
+/// What every downstream connection of a listener shares. A class: each
+/// connection and each request holds it, and a reference is one retain
+/// where a copy of the fields was a score of them.
+final class ProxyEnvironment: @unchecked Sendable {
     let listener: ListenerRuntime
     let loops: LoopDirectory
     let accessLog: AccessLog
@@ -85,4 +87,14 @@ struct ProxyEnvironment: @unchecked Sendable {
     let logger: Logger
     /// Metrics for requests that matched no route.
     let unrouted: RouteMetrics
+
+    init(listener: ListenerRuntime, loops: LoopDirectory, accessLog: AccessLog, inFlight: InFlightCounter, logger: Logger,
+         unrouted: RouteMetrics) {
+        self.listener = listener
+        self.loops = loops
+        self.accessLog = accessLog
+        self.inFlight = inFlight
+        self.logger = logger
+        self.unrouted = unrouted
+    }
 }

@@ -86,8 +86,7 @@ extension ProxyRequest {
                 return
             }
         }
-        exchange.request.headers.remove(name: "transfer-encoding")
-        exchange.request.headers.replaceOrAdd(name: "content-length", value: String(body.readableBytes))
+        wireEdits.contentLength = body.readableBytes
         framing = .contentLength
         pending.removeAll()
         if body.readableBytes > 0 { pending.append(.body(.byteBuffer(body))) }

@@ -62,8 +62,8 @@ extension ProxyRequest {
             heldHead = nil
             heldBody = nil
             let sealed = transform(head.status, &head.headers, body)
-            head.headers.remove(name: "transfer-encoding")
-            head.headers.replaceOrAdd(name: "content-length", value: String(sealed.readableBytes))
+            head.headers = head.headers.replacing("transfer-encoding", "content-length",
+                                                  with: ("content-length", String(sealed.readableBytes)))
             responseBytes = sealed.readableBytes
             handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: head.status, headers: head.headers)))
             handler.write(.body(.byteBuffer(sealed)))

@@ -25,6 +25,9 @@ final class ProxyRequest: UpstreamDelegate {
     enum Framing { case none, contentLength, chunked }
     var framing = Framing.none
 
+    /// What the head gets on the wire only (`Host`, a collected body's length).
+    var wireEdits = UpstreamHeadEdits()
+
     enum Phase { case filtering, buffering, acquiring, forwarding, finished }
     var phase = Phase.filtering
     var pool: (any UpstreamPooling)?
@@ -232,11 +235,11 @@ final class ProxyRequest: UpstreamDelegate {
         !isHTTP2 && (!keepAlive || (framing != .none && !clientEnded))
     }
 
+    /// The `Host` the upstream gets, when it is not the one in the head.
     func setUpstreamHost(_ route: CompiledRoute, upstream: UpstreamDefinition) {
         let host = route.upstreamHost(clientHost: exchange.originalHost, upstream: upstream)
-        if host != exchange.originalHost || !exchange.request.headers.contains(name: "host") {
-            exchange.request.headers.replaceOrAdd(name: "host", value: host)
-        }
+        let keep = host == exchange.originalHost && exchange.request.headers.contains(name: "host")
+        wireEdits.host = keep ? nil : host
     }
 
     func acquireUpstream() {
@@ -245,11 +248,9 @@ final class ProxyRequest: UpstreamDelegate {
             return respondLocally(.upstreamUnavailable)
         }
         self.pool = pool
+        // The filters have read the head; its `X-Gw-*` headers stay off the
+        // wire (PROTOCOL 2.5), and the upstream's `Host` goes on it.
         setUpstreamHost(route, upstream: pool.definition)
-        if route.keepsAppChannelHeaders {
-            // The filters have read them; no service ever sees one (PROTOCOL 2.5).
-            HeaderRules.removeAppChannelHeaders(&exchange.request.headers)
-        }
         phase = .acquiring
         if expectsContinue {
             // Only now that every filter let the request through is the client
@@ -280,7 +281,7 @@ final class ProxyRequest: UpstreamDelegate {
         c.readsPaused = !handler.downstreamWritable
         c.exchanges += 1
         phase = .forwarding
-        c.write(.head(exchange.request))
+        c.writeHead(exchange.request, edits: wireEdits)
         var endWritten = false
         let parts = pending
         pending.removeAll()

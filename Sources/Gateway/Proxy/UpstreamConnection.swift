@@ -54,6 +54,17 @@ final class UpstreamConnection {
 
     var isActive: Bool { channel.isActive }
 
+    /// Writes a request's head, with the edits it gets on the wire.
+    func writeHead(_ head: HTTPRequestHead, edits: UpstreamHeadEdits) {
+        if let h1 {
+            h1.sendHead(head, edits: edits)
+        } else {
+            var head = head
+            edits.apply(to: &head)
+            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+        }
+    }
+
     func write(_ part: HTTPClientRequestPart) {
         if let h1 {
             h1.send(part)

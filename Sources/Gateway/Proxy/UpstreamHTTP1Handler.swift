@@ -48,15 +48,25 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
 
     // MARK: - Requests
 
+    func sendHead(_ head: HTTPRequestHead, edits: UpstreamHeadEdits) {
+        guard let context, !broken else { return }
+        do {
+            var buffer = context.channel.allocator.buffer(capacity: 512)
+            chunked = try UpstreamRequestEncoder.writeHead(head, edits: edits, into: &buffer)
+            parser.requestSent(head.method)
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        } catch {
+            broken = true
+            errorCaught(context: context, error: error)
+        }
+    }
+
     func send(_ part: HTTPClientRequestPart) {
         guard let context, !broken else { return }
         do {
             switch part {
             case .head(let head):
-                var buffer = context.channel.allocator.buffer(capacity: 512)
-                chunked = try UpstreamRequestEncoder.writeHead(head, into: &buffer)
-                parser.requestSent(head.method)
-                context.write(wrapOutboundOut(buffer), promise: nil)
+                return sendHead(head, edits: UpstreamHeadEdits())
             case .body(.byteBuffer(let body)):
                 writeBody(body, context: context)
             case .body(.fileRegion):
