@@ -310,7 +310,7 @@ struct UpstreamHTTP2EndToEndTests {
     func h2AndH2c() async throws {
         let certs = try await UpstreamTLSEndToEndTests.certs()
         let tlsPort = try TestSupport.freePort(), clearPort = try TestSupport.freePort()
-        let answer = #"location / { default_type text/plain; return 200 "proto=$server_protocol conn=$connection len=$content_length\n"; }"#
+        let answer = #"location / { default_type text/plain; return 200 "proto=$server_protocol conn=$connection len=$content_length gw=[$http_x_gw_kid] host=$host\n"; }"#
         let nginx = try NginxProcess(servers: """
           server {
             listen 127.0.0.1:\(tlsPort) ssl http2;
@@ -340,13 +340,15 @@ struct UpstreamHTTP2EndToEndTests {
             protocol: h2c
         routes:
           - {name: secure, listener: l, match: {path_prefix: /secure}, upstream: secure}
-          - {name: clear, listener: l, match: {path_prefix: /clear}, upstream: clear}
+          - {name: clear, listener: l, match: {path_prefix: /clear}, upstream: clear, filters: [{headers: {request: {set: {x-gw-kid: forged}}}}]}
 
         """, stateDir: certs)
         defer { gw.stop() }
         for path in ["/secure/x", "/clear/x"] {
             let get = try await Curl.request("https://localhost:\(port)\(path)", caFile: certs + "/ca.pem")
             #expect(get.status == 200 && get.body.hasPrefix("proto=HTTP/2.0"), "\(path): \(get.status) \(get.body)")
+            // The upstream's own :authority, and no X-Gw-* header even when a filter sets one (PROTOCOL 2.5).
+            #expect(get.body.contains("gw=[] host=127.0.0.1"), "\(path): \(get.body)")
             let post = try await Curl.request("https://localhost:\(port)\(path)", caFile: certs + "/ca.pem", args: ["--data-binary", "hello h2"])
             #expect(post.status == 200 && post.body.contains("len=8"), "\(path): \(post.body)")
             // A chunked request body (no length) is sent as DATA frames all the same.
