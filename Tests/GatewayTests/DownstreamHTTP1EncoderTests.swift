@@ -1,3 +1,4 @@
+import Filters
 import NIOCore
 import NIOHTTP1
 import Testing
@@ -10,7 +11,7 @@ struct DownstreamHTTP1EncoderTests {
     func wire(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, bodies: [String] = [], head: Bool = false,
               encoder: inout DownstreamHTTP1Encoder) throws -> String {
         var out = ByteBuffer()
-        try encoder.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers), answeringHEAD: head, into: &out)
+        try encoder.head(ResponseHead.local(status, headers), answeringHEAD: head, into: &out)
         for b in bodies {
             encoder.body(ByteBuffer(string: b), allocator: ByteBufferAllocator()) { var x = $0; out.writeBuffer(&x) }
         }
@@ -45,7 +46,7 @@ struct DownstreamHTTP1EncoderTests {
     func interim() throws {
         var e = DownstreamHTTP1Encoder()
         var out = ByteBuffer()
-        try e.head(HTTPResponseHead(version: .http1_1, status: .continue), answeringHEAD: false, into: &out)
+        try e.head(.local(.continue), answeringHEAD: false, into: &out)
         #expect(String(buffer: out) == "HTTP/1.1 100 Continue\r\n\r\n")
         #expect(try wire(.ok, [:], bodies: ["a"], encoder: &e) == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1\r\na\r\n0\r\n\r\n")
         #expect(try wire(.ok, ["content-length": "1"], bodies: ["a"], encoder: &e) == "HTTP/1.1 200 OK\r\ncontent-length: 1\r\n\r\na")
@@ -58,7 +59,7 @@ struct DownstreamHTTP1EncoderTests {
         var e = DownstreamHTTP1Encoder()
         var out = ByteBuffer()
         #expect(throws: DownstreamHTTP1Encoder.InvalidResponse.self) {
-            try e.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: HTTPHeaders([(name, value)])), answeringHEAD: false, into: &out)
+            try e.head(ResponseHead.local(.ok, HTTPHeaders([(name, value)])), answeringHEAD: false, into: &out)
         }
         #expect(out.readableBytes == 0)
     }
@@ -67,7 +68,7 @@ struct DownstreamHTTP1EncoderTests {
     func http10() throws {
         var e = DownstreamHTTP1Encoder()
         var out = ByteBuffer()
-        let closes = try e.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["x-a": "b"]), answeringHEAD: false, toHTTP10: true, into: &out)
+        let closes = try e.head(ResponseHead.local(.ok, ["x-a": "b"]), answeringHEAD: false, toHTTP10: true, into: &out)
         e.body(ByteBuffer(string: "abc"), allocator: ByteBufferAllocator()) { var x = $0; out.writeBuffer(&x) }
         #expect(e.end() == nil)
         #expect(closes)
@@ -75,8 +76,8 @@ struct DownstreamHTTP1EncoderTests {
         // With a length, nothing changes; a HEAD answer has no body to delimit.
         var f = DownstreamHTTP1Encoder()
         var out2 = ByteBuffer()
-        #expect(!(try f.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "3"]), answeringHEAD: false, toHTTP10: true, into: &out2)))
-        #expect(!(try f.head(HTTPResponseHead(version: .http1_1, status: .ok), answeringHEAD: true, toHTTP10: true, into: &out2)))
+        #expect(!(try f.head(ResponseHead.local(.ok, ["content-length": "3"]), answeringHEAD: false, toHTTP10: true, into: &out2)))
+        #expect(!(try f.head(.local(.ok), answeringHEAD: true, toHTTP10: true, into: &out2)))
     }
 }
 
@@ -84,7 +85,7 @@ struct DownstreamHTTP1EncoderTests {
 struct H2ResponseHeadTests {
     @Test("status first, names lowercased, connection fields dropped, x-request-id not indexed, set-cookie never")
     func block() throws {
-        let head = HTTPResponseHead(version: .http2, status: .created, headers: [
+        let head = ResponseHead.local(.created, [
             "Content-Type": "text/plain", "Connection": "keep-alive", "Transfer-Encoding": "chunked", "keep-alive": "timeout=5",
             "X-Request-Id": "abc", "Set-Cookie": "s=1", "x-a": "b",
         ])
@@ -99,6 +100,6 @@ struct H2ResponseHeadTests {
 
     @Test("a field that could not be sent makes no block", arguments: [("x-a", "b\r\nc"), ("x a", "b"), ("", "b")])
     func refused(name: String, value: String) {
-        #expect(H2ResponseHead.block(HTTPResponseHead(version: .http2, status: .ok, headers: HTTPHeaders([(name, value)]))) == nil)
+        #expect(H2ResponseHead.block(ResponseHead.local(.ok, HTTPHeaders([(name, value)]))) == nil)
     }
 }

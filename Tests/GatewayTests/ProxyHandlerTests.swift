@@ -1,3 +1,4 @@
+import Filters
 import Logging
 import NIOCore
 import NIOEmbedded
@@ -105,15 +106,15 @@ struct ProxyHandlerTests {
             while let b = try channel.readOutbound(as: ByteBuffer.self) { out.append(String(buffer: b)) }
             return out
         }
-        func head(_ length: Int) -> HTTPServerResponsePart {
-            .head(HTTPResponseHead(version: .http1_1, status: .ok, headers: ["content-length": "\(length)"]))
+        func head(_ length: Int) -> ResponsePart {
+            .head(.local(.ok, ["content-length": "\(length)"]))
         }
 
         // Head and a small body: one buffer, the head first.
         handler.write(head(5))
         #expect(try outbound().isEmpty, "the head left before its body")
-        handler.write(.body(.byteBuffer(ByteBuffer(string: "hello"))))
-        handler.write(.end(nil))
+        handler.write(.body(ByteBuffer(string: "hello")))
+        handler.write(.end)
         handler.flush()
         let small = try outbound()
         #expect(small.count == 1)
@@ -123,21 +124,21 @@ struct ProxyHandlerTests {
         handler.write(head(3))
         handler.flush()
         #expect(try outbound().count == 1)
-        handler.write(.body(.byteBuffer(ByteBuffer(string: "abc"))))
+        handler.write(.body(ByteBuffer(string: "abc")))
         handler.flush()
         #expect(try outbound() == ["abc"])
 
         // A large body is not copied: the head goes first, then the body as it is.
         let big = String(repeating: "x", count: 20_000)
         handler.write(head(big.utf8.count))
-        handler.write(.body(.byteBuffer(ByteBuffer(string: big))))
+        handler.write(.body(ByteBuffer(string: big)))
         handler.flush()
         let large = try outbound()
         #expect(large.count == 2)
         #expect(large.first?.hasPrefix("HTTP/1.1 200 OK\r\n") == true && large.last == big)
 
         // 100 Continue is never held.
-        handler.write(.head(HTTPResponseHead(version: .http1_1, status: .continue)))
+        handler.write(.head(.local(.continue)))
         handler.write(head(2))
         handler.flush()
         let interim = try outbound()
@@ -149,10 +150,10 @@ struct ProxyHandlerTests {
     func endStreamJoinsData() throws {
         let (channel, _, handler) = try streamOnChannel()
         func frames() throws -> [HTTP2Frame.FramePayload] { try Self.frames(channel).map(\.payload) }
-        let head = HTTPServerResponsePart.head(HTTPResponseHead(version: .http2, status: .ok, headers: ["content-length": "5"]))
+        let head = ResponsePart.head(.local(.ok, ["content-length": "5"]))
 
         handler.write(head)
-        handler.write(.body(.byteBuffer(ByteBuffer(string: "hello"))))
+        handler.write(.body(ByteBuffer(string: "hello")))
         handler.sendEnd(context: try #require(handler.context), thenClose: false)
         let joined = try frames()
         #expect(joined.count == 2, "\(joined)")
@@ -165,9 +166,9 @@ struct ProxyHandlerTests {
 
         // Streamed: a flush between the parts sends the data without END_STREAM.
         handler.write(head)
-        handler.write(.body(.byteBuffer(ByteBuffer(string: "hel"))))
+        handler.write(.body(ByteBuffer(string: "hel")))
         handler.flush()
-        handler.write(.body(.byteBuffer(ByteBuffer(string: "lo"))))
+        handler.write(.body(ByteBuffer(string: "lo")))
         handler.sendEnd(context: try #require(handler.context), thenClose: false)
         let streamed = try frames()
         #expect(streamed.count == 3, "\(streamed)")
@@ -183,8 +184,8 @@ struct ProxyHandlerTests {
     func sendWindows() throws {
         let (channel, connection, first) = try streamOnChannel()
         let context = try channel.pipeline.syncOperations.context(handlerType: H2Connection.self)
-        first.write(.head(HTTPResponseHead(version: .http2, status: .ok, headers: ["content-length": "30"])))
-        first.write(.body(.byteBuffer(ByteBuffer(string: String(repeating: "a", count: 20)))))
+        first.write(.head(.local(.ok, ["content-length": "30"])))
+        first.write(.body(ByteBuffer(string: String(repeating: "a", count: 20))))
         first.flush()
         #expect(first.sendWindow == 65535 - 20 && first.downstreamWritable)
         // The peer's SETTINGS move every stream's window, open ones included
@@ -195,8 +196,8 @@ struct ProxyHandlerTests {
         let handler = connection.open(3, context: context)
         #expect(handler.sendWindow == 10 && handler.downstreamWritable)
 
-        handler.write(.head(HTTPResponseHead(version: .http2, status: .ok, headers: ["content-length": "30"])))
-        handler.write(.body(.byteBuffer(ByteBuffer(string: String(repeating: "a", count: 12)))))
+        handler.write(.head(.local(.ok, ["content-length": "30"])))
+        handler.write(.body(ByteBuffer(string: String(repeating: "a", count: 12))))
         handler.flush()
         #expect(handler.sendWindow == -2)
         #expect(!handler.downstreamWritable, "a spent window still reads as writable")
@@ -209,7 +210,7 @@ struct ProxyHandlerTests {
         #expect(connection.sendWindow == 65535 - 32)
         let big = String(repeating: "b", count: 65535 - 32)
         try channel.writeInbound(HTTP2Frame(streamID: 3, payload: .windowUpdate(windowSizeIncrement: 70_000)))
-        handler.write(.body(.byteBuffer(ByteBuffer(string: big))))
+        handler.write(.body(ByteBuffer(string: big)))
         handler.flush()
         #expect(connection.sendWindow == 0)
         #expect(handler.sendWindow > 0 && !handler.downstreamWritable, "a spent connection window still reads as writable")

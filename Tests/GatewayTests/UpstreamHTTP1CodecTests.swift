@@ -1,3 +1,4 @@
+import Filters
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
@@ -224,7 +225,7 @@ struct UpstreamHTTP1CodecTests {
     /// Records what the connection reports to its request.
     private final class Probe: UpstreamDelegate {
         var heads = 0, ends = 0, failures = 0
-        func upstreamResponseHead(_ head: HTTPResponseHead) { heads += 1 }
+        func upstreamResponseHead(_ head: consuming ResponseHead) { heads += 1 }
         func upstreamResponseBody(_ buffer: ByteBuffer) {}
         func upstreamResponseEnd() { ends += 1 }
         func upstreamReadComplete() {}

@@ -125,11 +125,11 @@ struct MicroBenchmarks {
             var bytes = requestBytes
             if case .head(let head)? = try? parser.next(&bytes) { sink &+= head.headers.count }
         }))
-        let responseHead = HTTPResponseHead(version: .http1_1, status: .ok, headers: [
+        let responseHead = ResponseHead(status: .ok, headers: [
             "server": "nginx/1.22.1", "date": "Thu, 03 Dec 2026 06:00:00 GMT", "content-type": "application/json",
             "content-length": "200", "x-request-id": "0123456789abcdef0123456789abcdef",
             "strict-transport-security": "max-age=31536000", "x-content-type-options": "nosniff",
-        ])
+        ], isLocal: false)
         var wire = ByteBufferAllocator().buffer(capacity: 1024)
         results.append(Result(name: "HTTP/1.1 response head write, 7 fields", opsPerSecond: measure {
             wire.clear()

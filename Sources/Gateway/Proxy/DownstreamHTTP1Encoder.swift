@@ -26,7 +26,7 @@ struct DownstreamHTTP1Encoder {
     /// whether the connection must close after this response. One pass; on
     /// a refusal `buffer` is left as it was.
     @discardableResult
-    mutating func head(_ head: HTTPResponseHead, answeringHEAD: Bool, toHTTP10: Bool = false, into buffer: inout ByteBuffer) throws -> Bool {
+    mutating func head(_ head: ResponseHead, answeringHEAD: Bool, toHTTP10: Bool = false, into buffer: inout ByteBuffer) throws -> Bool {
         let start = buffer.writerIndex
         let code = head.status.code
         let interim = code < 200 && code != 101
@@ -34,7 +34,7 @@ struct DownstreamHTTP1Encoder {
         let reason = head.status.reasonPhrase
         guard reason.utf8.allSatisfy(HTTPToken.isFieldValueByte) else { throw InvalidResponse(description: "invalid reason phrase") }
         buffer.reserveCapacity(minimumWritableBytes: 512)
-        buffer.writeStaticString(head.version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        buffer.writeStaticString("HTTP/1.1 ")
         buffer.writeString(String(code))
         buffer.writeInteger(UInt8(ascii: " "))
         buffer.writeString(reason)
@@ -60,7 +60,7 @@ struct DownstreamHTTP1Encoder {
             }
         }
         let untilClose = !bodiless && !hasLength && !answeringHEAD && toHTTP10
-        let addChunked = !bodiless && !hasLength && head.version.minor >= 1 && !toHTTP10
+        let addChunked = !bodiless && !hasLength && !toHTTP10
         if addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
         if untilClose && !saysClose { buffer.writeStaticString("connection: close\r\n") }
         buffer.writeStaticString("\r\n")

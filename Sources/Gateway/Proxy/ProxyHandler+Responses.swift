@@ -5,13 +5,13 @@ import NIOHTTP2
 /// The response side of `ProxyHandler`: parts written as HTTP/1.1 bytes
 /// (`DownstreamHTTP1Encoder`) or as the frames of an HTTP/2 stream.
 extension ProxyHandler {
-    func write(_ part: HTTPServerResponsePart) {
+    func write(_ part: ResponsePart) {
         guard let context else { return }
         send(part, context: context)
     }
 
     /// Writes a response part: as bytes on HTTP/1.1, as a frame on an HTTP/2 stream.
-    func send(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
+    func send(_ part: ResponsePart, context: ChannelHandlerContext) {
         guard encoder != nil else { return sendH2(part, context: context) }
         switch part {
         case .head(let head):
@@ -33,11 +33,8 @@ extension ProxyHandler {
             } else {
                 unsentHead = buffer
             }
-        case .body(.byteBuffer(let body)):
+        case .body(let body):
             encoder!.body(body, allocator: context.channel.allocator) { writeOrJoin($0, context: context) }
-        case .body(.fileRegion):
-            // The proxy only sends buffers.
-            context.close(promise: nil)
         case .end:
             if let last = encoder!.end() { writeOrJoin(last, context: context) }
         }
@@ -72,7 +69,7 @@ extension ProxyHandler {
 
     /// HTTP/2: a response part as frames of this stream, written on its
     /// connection (`H2Connection` reads the other direction).
-    private func sendH2(_ part: HTTPServerResponsePart, context: ChannelHandlerContext) {
+    private func sendH2(_ part: ResponsePart, context: ChannelHandlerContext) {
         switch part {
         case .head(let head):
             writeUnsent(context)
@@ -83,14 +80,11 @@ extension ProxyHandler {
                 return
             }
             writeFrame(.headers(.init(headers: block)), context: context)
-        case .body(.byteBuffer(let body)):
+        case .body(let body):
             writeUnsent(context)
             // Held until the next part: when that is the end, the last DATA
             // frame carries END_STREAM instead of an empty frame after it.
             unsentData = body
-        case .body(.fileRegion):
-            // The proxy only sends buffers.
-            resetStream(.internalError)
         case .end:
             let last = unsentData ?? context.channel.allocator.buffer(capacity: 0)
             unsentData = nil
@@ -104,7 +98,7 @@ extension ProxyHandler {
     /// RFC 9113 8.1), when it has not ended it.
     func sendEnd(context: ChannelHandlerContext, thenClose: Bool) {
         guard encoder != nil else {
-            sendH2(.end(nil), context: context)
+            sendH2(.end, context: context)
             context.flush()
             if thenClose && h2Request != .ended { resetStream(.noError) }
             return

@@ -275,9 +275,8 @@ final class ProxyHandler: ChannelDuplexHandler {
             requestID: requestID, listener: env.listener.name, route: "", upstream: "", method: "-", path: "-",
             status: Int(error.status.code), bytesIn: 0, bytesOut: body.utf8.count, durationNanos: 0, upstreamNanos: nil,
             client: clientIP, protocolName: isHTTP2 ? "HTTP/2" : "HTTP/1.1", error: error.errorCode))
-        let version: HTTPVersion = isHTTP2 ? .http2 : .http1_1
-        send(.head(HTTPResponseHead(version: version, status: error.status, headers: headers)), context: context)
-        send(.body(.byteBuffer(context.channel.allocator.buffer(string: body))), context: context)
+        send(.head(.local(error.status, headers)), context: context)
+        send(.body(context.channel.allocator.buffer(string: body)), context: context)
         parserFailed = true
         inbound = noBytes
         sendEnd(context: context, thenClose: true)

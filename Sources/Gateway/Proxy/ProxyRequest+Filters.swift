@@ -51,7 +51,7 @@ extension ProxyRequest {
         phase = .buffering
         if expectsContinue {
             expectsContinue = false
-            handler.write(.head(HTTPResponseHead(version: .http1_1, status: .continue)))
+            handler.write(.head(.local(.continue)))
             handler.flush()
         }
         if clientEnded { runBodyFilters(from: 0) }

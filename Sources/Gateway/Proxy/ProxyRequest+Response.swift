@@ -7,25 +7,24 @@ import NIOHTTP1
 extension ProxyRequest {
     // MARK: - Upstream response
 
-    func upstreamResponseHead(_ head: HTTPResponseHead) {
+    func upstreamResponseHead(_ head: consuming ResponseHead) {
         guard phase == .forwarding, let pool else { return }
         if head.status.code < 200 { return }  // 1xx are not forwarded
         responseStarted = true
         upstreamHeadAt = .now()
         responseStatus = head.status.code
         handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
-        var headers = head.headers
-        HeaderRules.prepareResponseHeaders(&headers, requestID: exchange.requestID, policy: env.listener.sanitize)
-        var response = ResponseHead(status: head.status, headers: headers, isLocal: false)
-        runResponseFilters(&response)
-        if mustCloseDownstream { response.headers.replaceOrAdd(name: "connection", value: "close") }
+        // Edited in place: the parser's list is this head's alone.
+        HeaderRules.prepareResponseHeaders(&head.headers, requestID: exchange.requestID, policy: env.listener.sanitize)
+        runResponseFilters(&head)
+        if mustCloseDownstream { head.headers.replaceOrAdd(name: "connection", value: "close") }
         if exchange.responseBodyTransform != nil && Self.hasBody(status: head.status, method: method) {
             // The transform needs the whole body: hold the head until the end.
-            heldHead = response
+            heldHead = head
             heldBody = ByteBuffer()
             return
         }
-        handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: response.status, headers: response.headers)))
+        handler.write(.head(head))
     }
 
     /// Whether a response has a body by HTTP's rules (RFC 9110 6.4.1).
@@ -46,7 +45,7 @@ extension ProxyRequest {
             heldBody!.writeBuffer(&b)
             return
         }
-        handler.write(.body(.byteBuffer(buffer)))
+        handler.write(.body(buffer))
     }
 
     func upstreamResponseEnd() {
@@ -65,8 +64,8 @@ extension ProxyRequest {
             head.headers = head.headers.replacing("transfer-encoding", "content-length",
                                                   with: ("content-length", String(sealed.readableBytes)))
             responseBytes = sealed.readableBytes
-            handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: head.status, headers: head.headers)))
-            handler.write(.body(.byteBuffer(sealed)))
+            handler.write(.head(head))
+            handler.write(.body(sealed))
         }
         let close = mustCloseDownstream
         complete(status: responseStatus)
@@ -154,10 +153,10 @@ extension ProxyRequest {
         if close { head.headers.replaceOrAdd(name: "connection", value: "close") }
         responseStarted = true
         responseStatus = head.status.code
-        handler.write(.head(HTTPResponseHead(version: isHTTP2 ? .http2 : .http1_1, status: head.status, headers: head.headers)))
+        handler.write(.head(head))
         if let body, method != .HEAD, body.readableBytes > 0 {
             responseBytes = body.readableBytes
-            handler.write(.body(.byteBuffer(body)))
+            handler.write(.body(body))
         }
         complete(status: responseStatus)
         handler.endResponse(self, close: close, bodyPending: !clientEnded)

@@ -255,7 +255,7 @@ final class ProxyRequest: UpstreamDelegate {
         if expectsContinue {
             // Only now that every filter let the request through is the client
             // invited to send its body.
-            handler.write(.head(HTTPResponseHead(version: .http1_1, status: .continue)))
+            handler.write(.head(.local(.continue)))
             handler.flush()
         }
         // Writing the 100 may have found the client gone.

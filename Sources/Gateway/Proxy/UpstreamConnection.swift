@@ -1,9 +1,10 @@
+import Filters
 import NIOCore
 import NIOHTTP1
 
 /// What an upstream connection reports to the request that leases it.
 protocol UpstreamDelegate: AnyObject {
-    func upstreamResponseHead(_ head: HTTPResponseHead)
+    func upstreamResponseHead(_ head: consuming ResponseHead)
     func upstreamResponseBody(_ buffer: ByteBuffer)
     func upstreamResponseEnd()
     func upstreamReadComplete()
@@ -191,7 +192,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
             return
         }
         switch unwrapInboundIn(data) {
-        case .head(let head): delegate.upstreamResponseHead(head)
+        case .head(let head): delegate.upstreamResponseHead(ResponseHead(status: head.status, headers: head.headers, isLocal: false))
         case .body(let buffer): delegate.upstreamResponseBody(buffer)
         case .end: delegate.upstreamResponseEnd()
         }

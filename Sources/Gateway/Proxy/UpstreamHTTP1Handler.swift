@@ -108,7 +108,8 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
                     context.close(promise: nil)
                     return
                 }
-                switch event {
+                // Consumed: the head's header list goes to the request unshared.
+                switch consume event {
                 case .head(let head):
                     delegate.upstreamResponseHead(head)
                 case .body(let body):

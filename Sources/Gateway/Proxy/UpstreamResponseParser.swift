@@ -10,7 +10,7 @@ import NIOHTTP1
 /// the hop-by-hop fields, as they do for HTTP/2 upstreams).
 struct UpstreamResponseParser {
     enum Event {
-        case head(HTTPResponseHead)
+        case head(ResponseHead)
         case body(ByteBuffer)
         case end
     }
@@ -97,7 +97,7 @@ struct UpstreamResponseParser {
 
     // MARK: - Head
 
-    private mutating func parseHead(_ buffer: inout ByteBuffer, method: HTTPMethod) throws -> (HTTPResponseHead, State)? {
+    private mutating func parseHead(_ buffer: inout ByteBuffer, method: HTTPMethod) throws -> (ResponseHead, State)? {
         let readable = buffer.readableBytes
         // The head ends at the first CRLF CRLF; a LF without its CR is refused
         // at once (never waited on until a timeout).
@@ -114,7 +114,7 @@ struct UpstreamResponseParser {
         }
         buffer.moveReaderIndex(forwardBy: end)
         let status = HTTPResponseStatus(statusCode: parsed.status)
-        let head = HTTPResponseHead(version: parsed.version, status: status, headers: HTTPHeaders(parsed.headers))
+        let head = ResponseHead(status: status, headers: HTTPHeaders(parsed.headers), isLocal: false)
         // RFC 9112 6.3: how the body ends.
         var framing: State
         if method == .HEAD || parsed.status < 200 || parsed.status == 204 || parsed.status == 304 {

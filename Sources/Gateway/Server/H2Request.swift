@@ -148,7 +148,7 @@ enum H2Request {
 /// name that is not a token, a value with a control character), as the
 /// HTTP/1.1 encoder refuses it.
 enum H2ResponseHead {
-    static func block(_ head: HTTPResponseHead) -> HPACKHeaders? {
+    static func block(_ head: ResponseHead) -> HPACKHeaders? {
         var block = HPACKHeaders()
         block.reserveCapacity(head.headers.count + 1)
         block.add(name: ":status", value: String(head.status.code))
