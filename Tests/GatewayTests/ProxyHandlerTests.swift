@@ -288,4 +288,35 @@ struct ProxyHandlerTests {
         channel.embeddedEventLoop.run()
         #expect(try out() == ["g"])
     }
+
+    @Test("makeLoopTask: one closure runs its owner's work as often as it is scheduled and keeps no owner alive; a coalescer that flushed is freed with its channel")
+    func loopTask() throws {
+        final class Owner { var runs = 0 }
+        let loop = EmbeddedEventLoop()
+        var owner: Owner? = Owner()
+        let task = makeLoopTask(owner!, eventLoop: loop) { $0.runs += 1 }
+        loop.execute(task)
+        loop.execute(task)
+        loop.run()
+        #expect(owner?.runs == 2)
+        weak var gone = owner
+        owner = nil
+        #expect(gone == nil)
+        loop.execute(task)  // the owner is gone: nothing runs, nothing breaks
+        loop.run()
+
+        weak var coalescer: FlushCoalescer?
+        do {
+            let channel = EmbeddedChannel()
+            let handler = FlushCoalescer()
+            coalescer = handler
+            try channel.pipeline.syncOperations.addHandler(handler)
+            channel.write(ByteBuffer(string: "a"), promise: nil)
+            channel.flush()
+            channel.embeddedEventLoop.run()
+            #expect(try channel.readOutbound(as: ByteBuffer.self) == ByteBuffer(string: "a"))
+            _ = try channel.finish()
+        }
+        #expect(coalescer == nil)
+    }
 }

@@ -17,7 +17,9 @@ extension ProxyRequest {
             case .respond(let response):
                 return respondLocally(response)
             case .suspend(let future):
-                let next = i + 1
+                // Constants only in the closure: capturing `i` would box it
+                // on the heap for every request, suspended or not.
+                let current = i, next = i + 1
                 future.hop(to: eventLoop).whenComplete { [self] result in
                     guard phase == .filtering else { return }
                     switch result {
@@ -33,7 +35,7 @@ extension ProxyRequest {
                             }
                         }
                     case .failure(let error):
-                        exchange.logger.error("filter failed", metadata: ["filter": "\(route.filterNames[i])", "error": "\(error)"])
+                        exchange.logger.error("filter failed", metadata: ["filter": "\(route.filterNames[current])", "error": "\(error)"])
                         respondLocally(.internalError)
                     }
                 }

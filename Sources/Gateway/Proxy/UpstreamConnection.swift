@@ -96,12 +96,12 @@ final class UpstreamConnection {
     func flush() {
         guard !flushScheduled else { return }
         flushScheduled = true
-        let bound = NIOLoopBound(self, eventLoop: channel.eventLoop)
-        channel.eventLoop.execute {
-            let connection = bound.value
-            connection.flushScheduled = false
-            connection.flushNow()
-        }
+        channel.eventLoop.execute(flushTask)
+    }
+
+    private lazy var flushTask = makeLoopTask(self, eventLoop: channel.eventLoop) { connection in
+        connection.flushScheduled = false
+        connection.flushNow()
     }
 
     private func flushNow() {

@@ -25,6 +25,7 @@ final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     static let recordSize = 16 << 10
 
     private var scheduled = false
+    private var task: (@Sendable () -> Void)?
     private var joined: ByteBuffer?
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -49,6 +50,10 @@ final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: promise)
     }
 
+    func handlerRemoved(context: ChannelHandlerContext) {
+        task = nil
+    }
+
     /// A close never loses what waits for the deferred flush.
     func close(context: ChannelHandlerContext, mode: CloseMode, promise: EventLoopPromise<Void>?) {
         if scheduled || joined != nil {
@@ -62,14 +67,17 @@ final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
     func flush(context: ChannelHandlerContext) {
         guard !scheduled else { return }
         scheduled = true
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        context.eventLoop.execute {
-            let (handler, context) = loopBound.value
-            guard handler.scheduled else { return }
-            handler.scheduled = false
-            handler.writeJoined(context)
-            context.flush()
+        if task == nil {
+            // Made once: the handler's context is the same for its lifetime
+            // (the task holds it until `handlerRemoved` lets go).
+            task = makeLoopTask(self, eventLoop: context.eventLoop) { handler in
+                guard handler.scheduled else { return }
+                handler.scheduled = false
+                handler.writeJoined(context)
+                context.flush()
+            }
         }
+        context.eventLoop.execute(task!)
     }
 }
 
