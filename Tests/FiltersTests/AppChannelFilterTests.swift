@@ -224,6 +224,13 @@ struct AppChannelFilterTests {
         #expect(f.run([try f.signature(), try f.decrypt()], f.exchange(f.v.cases[0]), body: []).code == "encryption_required", "a GET too")
         #expect(f.run([try f.signature(), try f.decrypt()], f.exchange(encrypted, headers: ["X-Gw-Encrypted": "yes"]), body: []).code
             == "encryption_required")
+        // A marker or a media type sent twice: neither channel.
+        let twiceMarked = f.exchange(encrypted)
+        twiceMarked.request.headers.add(name: "X-Gw-Encrypted", value: "1")
+        #expect(f.run([try f.signature(), try f.decrypt()], twiceMarked, body: hex(encrypted.body_sent_hex)).code == "encryption_required")
+        let twoTypes = f.exchange(encrypted, headers: ["X-Gw-Content-Type": "application/json"])
+        twoTypes.request.headers.add(name: "x-gw-content-type", value: "text/plain")
+        #expect(f.run([try f.signature(), try f.decrypt()], twoTypes, body: hex(encrypted.body_sent_hex)).code == "undecryptable_payload")
         // A ciphertext moved to another target, signed anew for it: the signature holds, the AAD does not.
         let client = try #require(AppChannelClient(kid: "k1", gatewayKey: hex(f.v.gateway.public_key_hex), seed: hex(f.v.client.seed_hex)))
         let sent = hex(encrypted.body_sent_hex)

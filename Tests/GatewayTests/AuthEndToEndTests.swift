@@ -150,6 +150,7 @@ struct AuthEndToEndTests {
             ("expired", ["-H", "authorization: Bearer \(tokens["expired"]!)"]),
             ("other audience", ["-H", "authorization: Bearer \(tokens["other-audience"]!)"]),
             ("basic", ["-H", "authorization: Basic dXNlcjpwYXNz"]),
+            ("a valid token sent twice", ["-H", "authorization: Bearer \(tokens["EdDSA"]!)", "-H", "authorization: Bearer \(tokens["EdDSA"]!)"]),
             ("forged passport only", ["-H", "x-passport: \(tokens["EdDSA"]!)"]),
         ]
         for (name, args) in cases {
