@@ -41,12 +41,8 @@ extension ProxyRequest {
                 exchange.logger.warning("upstream response too large to seal", metadata: ["limit": "\(exchange.responseBodyLimit)"])
                 return fail(.rejection("upstream_response_too_large", status: .badGateway))
             }
-            if heldBody!.readableBytes == 0 {
-                heldBody = buffer  // a body in one piece is kept, not copied
-            } else {
-                var b = buffer
-                heldBody!.writeBuffer(&b)
-            }
+            var b = buffer
+            heldBody!.writeBuffer(&b)
             return
         }
         handler.write(.body(buffer))
