@@ -289,21 +289,23 @@ struct ProxyHandlerTests {
         #expect(try out() == ["g"])
     }
 
-    @Test("makeLoopTask: one closure runs its owner's work as often as it is scheduled and keeps no owner alive; a coalescer that flushed is freed with its channel")
+    @Test("makeLoopTask: one closure runs its owner's work as often as it is scheduled and holds the owner until it is dropped; a coalescer that flushed is freed with its channel")
     func loopTask() throws {
         final class Owner { var runs = 0 }
         let loop = EmbeddedEventLoop()
-        var owner: Owner? = Owner()
-        let task = makeLoopTask(owner!, eventLoop: loop) { $0.runs += 1 }
-        loop.execute(task)
-        loop.execute(task)
+        weak var weakOwner: Owner?
+        var task: (@Sendable () -> Void)?
+        do {
+            let owner = Owner()
+            weakOwner = owner
+            task = makeLoopTask(owner, eventLoop: loop) { $0.runs += 1 }
+        }
+        loop.execute(task!)
+        loop.execute(task!)
         loop.run()
-        #expect(owner?.runs == 2)
-        weak var gone = owner
-        owner = nil
-        #expect(gone == nil)
-        loop.execute(task)  // the owner is gone: nothing runs, nothing breaks
-        loop.run()
+        #expect(weakOwner?.runs == 2)
+        task = nil
+        #expect(weakOwner == nil, "the owner outlived its task")
 
         weak var coalescer: FlushCoalescer?
         do {

@@ -233,7 +233,7 @@ struct UpstreamHTTP1CodecTests {
         func upstreamWritabilityChanged(_ writable: Bool) {}
     }
 
-    @Test("the connection holds its request and codec strongly, and lets both go when the channel closes: nothing outlives it")
+    @Test("the connection holds its request, its codec and its flush task strongly, and lets all go when the channel closes: nothing outlives it")
     func connectionLetsGo() throws {
         weak var weakProbe: Probe?
         weak var weakConnection: UpstreamConnection?

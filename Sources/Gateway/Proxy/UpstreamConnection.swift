@@ -51,6 +51,10 @@ final class UpstreamConnection {
         self.id = id
         self.channel = channel
         self.endpoint = endpoint
+        flushTask = makeLoopTask(self, eventLoop: channel.eventLoop) { connection in
+            connection.flushScheduled = false
+            connection.flushNow()
+        }
     }
 
     var isActive: Bool { channel.isActive }
@@ -94,15 +98,14 @@ final class UpstreamConnection {
     /// flushes through the pipeline; the HTTP/1.1 codec here is called
     /// directly, so the flush is deferred here, without a hop per write.)
     func flush() {
-        guard !flushScheduled else { return }
+        guard !flushScheduled, let flushTask else { return }
         flushScheduled = true
         channel.eventLoop.execute(flushTask)
     }
 
-    private lazy var flushTask = makeLoopTask(self, eventLoop: channel.eventLoop) { connection in
-        connection.flushScheduled = false
-        connection.flushNow()
-    }
+    /// The end-of-tick flush, made once. It holds the connection; `closed`
+    /// lets go of it (a closed connection has nothing to flush).
+    private var flushTask: (@Sendable () -> Void)?
 
     private func flushNow() {
         if let h1 {
@@ -143,6 +146,7 @@ final class UpstreamConnection {
     /// The channel closed: an exchange still on it fails; the pool forgets it.
     func closed(onClose: (UpstreamConnection) -> Void) {
         heldRead = nil
+        flushTask = nil
         mustClose = true
         failExchange(ChannelError.eof)
         onClose(self)

@@ -68,8 +68,8 @@ final class FlushCoalescer: ChannelOutboundHandler, RemovableChannelHandler {
         guard !scheduled else { return }
         scheduled = true
         if task == nil {
-            // Made once: the handler's context is the same for its lifetime
-            // (the task holds it until `handlerRemoved` lets go).
+            // Made once: the handler's context is the same for its lifetime.
+            // The task holds both until `handlerRemoved` lets go.
             task = makeLoopTask(self, eventLoop: context.eventLoop) { handler in
                 guard handler.scheduled else { return }
                 handler.scheduled = false
