@@ -37,11 +37,12 @@ struct ListenerLimits: Decodable {
     var maxBody = ConfigSize(bytes: 10 << 20)
     var headerTimeout = ConfigDuration.seconds(10)
     var idleTimeout = ConfigDuration.seconds(60)
+    var sendTimeout = ConfigDuration.seconds(60)
     var maxConcurrentStreams = 100
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case maxHeadSize = "max_head_size", maxHeaders = "max_headers", maxBody = "max_body"
-        case headerTimeout = "header_timeout", idleTimeout = "idle_timeout"
+        case headerTimeout = "header_timeout", idleTimeout = "idle_timeout", sendTimeout = "send_timeout"
         case maxConcurrentStreams = "max_concurrent_streams"
     }
 
@@ -53,6 +54,7 @@ struct ListenerLimits: Decodable {
         maxBody = try c.decodeIfPresent(ConfigSize.self, forKey: .maxBody) ?? maxBody
         headerTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .headerTimeout) ?? headerTimeout
         idleTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .idleTimeout) ?? idleTimeout
+        sendTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .sendTimeout) ?? sendTimeout
         maxConcurrentStreams = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentStreams) ?? maxConcurrentStreams
     }
 }

@@ -32,6 +32,9 @@ struct ListenerLimitsRuntime: Sendable {
     let maxBody: Int
     let headerTimeout: TimeAmount
     let idleTimeout: TimeAmount
+    /// How long a response may wait on a client that takes none of it (the
+    /// upstream is not read meanwhile, so `body_timeout` does not count).
+    let sendTimeout: TimeAmount
     let maxConcurrentStreams: Int
 }
 

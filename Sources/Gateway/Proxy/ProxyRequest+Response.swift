@@ -25,6 +25,15 @@ extension ProxyRequest {
             return
         }
         handler.write(.head(head))
+        if !handler.downstreamWritable { waitForClient() }
+    }
+
+    /// The client takes nothing for now: from here the response waits on it
+    /// (`send_timeout`), until it takes more (`downstreamWritabilityChanged`).
+    func waitForClient() {
+        guard !waitingOnClient else { return }
+        waitingOnClient = true
+        handler.setDeadline(.upstream, in: env.listener.limits.sendTimeout)
     }
 
     /// Whether a response has a body by HTTP's rules (RFC 9110 6.4.1).
@@ -35,7 +44,9 @@ extension ProxyRequest {
     func upstreamResponseBody(_ buffer: ByteBuffer) {
         guard phase == .forwarding, responseStarted, let pool else { return }
         responseBytes += buffer.readableBytes
-        handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
+        // Bytes already read when the client stopped taking more do not
+        // restart its clock.
+        if !waitingOnClient { handler.setDeadline(.upstream, in: pool.definition.bodyTimeout) }
         if heldHead != nil {
             guard responseBytes <= exchange.responseBodyLimit else {
                 exchange.logger.warning("upstream response too large to seal", metadata: ["limit": "\(exchange.responseBodyLimit)"])
@@ -107,6 +118,15 @@ extension ProxyRequest {
 
     func downstreamWritabilityChanged(_ writable: Bool) {
         connection?.readsPaused = !writable
+        // Only a response being streamed to the client waits on it (a held
+        // one is not written before its end).
+        guard phase == .forwarding, responseStarted, heldHead == nil, let pool else { return }
+        if !writable {
+            waitForClient()
+        } else if waitingOnClient {
+            waitingOnClient = false
+            handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
+        }
     }
 
     /// The client went away: cancel the upstream exchange.

@@ -55,6 +55,11 @@ final class ProxyRequest: UpstreamDelegate {
     var heldBody: ByteBuffer?
     /// Whether the request was already sent again after a reused connection failed.
     var retried = false
+    /// The client takes no more of the response for now: the upstream is not
+    /// read, and the deadline is the listener's `send_timeout`, not the
+    /// upstream's `body_timeout` (the silence is the client's).
+    var waitingOnClient = false
+    static let clientTimeout = GatewayError.rejection("client_timeout", status: .requestTimeout)
 
     init(handler: ProxyHandler, head: HTTPRequestHead, env: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool,
          clientAddress: SocketAddress?, eventLoop: EventLoop) {
@@ -385,6 +390,10 @@ final class ProxyRequest: UpstreamDelegate {
 
     func upstreamTimedOut() {
         guard phase == .forwarding else { return }
+        if waitingOnClient {
+            exchange.logger.debug("client took none of the response for send_timeout")
+            return fail(Self.clientTimeout)
+        }
         fail(.upstreamTimeout)
     }
 }

@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+
+@testable import Gateway
+
+/// A client that takes a response slowly, or not at all: while it takes
+/// nothing, the gateway stops reading the upstream, so the silence is the
+/// client's (`limits.send_timeout`), never the upstream's (`body_timeout`).
+@Suite("slow clients", .serialized)
+struct SlowClientTests {
+    @Test("HTTP/1.1: a client that takes nothing for 2.5 s mid-response (the upstream's body_timeout is 1 s) then gets the rest of 32 MB intact")
+    func pausedReaderGetsEverythingH1() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
+        s.sendall(b"GET /api/big HTTP/1.1\\r\\nHost: localhost\\r\\nX-Demo-Response-Bytes: 32000000\\r\\nConnection: close\\r\\n\\r\\n")
+        data = bytearray(s.recv(65536))
+        time.sleep(2.5)
+        s.settimeout(5)
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk: break
+            data += chunk
+        head, _, body = bytes(data).partition(b"\\r\\n\\r\\n")
+        chunked = b"transfer-encoding: chunked" in head.lower()
+        complete = body.endswith(b"\\r\\n0\\r\\n\\r\\n") if chunked else len(body) == 32000000
+        print(" ".join(head.split(b"\\r\\n")[0].decode().split()[:2]), body.count(b"x"), complete)
+        """)
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "HTTP/1.1 200 32000000 True", "\(r.stdout)")
+        #expect(!f.gateway.log.contains("upstream_timeout"), "a slow client was blamed on the upstream")
+    }
+
+    @Test("HTTP/2: a client that returns no window for 2.5 s mid-response (the upstream's body_timeout is 1 s) then gets the rest of 32 MB intact, no reset")
+    func pausedReaderGetsEverythingH2() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let script = """
+        size = 32_000_000
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True)); c.initiate_connection()
+        s.sendall(c.data_to_send())
+        c.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/api/big"),
+                           ("x-demo-response-bytes", str(size))], end_stream=True)
+        s.sendall(c.data_to_send())
+        body = bytearray(); paused = False; ended = False; pending = []; reset = None
+        while not ended:
+            d = s.recv(65536)
+            if not d: break
+            for ev in c.receive_data(d):
+                if isinstance(ev, h2.events.DataReceived):
+                    body += ev.data; pending.append((ev.flow_controlled_length, ev.stream_id))
+                elif isinstance(ev, h2.events.StreamEnded): ended = True
+                elif isinstance(ev, h2.events.StreamReset): ended = True; reset = ev.error_code.name
+            if not paused and body:
+                time.sleep(2.5)
+                paused = True
+            for n, sid in pending: c.acknowledge_received_data(n, sid)
+            pending = []
+            s.sendall(c.data_to_send())
+        print(json.dumps({"length": len(body), "intact": body == bytearray(b"x" * size), "ended": ended, "reset": reset}))
+        """
+        let out = try await PythonH2.json(script, ca: f.ca, port: f.port, timeout: 20)
+        #expect(out["reset"] is NSNull, "\(out)")
+        #expect(out["length"] as? Int == 32_000_000 && out["intact"] as? Bool == true && out["ended"] as? Bool == true, "\(out)")
+        #expect(!f.gateway.log.contains("upstream_timeout"), "a slow client was blamed on the upstream")
+    }
+
+    @Test("a client that takes none of a response for send_timeout is cut off: the response is broken, not short, and the log says client_timeout")
+    func stalledReaderIsCut() async throws {
+        let f = try await ProxyFixture.start(limits: "{max_body: 1MiB, send_timeout: 1s}")
+        defer { Task { await f.stop() } }
+        // 32 MB: far more than the socket buffers hold, so the gateway's
+        // writes stop while the client sleeps.
+        let started = Date()
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
+        s.sendall(b"GET /api/big HTTP/1.1\\r\\nHost: localhost\\r\\nX-Demo-Response-Bytes: 32000000\\r\\n\\r\\n")
+        first = s.recv(65536)
+        time.sleep(3)
+        try:
+            rest = read_all()
+        except (ssl.SSLError, OSError) as e:
+            rest = b""
+        data = first + rest
+        head, _, body = data.partition(b"\\r\\n\\r\\n")
+        print(head.split(b"\\r\\n")[0].decode(), len(body))
+        """)
+        #expect(r.code == 0, "\(r.stderr)")
+        let words = r.stdout.split(separator: " ")
+        #expect(words.first == "HTTP/1.1" && words.dropFirst().first == "200", "\(r.stdout)")
+        let received = Int(words.last.map { $0.trimmingCharacters(in: .whitespacesAndNewlines) } ?? "") ?? -1
+        #expect(received >= 0 && received < 32_000_000, "the client got \(received) bytes of 32000000")
+        #expect(Date().timeIntervalSince(started) < 15)
+        #expect(await f.gateway.logEventually(contains: "\"error\":\"client_timeout\""))
+        #expect(!f.gateway.log.contains("upstream_timeout"))
+        // The gateway goes on serving.
+        let ok = try await Curl.request(f.url("/api/after"), caFile: f.ca)
+        #expect(ok.status == 200)
+    }
+
+    @Test("limits.send_timeout must be positive; the error names the file and key path, and the value is read")
+    func sendTimeoutValidated() throws {
+        let bad = try ConfigFolder(["00-base.yaml": """
+        listeners:
+          - {name: public, address: "127.0.0.1:0", limits: {send_timeout: 0s}}
+        upstreams:
+          - {name: a, endpoints: ["127.0.0.1:7001"]}
+        routes: []
+        """])
+        let text = try #require(bad.error(), "a zero send_timeout was accepted")
+        #expect(text.contains(bad.path("00-base.yaml")) && text.contains("listeners[0].limits.send_timeout") && text.contains("must be positive"), "\(text)")
+
+        let good = try ConfigFolder(["00-base.yaml": """
+        listeners:
+          - {name: public, address: "127.0.0.1:0", limits: {send_timeout: 2500ms}}
+          - {name: other, address: "127.0.0.1:0"}
+        upstreams:
+          - {name: a, endpoints: ["127.0.0.1:7001"]}
+        routes: []
+        """])
+        let config = try good.load()
+        #expect(config.listeners.map(\.limits.sendTimeout) == [.milliseconds(2500), .seconds(60)])
+    }
+}
