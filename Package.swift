@@ -1,16 +1,6 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-/// The request path's modules are built without the runtime exclusivity
-/// checks in release builds (a `swift_beginAccess` call, a thread-local
-/// lookup and a set insert per class-property access: 161 a plain request).
-/// Debug builds, which `make test` runs, keep them, so an overlapping access
-/// still traps in the tests. The `Passport` library, which other teams
-/// depend on, has no unsafe flags.
-let requestPathSettings: [SwiftSetting] = [
-    .unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release)),
-]
-
 let package = Package(
     name: "gateway",
     platforms: [.macOS(.v14)],
@@ -67,8 +57,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "X509", package: "swift-certificates"),
-            ],
-            swiftSettings: requestPathSettings
+            ]
         ),
         .executableTarget(
             name: "Gateway",
@@ -93,8 +82,7 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
                 .product(name: "SwiftASN1", package: "swift-asn1"),
                 .product(name: "Crypto", package: "swift-crypto"),
-            ],
-            swiftSettings: requestPathSettings
+            ]
         ),
         // Vectors/: byte-exact copies of ../shared/vectors, read by path.
         .testTarget(name: "PassportTests", dependencies: ["Passport"], exclude: ["Vectors"]),
