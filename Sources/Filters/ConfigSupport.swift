@@ -42,13 +42,22 @@ public enum HTTPToken {
         b == 0x09 || (b >= 0x20 && b != 0x7F)
     }
 
-    /// field-value: no CR, LF, NUL or other controls.
+    /// field-value: no CR, LF, NUL or other controls. A loop over the
+    /// string's own bytes: the HTTP/2 encoders check every field of every
+    /// head with it, and `allSatisfy` over the `UTF8View` took twice as long.
     public static func isValidFieldValue(_ value: String) -> Bool {
-        value.utf8.allSatisfy(isFieldValueByte)
+        value.utf8.withContiguousStorageIfAvailable { b in
+            for x in b where !isFieldValueByte(x) { return false }
+            return true
+        } ?? value.utf8.allSatisfy(isFieldValueByte)
     }
 
     /// field-name: one or more tchar.
     public static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.allSatisfy(isTokenByte)
+        name.utf8.withContiguousStorageIfAvailable { b in
+            guard !b.isEmpty else { return false }
+            for x in b where !isTokenByte(x) { return false }
+            return true
+        } ?? (!name.isEmpty && name.utf8.allSatisfy(isTokenByte))
     }
 }
