@@ -217,7 +217,7 @@ struct HTTP2EndToEndTests {
         let upstreamPort = try TestSupport.freePort()
         let gateway = try await GatewayProcess.start(yaml: """
         listeners:
-          - {name: public, address: "127.0.0.1:\(port)", tls: {cert: localhost.pem, key: localhost-key.pem}, limits: {max_body: 64MiB}}
+          - {name: public, address: "127.0.0.1:\(port)", tls: {cert: localhost.pem, key: localhost-key.pem}, limits: {max_body: 64MiB, client_body_timeout: 1s}}
         upstreams:
           - {name: slow, endpoints: ["127.0.0.1:\(upstreamPort)"], response_timeout: 10s}
         routes:
@@ -230,7 +230,9 @@ struct HTTP2EndToEndTests {
             try? FileManager.default.removeItem(atPath: gateway.dir)
         }
         // The upstream (a thread of the script, on a small receive buffer)
-        // reads nothing for 1.5 s, then everything. Were the gateway to
+        // reads nothing for 1.5 s, then everything. The client, stopped by
+        // the gateway meanwhile, is not blamed for it: client_body_timeout
+        // is 1 s. Were the gateway to
         // return the client's DATA whatever its upstream takes, the client
         // would send all 32 MB at once and the gateway would hold it.
         let script = """

@@ -6,6 +6,8 @@ import Testing
 /// A client that takes a response slowly, or not at all: while it takes
 /// nothing, the gateway stops reading the upstream, so the silence is the
 /// client's (`limits.send_timeout`), never the upstream's (`body_timeout`).
+/// And a client that sends its request body slowly, or stops
+/// (`limits.client_body_timeout`).
 @Suite("slow clients", .serialized)
 struct SlowClientTests {
     @Test("HTTP/1.1: a client that takes nothing for 2.5 s mid-response (the upstream's body_timeout is 1 s) then gets the rest of 32 MB intact")
@@ -97,21 +99,59 @@ struct SlowClientTests {
         #expect(ok.status == 200)
     }
 
-    @Test("limits.send_timeout must be positive; the error names the file and key path, and the value is read")
+    @Test("a request body that stalls for client_body_timeout gets 408 client_timeout, the connection closes, and nothing completes upstream")
+    func stalledUploadIsCut() async throws {
+        let f = try await ProxyFixture.start(limits: "{max_body: 1MiB, client_body_timeout: 1s}")
+        defer { Task { await f.stop() } }
+        let started = Date()
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
+        s.sendall(b"POST /api/upload HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 1000\\r\\n\\r\\n" + b"a" * 100)
+        time.sleep(2.5)
+        data = read_all()
+        print(data.split(b"\\r\\n")[0].decode(), b'"error":"client_timeout"' in data)
+        """)
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "HTTP/1.1 408 Request Timeout True", "\(r.stdout)")
+        #expect(Date().timeIntervalSince(started) < 8, "read_all returned only at its own timeout: the connection stayed open")
+        #expect(f.upstream.received.withLockedValue { $0.filter(\.complete).isEmpty }, "a truncated body reached the upstream as complete")
+        #expect(await f.gateway.logEventually(contains: "\"error\":\"client_timeout\""))
+    }
+
+    @Test("a request body that keeps coming, 200 bytes every 0.6 s for 3 s, is not cut by a 1 s client_body_timeout")
+    func slowSteadyUploadCompletes() async throws {
+        let f = try await ProxyFixture.start(limits: "{max_body: 1MiB, client_body_timeout: 1s}")
+        defer { Task { await f.stop() } }
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, """
+        s.sendall(b"POST /api/upload HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: 1000\\r\\nConnection: close\\r\\n\\r\\n")
+        for i in range(5):
+            time.sleep(0.6)
+            s.sendall(b"b" * 200)
+        data = read_all()
+        print(data.split(b"\\r\\n")[0].decode())
+        """)
+        #expect(r.code == 0, "\(r.stderr)")
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "HTTP/1.1 200 OK", "\(r.stdout)")
+        let got = try #require(f.lastReceived)
+        #expect(got.complete && got.bodyBytes == 1000, "\(got)")
+        #expect(!f.gateway.log.contains("client_timeout"))
+    }
+
+    @Test("limits.send_timeout and limits.client_body_timeout must be positive; the error names the file and key path, and the values are read")
     func sendTimeoutValidated() throws {
         let bad = try ConfigFolder(["00-base.yaml": """
         listeners:
-          - {name: public, address: "127.0.0.1:0", limits: {send_timeout: 0s}}
+          - {name: public, address: "127.0.0.1:0", limits: {send_timeout: 0s, client_body_timeout: 0ms}}
         upstreams:
           - {name: a, endpoints: ["127.0.0.1:7001"]}
         routes: []
         """])
         let text = try #require(bad.error(), "a zero send_timeout was accepted")
         #expect(text.contains(bad.path("00-base.yaml")) && text.contains("listeners[0].limits.send_timeout") && text.contains("must be positive"), "\(text)")
+        #expect(text.contains("listeners[0].limits.client_body_timeout"), "\(text)")
 
         let good = try ConfigFolder(["00-base.yaml": """
         listeners:
-          - {name: public, address: "127.0.0.1:0", limits: {send_timeout: 2500ms}}
+          - {name: public, address: "127.0.0.1:0", limits: {send_timeout: 2500ms, client_body_timeout: 3s}}
           - {name: other, address: "127.0.0.1:0"}
         upstreams:
           - {name: a, endpoints: ["127.0.0.1:7001"]}
@@ -119,5 +159,6 @@ struct SlowClientTests {
         """])
         let config = try good.load()
         #expect(config.listeners.map(\.limits.sendTimeout) == [.milliseconds(2500), .seconds(60)])
+        #expect(config.listeners.map(\.limits.clientBodyTimeout) == [.seconds(3), .seconds(60)])
     }
 }

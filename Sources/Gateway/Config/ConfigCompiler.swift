@@ -116,7 +116,8 @@ struct ConfigCompiler {
             let limits = ListenerLimitsRuntime(
                 maxHeadSize: l.limits.maxHeadSize.bytes, maxHeaders: l.limits.maxHeaders, maxBody: l.limits.maxBody.bytes,
                 headerTimeout: l.limits.headerTimeout.timeAmount, idleTimeout: l.limits.idleTimeout.timeAmount,
-                sendTimeout: l.limits.sendTimeout.timeAmount, maxConcurrentStreams: l.limits.maxConcurrentStreams)
+                sendTimeout: l.limits.sendTimeout.timeAmount, clientBodyTimeout: l.limits.clientBodyTimeout.timeAmount,
+                maxConcurrentStreams: l.limits.maxConcurrentStreams)
             listeners.append(ListenerRuntime(name: name, address: address, addressText: l.address, tls: tls, limits: limits,
                                              router: Router(routes: routesByListener[name] ?? []),
                                              defaultFilters: l.filters.map(\.filter), sanitize: Self.sanitizePolicy(l),
@@ -194,6 +195,7 @@ struct ConfigCompiler {
         if l.headerTimeout.nanoseconds <= 0 { fail(src, "limits.header_timeout", "must be positive") }
         if l.idleTimeout.nanoseconds <= 0 { fail(src, "limits.idle_timeout", "must be positive") }
         if l.sendTimeout.nanoseconds <= 0 { fail(src, "limits.send_timeout", "must be positive") }
+        if l.clientBodyTimeout.nanoseconds <= 0 { fail(src, "limits.client_body_timeout", "must be positive") }
     }
 
     private mutating func compileRoute(_ r: RouteConfig, _ src: Source, listener: ListenerConfig,

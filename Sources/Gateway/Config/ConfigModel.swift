@@ -38,11 +38,13 @@ struct ListenerLimits: Decodable {
     var headerTimeout = ConfigDuration.seconds(10)
     var idleTimeout = ConfigDuration.seconds(60)
     var sendTimeout = ConfigDuration.seconds(60)
+    var clientBodyTimeout = ConfigDuration.seconds(60)
     var maxConcurrentStreams = 100
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case maxHeadSize = "max_head_size", maxHeaders = "max_headers", maxBody = "max_body"
         case headerTimeout = "header_timeout", idleTimeout = "idle_timeout", sendTimeout = "send_timeout"
+        case clientBodyTimeout = "client_body_timeout"
         case maxConcurrentStreams = "max_concurrent_streams"
     }
 
@@ -55,6 +57,7 @@ struct ListenerLimits: Decodable {
         headerTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .headerTimeout) ?? headerTimeout
         idleTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .idleTimeout) ?? idleTimeout
         sendTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .sendTimeout) ?? sendTimeout
+        clientBodyTimeout = try c.decodeIfPresent(ConfigDuration.self, forKey: .clientBodyTimeout) ?? clientBodyTimeout
         maxConcurrentStreams = try c.decodeIfPresent(Int.self, forKey: .maxConcurrentStreams) ?? maxConcurrentStreams
     }
 }

@@ -35,6 +35,9 @@ struct ListenerLimitsRuntime: Sendable {
     /// How long a response may wait on a client that takes none of it (the
     /// upstream is not read meanwhile, so `body_timeout` does not count).
     let sendTimeout: TimeAmount
+    /// How long a request body may pause while the gateway is ready to read
+    /// it (the time the gateway itself stops reading does not count).
+    let clientBodyTimeout: TimeAmount
     let maxConcurrentStreams: Int
 }
 

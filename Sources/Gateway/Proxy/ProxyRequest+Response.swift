@@ -13,6 +13,8 @@ extension ProxyRequest {
         responseStarted = true
         upstreamHeadAt = .now()
         responseStatus = head.status.code
+        // An answer before the whole request: the response's deadlines apply.
+        awaitingClientBody = false
         handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
         // Edited in place: the parser's list is this head's alone.
         HeaderRules.prepareResponseHeaders(&head.headers, requestID: exchange.requestID, policy: env.listener.sanitize)
@@ -113,7 +115,10 @@ extension ProxyRequest {
     }
 
     func upstreamWritabilityChanged(_ writable: Bool) {
-        if writable { handler.resumeReadsIfNeeded() }
+        guard writable else { return }
+        // Reading again: the client's body gets its full time from here.
+        if awaitingClientBody { awaitClientBody() }
+        handler.resumeReadsIfNeeded()
     }
 
     func downstreamWritabilityChanged(_ writable: Bool) {

@@ -59,6 +59,9 @@ final class ProxyRequest: UpstreamDelegate {
     /// read, and the deadline is the listener's `send_timeout`, not the
     /// upstream's `body_timeout` (the silence is the client's).
     var waitingOnClient = false
+    /// The request's body is on its way and the deadline is the listener's
+    /// `client_body_timeout`, restarted by every part of it that arrives.
+    var awaitingClientBody = false
     static let clientTimeout = GatewayError.rejection("client_timeout", status: .requestTimeout)
 
     init(handler: ProxyHandler, head: HTTPRequestHead, env: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool,
@@ -185,6 +188,8 @@ final class ProxyRequest: UpstreamDelegate {
             var rng = SystemRandomNumberGenerator()
             exchange.upstream = route.targets.pick(head.headers, using: &rng)
             prepareUpstreamHead(route)
+            // A client that asked for 100-continue sends nothing before it.
+            if !expectsContinue { awaitClientBody() }
             runFilters(from: 0)
         }
     }
@@ -262,6 +267,7 @@ final class ProxyRequest: UpstreamDelegate {
             // invited to send its body.
             handler.write(.head(.local(.continue)))
             handler.flush()
+            awaitClientBody()
         }
         // Writing the 100 may have found the client gone.
         guard phase == .acquiring else { return }
@@ -304,11 +310,13 @@ final class ProxyRequest: UpstreamDelegate {
         // any of it leaves (see `ProxyHandler.reading`).
         if !handler.reading { c.flush() }
         if clientEnded { requestSent() }
+        if awaitingClientBody { awaitClientBody() }
         handler.resumeReadsIfNeeded()
     }
 
     func receivedBody(_ buffer: ByteBuffer) {
         guard phase != .finished, let route else { return }
+        if awaitingClientBody { awaitClientBody() }
         requestBodyBytes += buffer.readableBytes
         if requestBodyBytes > bodyLimit {
             // Never let the upstream take a truncated body for a complete one.
@@ -336,6 +344,10 @@ final class ProxyRequest: UpstreamDelegate {
     func receivedEnd(_ trailers: HTTPHeaders? = nil) {
         guard phase != .finished else { return }
         clientEnded = true
+        if awaitingClientBody {
+            awaitingClientBody = false
+            if !responseStarted { handler.clearDeadline() }
+        }
         if route?.buffersBody == true {
             if phase == .buffering { runBodyFilters(from: 0) }
             return
@@ -388,7 +400,23 @@ final class ProxyRequest: UpstreamDelegate {
         }
     }
 
+    /// Starts (or restarts) the wait for the rest of the request body: from
+    /// the head, each part that arrives, and each time the gateway takes
+    /// reading again after it had stopped.
+    func awaitClientBody() {
+        guard framing != .none, !clientEnded, !responseStarted, phase != .finished else { return }
+        awaitingClientBody = true
+        handler.setDeadline(.upstream, in: env.listener.limits.clientBodyTimeout)
+    }
+
     func upstreamTimedOut() {
+        if awaitingClientBody {
+            // The silence is the gateway's while it does not read (its
+            // upstream takes no more): the client gets its time again.
+            if shouldPauseDownstreamReads { return awaitClientBody() }
+            exchange.logger.debug("request body stalled for client_body_timeout")
+            return fail(Self.clientTimeout, closeDownstream: true)
+        }
         guard phase == .forwarding else { return }
         if waitingOnClient {
             exchange.logger.debug("client took none of the response for send_timeout")
