@@ -165,14 +165,15 @@ struct HTTP2EndToEndTests {
         #expect(out["reset"] is NSNull, "\(out)")
     }
 
-    @Test("HTTP/2: a client that stops returning its window stops the upstream's reads (the gateway's memory stays flat under a 32 MB response), and the response goes on intact when it returns it")
+    @Test("HTTP/2: a client that stops returning its window stops the upstream's reads (the gateway's memory stays flat under a 32 MB response), for longer than the upstream's body_timeout, and the response goes on intact when it returns it")
     func clientWindowStopsUpstream() async throws {
         let f = try await ProxyFixture.start()
         defer { Task { await f.stop() } }
-        // The client returns nothing for 0.7 s after its first DATA (the
-        // upstream's body_timeout is 1 s). Were the spent window not to stop
-        // the upstream's reads, the gateway would read all 32 MB and hold it
-        // in NIOHTTP2's send buffer.
+        // The client returns nothing for 2.5 s after its first DATA. Were the
+        // spent window not to stop the upstream's reads, the gateway would
+        // read all 32 MB and hold it in NIOHTTP2's send buffer. The wait is
+        // the client's (send_timeout, 60 s), not the upstream's (its
+        // body_timeout is 1 s): the stream must not be reset for it.
         let script = """
         def rss(pid):
             for line in open(f"/proc/{pid}/status"):
@@ -194,7 +195,7 @@ struct HTTP2EndToEndTests {
                 elif isinstance(ev, h2.events.StreamEnded): ended = True
                 elif isinstance(ev, h2.events.StreamReset): ended = True; reset = ev.error_code.name
             if held is None and body:
-                time.sleep(0.7)
+                time.sleep(2.5)
                 held = rss(pid) - before
             for n, sid in pending: c.acknowledge_received_data(n, sid)
             pending = []
@@ -207,6 +208,7 @@ struct HTTP2EndToEndTests {
         #expect(growth < 8 << 20, "the gateway's RSS grew by \(growth) bytes while the client held its window: \(out)")
         #expect(out["reset"] is NSNull, "\(out)")
         #expect(out["length"] as? Int == 32_000_000 && out["intact"] as? Bool == true && out["ended"] as? Bool == true, "\(out)")
+        #expect(!f.gateway.log.contains("upstream_timeout"), "a slow client was blamed on the upstream")
     }
 
     @Test("HTTP/2: an upstream that stops reading stops the client at the stream's window (the gateway's memory stays flat under a 32 MB upload), and the upload then completes intact")

@@ -7,7 +7,9 @@ import Testing
 /// nothing, the gateway stops reading the upstream, so the silence is the
 /// client's (`limits.send_timeout`), never the upstream's (`body_timeout`).
 /// And a client that sends its request body slowly, or stops
-/// (`limits.client_body_timeout`).
+/// (`limits.client_body_timeout`). The HTTP/2 cases are in
+/// `HTTP2EndToEndTests` (a window held for 2.5 s; an upload the gateway
+/// holds back while its upstream reads nothing).
 @Suite("slow clients", .serialized)
 struct SlowClientTests {
     @Test("HTTP/1.1: a client that takes nothing for 2.5 s mid-response (the upstream's body_timeout is 1 s) then gets the rest of 32 MB intact")
@@ -30,40 +32,6 @@ struct SlowClientTests {
         """)
         #expect(r.code == 0, "\(r.stderr)")
         #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "HTTP/1.1 200 32000000 True", "\(r.stdout)")
-        #expect(!f.gateway.log.contains("upstream_timeout"), "a slow client was blamed on the upstream")
-    }
-
-    @Test("HTTP/2: a client that returns no window for 2.5 s mid-response (the upstream's body_timeout is 1 s) then gets the rest of 32 MB intact, no reset")
-    func pausedReaderGetsEverythingH2() async throws {
-        let f = try await ProxyFixture.start()
-        defer { Task { await f.stop() } }
-        let script = """
-        size = 32_000_000
-        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True)); c.initiate_connection()
-        s.sendall(c.data_to_send())
-        c.send_headers(1, [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/api/big"),
-                           ("x-demo-response-bytes", str(size))], end_stream=True)
-        s.sendall(c.data_to_send())
-        body = bytearray(); paused = False; ended = False; pending = []; reset = None
-        while not ended:
-            d = s.recv(65536)
-            if not d: break
-            for ev in c.receive_data(d):
-                if isinstance(ev, h2.events.DataReceived):
-                    body += ev.data; pending.append((ev.flow_controlled_length, ev.stream_id))
-                elif isinstance(ev, h2.events.StreamEnded): ended = True
-                elif isinstance(ev, h2.events.StreamReset): ended = True; reset = ev.error_code.name
-            if not paused and body:
-                time.sleep(2.5)
-                paused = True
-            for n, sid in pending: c.acknowledge_received_data(n, sid)
-            pending = []
-            s.sendall(c.data_to_send())
-        print(json.dumps({"length": len(body), "intact": body == bytearray(b"x" * size), "ended": ended, "reset": reset}))
-        """
-        let out = try await PythonH2.json(script, ca: f.ca, port: f.port, timeout: 20)
-        #expect(out["reset"] is NSNull, "\(out)")
-        #expect(out["length"] as? Int == 32_000_000 && out["intact"] as? Bool == true && out["ended"] as? Bool == true, "\(out)")
         #expect(!f.gateway.log.contains("upstream_timeout"), "a slow client was blamed on the upstream")
     }
 
