@@ -51,10 +51,13 @@ check: build
 	.build/debug/gateway check --config $(CONFIG) --state $(STATE)
 
 ## Build release, make dev certificates, start the demo upstreams and the gateway.
+## The demo upstreams are this shell's jobs, stopped when it ends (`kill 0`
+## signalled the shell too, whose trap then ran again until bash crashed:
+## Ctrl-C ended in "Segmentation fault").
 run: release dev-certs
 	@.build/release/gateway dev keys --state $(STATE)
 	@.build/release/gateway check --config $(CONFIG) --state $(STATE)
-	@trap 'kill 0' EXIT INT TERM; \
+	@trap 'kill $$(jobs -p) 2>/dev/null' EXIT INT TERM; \
 	for spec in $$(sed -n 's/^# demo-upstream: *//p' $(CONFIG)/*.yaml); do \
 	  name=$${spec%%=*}; port=$${spec##*=}; \
 	  .build/release/gateway demo-upstream --name $$name --port $$port --state $(STATE) & \
