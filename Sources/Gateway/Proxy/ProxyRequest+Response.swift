@@ -30,14 +30,6 @@ extension ProxyRequest {
         if !handler.downstreamWritable { waitForClient() }
     }
 
-    /// The client takes nothing for now: from here the response waits on it
-    /// (`send_timeout`), until it takes more (`downstreamWritabilityChanged`).
-    func waitForClient() {
-        guard !waitingOnClient else { return }
-        waitingOnClient = true
-        handler.setDeadline(.upstream, in: env.listener.limits.sendTimeout)
-    }
-
     /// Whether a response has a body by HTTP's rules (RFC 9110 6.4.1).
     static func hasBody(status: HTTPResponseStatus, method: HTTPMethod) -> Bool {
         method != .HEAD && status.code >= 200 && status != .noContent && status != .notModified

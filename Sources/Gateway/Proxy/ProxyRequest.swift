@@ -62,7 +62,6 @@ final class ProxyRequest: UpstreamDelegate {
     /// The request's body is on its way and the deadline is the listener's
     /// `client_body_timeout`, restarted by every part of it that arrives.
     var awaitingClientBody = false
-    static let clientTimeout = GatewayError.rejection("client_timeout", status: .requestTimeout)
 
     init(handler: ProxyHandler, head: HTTPRequestHead, env: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool,
          clientAddress: SocketAddress?, eventLoop: EventLoop) {
@@ -373,12 +372,6 @@ final class ProxyRequest: UpstreamDelegate {
         if phase == .forwarding { connection?.flush() }
     }
 
-    /// The whole request is upstream: the response-head timer starts.
-    func requestSent() {
-        guard !responseStarted, let pool else { return }
-        handler.setDeadline(.upstream, in: pool.definition.responseTimeout)
-    }
-
     /// Ends the exchange on an error: the upstream connection is closed (a
     /// body it was receiving stays incomplete, never silently short); the
     /// client gets the error, or, when the response already started, a
@@ -398,31 +391,6 @@ final class ProxyRequest: UpstreamDelegate {
         } else {
             respondLocally(error, close: closeDownstream)
         }
-    }
-
-    /// Starts (or restarts) the wait for the rest of the request body: from
-    /// the head, each part that arrives, and each time the gateway takes
-    /// reading again after it had stopped.
-    func awaitClientBody() {
-        guard framing != .none, !clientEnded, !responseStarted, phase != .finished else { return }
-        awaitingClientBody = true
-        handler.setDeadline(.upstream, in: env.listener.limits.clientBodyTimeout)
-    }
-
-    func upstreamTimedOut() {
-        if awaitingClientBody {
-            // The silence is the gateway's while it does not read (its
-            // upstream takes no more): the client gets its time again.
-            if shouldPauseDownstreamReads { return awaitClientBody() }
-            exchange.logger.debug("request body stalled for client_body_timeout")
-            return fail(Self.clientTimeout, closeDownstream: true)
-        }
-        guard phase == .forwarding else { return }
-        if waitingOnClient {
-            exchange.logger.debug("client took none of the response for send_timeout")
-            return fail(Self.clientTimeout)
-        }
-        fail(.upstreamTimeout)
     }
 }
 
