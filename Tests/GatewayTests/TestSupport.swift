@@ -11,9 +11,15 @@ enum TestSupport {
     /// The package root, from this file's path.
     static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// The `gateway` binary built by `swift build` (the Makefile builds it before `swift test`).
+    /// The `gateway` binary built by `swift build` (the Makefile builds it
+    /// before `swift test`), or the one `GATEWAY_TEST_BINARY` names (`make
+    /// test-release`: the end-to-end tests against the release build).
     static var gatewayBinary: String {
         get throws {
+            if let path = ProcessInfo.processInfo.environment["GATEWAY_TEST_BINARY"], !path.isEmpty {
+                guard FileManager.default.isExecutableFile(atPath: path) else { throw TestError("GATEWAY_TEST_BINARY: \(path) is not an executable file") }
+                return path
+            }
             for config in ["debug", "release"] {
                 let path = packageRoot.appendingPathComponent(".build/\(config)/gateway").path
                 if FileManager.default.isExecutableFile(atPath: path) { return path }
