@@ -213,53 +213,18 @@ struct HTTP2EndToEndTests {
 
     @Test("HTTP/2: an upstream that stops reading stops the client at the stream's window (the gateway's memory stays flat under a 32 MB upload), and the upload then completes intact")
     func upstreamStopsClient() async throws {
-        let state = try TestSupport.temporaryDirectory("h2up")
-        try await TestSupport.makeCertificates(in: state)
-        let port = try TestSupport.freePort()
-        let upstreamPort = try TestSupport.freePort()
-        let gateway = try await GatewayProcess.start(yaml: """
-        listeners:
-          - {name: public, address: "127.0.0.1:\(port)", tls: {cert: localhost.pem, key: localhost-key.pem}, limits: {max_body: 64MiB, client_body_timeout: 1s}}
-        upstreams:
-          - {name: slow, endpoints: ["127.0.0.1:\(upstreamPort)"], response_timeout: 10s}
-        routes:
-          - {name: up, listener: public, match: {path_prefix: /up}, upstream: slow, max_body: 64MiB}
-
-        """, stateDir: state)
-        defer {
-            gateway.stop()
-            try? FileManager.default.removeItem(atPath: state)
-            try? FileManager.default.removeItem(atPath: gateway.dir)
-        }
-        // The upstream (a thread of the script, on a small receive buffer)
-        // reads nothing for 1.5 s, then everything. The client, stopped by
-        // the gateway meanwhile, is not blamed for it: client_body_timeout
-        // is 1 s. Were the gateway to
-        // return the client's DATA whatever its upstream takes, the client
-        // would send all 32 MB at once and the gateway would hold it.
-        let script = """
-        import threading
+        let f = try await HeldUpstream.start("h2up")
+        defer { f.stop() }
+        // The upstream reads nothing for 1.5 s, then everything. The client,
+        // stopped by the gateway meanwhile, is not blamed for it:
+        // client_body_timeout is 1 s. Were the gateway to return the client's
+        // DATA whatever its upstream takes, the client would send all 32 MB
+        // at once and the gateway would hold it.
+        let script = f.script(size: 32_000_000, hold: 1.5) + """
         def rss(pid):
             for line in open(f"/proc/{pid}/status"):
                 if line.startswith("VmRSS:"): return int(line.split()[1]) * 1024
-        size = 32_000_000; pid = int(sys.argv[5]); got = {"body": 0}
-        srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        srv.bind(("127.0.0.1", int(sys.argv[4]))); srv.listen(8)
-        def upstream():
-            conn, _ = srv.accept()
-            time.sleep(1.5)
-            data = b""
-            while b"\\r\\n\\r\\n" not in data: data += conn.recv(65536)
-            n = len(data.split(b"\\r\\n\\r\\n", 1)[1])
-            while n < size:
-                d = conn.recv(1 << 20)
-                if not d: break
-                n += len(d)
-            got["body"] = n
-            conn.sendall(b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok")
-            time.sleep(1); conn.close()
-        threading.Thread(target=upstream, daemon=True).start()
+        pid = int(sys.argv[4])
         c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True)); c.initiate_connection(); s.sendall(c.data_to_send())
         before = rss(pid); t0 = time.time()
         c.send_headers(1, [(":method", "POST"), (":scheme", "https"), (":authority", "localhost"), (":path", "/up"), ("content-length", str(size))])
@@ -282,8 +247,7 @@ struct HTTP2EndToEndTests {
                 elif isinstance(ev, h2.events.StreamReset): reset = ev.error_code.name; done = True
         print(json.dumps({"held": held, "status": status, "reset": reset, "upstream_body": got["body"], "sent": sent}))
         """
-        let out = try await PythonH2.json(script, ca: state + "/ca.pem", port: port, timeout: 5,
-                                          args: [String(upstreamPort), String(gateway.process.processIdentifier)])
+        let out = try await PythonH2.json(script, ca: f.ca, port: f.port, timeout: 5, args: [String(f.gateway.process.processIdentifier)])
         let held = try #require(out["held"] as? [String: Int], "\(out)")
         // While the upstream sleeps, the client gets no more than its window
         // and what the sockets between hold; the gateway holds none of it.

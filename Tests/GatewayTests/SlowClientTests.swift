@@ -107,56 +107,20 @@ struct SlowClientTests {
 
     @Test("HTTP/1.1: time the gateway itself does not read an upload, because its upstream takes nothing, is not the client's: a 32 MB upload held back for 2.5 s under a 1 s client_body_timeout completes intact")
     func upstreamBackpressureIsNotClientTimeoutH1() async throws {
-        let state = try TestSupport.temporaryDirectory("h1up")
-        try await TestSupport.makeCertificates(in: state)
-        let port = try TestSupport.freePort()
-        let upstreamPort = try TestSupport.freePort()
-        let gateway = try await GatewayProcess.start(yaml: """
-        listeners:
-          - {name: public, address: "127.0.0.1:\(port)", tls: {cert: localhost.pem, key: localhost-key.pem}, limits: {max_body: 64MiB, client_body_timeout: 1s}}
-        upstreams:
-          - {name: slow, endpoints: ["127.0.0.1:\(upstreamPort)"], response_timeout: 10s}
-        routes:
-          - {name: up, listener: public, match: {path_prefix: /up}, upstream: slow, max_body: 64MiB}
-
-        """, stateDir: state)
-        defer {
-            gateway.stop()
-            try? FileManager.default.removeItem(atPath: state)
-            try? FileManager.default.removeItem(atPath: gateway.dir)
-        }
-        // The upstream (a thread of the script, on a small receive buffer)
-        // reads nothing for 2.5 s, then everything. The gateway stops reading
-        // the client meanwhile (32 MB is far more than the socket buffers
-        // between them hold); that pause is the upstream's, so the 1 s
-        // client_body_timeout must not cut the upload.
-        let r = try await TestSupport.pythonTLSClient(ca: "\(state)/ca.pem", port: port, """
-        import threading
-        size = 32_000_000; got = {"body": -1}
-        srv = socket.socket(); srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        srv.bind(("127.0.0.1", \(upstreamPort))); srv.listen(8)
-        def upstream():
-            conn, _ = srv.accept()
-            time.sleep(2.5)
-            data = b""
-            while b"\\r\\n\\r\\n" not in data: data += conn.recv(65536)
-            n = len(data.split(b"\\r\\n\\r\\n", 1)[1])
-            while n < size:
-                d = conn.recv(1 << 20)
-                if not d: break
-                n += len(d)
-            got["body"] = n
-            conn.sendall(b"HTTP/1.1 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok")
-            time.sleep(1); conn.close()
-        t = threading.Thread(target=upstream, daemon=True); t.start()
+        let f = try await HeldUpstream.start("h1up")
+        defer { f.stop() }
+        // The upstream reads nothing for 2.5 s, then everything. The gateway
+        // stops reading the client meanwhile (32 MB is far more than the
+        // socket buffers between them hold); that pause is the upstream's,
+        // so the 1 s client_body_timeout must not cut the upload.
+        let r = try await TestSupport.pythonTLSClient(ca: f.ca, port: f.port, f.script(size: 32_000_000, hold: 2.5) + """
         t0 = time.time()
         s.sendall(b"POST /up HTTP/1.1\\r\\nHost: localhost\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n" % size)
         chunk = b"x" * (1 << 20)
         for i in range(size // len(chunk)): s.sendall(chunk)
         s.sendall(b"x" * (size % len(chunk)))
         data = read_all()
-        t.join(5)
+        upstream_thread.join(5)
         print(data.split(b"\\r\\n")[0].decode(), got["body"], data.endswith(b"ok"), round(time.time() - t0, 1))
         """)
         #expect(r.code == 0, "\(r.stderr)")
@@ -164,7 +128,7 @@ struct SlowClientTests {
         #expect(words.prefix(5).joined(separator: " ") == "HTTP/1.1 200 OK 32000000 True", "\(r.stdout)")
         // The upload really was held back longer than client_body_timeout.
         #expect((Double(words.last ?? "") ?? 0) >= 2.4, "\(r.stdout)")
-        #expect(!gateway.log.contains("client_timeout"), "the upstream's pause was blamed on the client")
+        #expect(!f.gateway.log.contains("client_timeout"), "the upstream's pause was blamed on the client")
     }
 
     @Test("limits.send_timeout and limits.client_body_timeout must be positive; the error names the file and key path, and the values are read")
