@@ -37,9 +37,8 @@ build: deps
 ## insert per dynamic access: 161 a plain request), and optimize across
 ## modules (the filters, `Passport` and NIO's code specialized and inlined
 ## into the request path: 830 -> 691 retains a full app-route request).
-## Debug builds, which the tests run, keep the checks; `make test-release`
-## runs the end-to-end tests against this binary. `make release
-## RELEASE_FLAGS=` builds without either.
+## Debug builds keep the checks; `make test` runs the end-to-end tests
+## against both builds. `make release RELEASE_FLAGS=` builds without either.
 RELEASE_FLAGS ?= -Xswiftc -enforce-exclusivity=unchecked -Xswiftc -cross-module-optimization
 
 release: deps
