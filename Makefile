@@ -83,6 +83,9 @@ run: release dev-certs
 	echo "  curl http://127.0.0.1:9901/metrics"; echo; \
 	.build/release/gateway serve --config $(CONFIG) --state $(STATE)
 
+## The suite again, its end-to-end tests driving the release binary.
+RELEASE_E2E = GATEWAY_TEST_BINARY=$(CURDIR)/.build/release/gateway $(SWIFT) test --skip-build --no-parallel
+
 ## The test suite: unit tests and end-to-end tests over real TLS with curl,
 ## against the debug build (runtime exclusivity checks on), then once more
 ## with the end-to-end tests driving the release binary, the one `make run`
@@ -90,13 +93,13 @@ run: release dev-certs
 test: test-deps release
 	$(SWIFT) build --build-tests
 	$(SWIFT) test --skip-build --no-parallel
-	GATEWAY_TEST_BINARY=$(CURDIR)/.build/release/gateway $(SWIFT) test --skip-build --no-parallel
+	$(RELEASE_E2E)
 
 ## Only the second half of `make test`: the end-to-end tests against the
 ## release binary.
 test-release: test-deps release
 	$(SWIFT) build --build-tests
-	GATEWAY_TEST_BINARY=$(CURDIR)/.build/release/gateway $(SWIFT) test --skip-build --no-parallel
+	$(RELEASE_E2E)
 
 ## The contenders and load generators of the benchmark (Debian packages).
 bench-deps: deps
