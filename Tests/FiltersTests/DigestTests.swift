@@ -35,4 +35,34 @@ struct DigestTests {
             #expect(HTTPToken.isFieldValueByte(byte) == fieldValue, "byte \(b)")
         }
     }
+
+    @Test("the word-at-a-time control scan finds what a byte loop finds, for every byte at every offset")
+    func controlScan() {
+        func reference(_ bytes: [UInt8], from start: Int) -> Int {
+            bytes[start...].firstIndex(where: { $0 < 0x20 || $0 == 0x7F }) ?? bytes.count
+        }
+        for b in 0...255 {
+            for offset in 0..<20 {
+                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 20)
+                bytes[offset] = UInt8(b)
+                for start in [0, 3, offset] {
+                    let found = bytes.withUnsafeBytes { HTTPToken.firstControl($0, from: start) }
+                    #expect(found == reference(bytes, from: start), "byte \(b) at \(offset) from \(start)")
+                }
+                let valid = bytes.withUnsafeBytes { HTTPToken.isValidFieldValue($0) }
+                #expect(valid == bytes.allSatisfy(HTTPToken.isFieldValueByte), "byte \(b) at \(offset)")
+            }
+        }
+        // Mixed words: obs-text beside controls, several controls in one word.
+        var generator = SystemRandomNumberGenerator()
+        for _ in 0..<2000 {
+            let bytes = (0..<Int.random(in: 0...40, using: &generator)).map { _ in
+                [UInt8.random(in: 0x20...0x7E, using: &generator), UInt8.random(in: 0x80...0xFF, using: &generator),
+                 UInt8.random(in: 0...0x1F, using: &generator), 0x7F, 0x09][Int.random(in: 0..<5, using: &generator) < 3 ? 0 : Int.random(in: 1..<5, using: &generator)]
+            }
+            let found = bytes.withUnsafeBytes { HTTPToken.firstControl($0, from: 0) }
+            #expect(found == reference(bytes, from: 0), "\(bytes)")
+            #expect(bytes.withUnsafeBytes { HTTPToken.isValidFieldValue($0) } == bytes.allSatisfy(HTTPToken.isFieldValueByte), "\(bytes)")
+        }
+    }
 }

@@ -123,6 +123,22 @@ struct HTTP1RequestParserTests {
         }
     }
 
+    @Test("long values: HTAB and obs-text pass, a control byte at any offset is refused (the word-at-a-time scan)")
+    func controlsAtEveryOffset() throws {
+        let long = String(repeating: "abcdefgh", count: 4)
+        #expect(try parse("GET / HTTP/1.1\r\nX-A: \(long)\t\(long)é\(long)\r\n\r\n") == [
+            "head GET / HTTP/1.1 [X-A=\(long)\t\(long)é\(long)]", "end",
+        ])
+        for control in [0x00, 0x01, 0x0A, 0x0D, 0x1F, 0x7F] as [UInt8] {
+            for offset in 0..<24 {
+                var value = Array(long.utf8)
+                value[offset] = control
+                let wire = "GET / HTTP/1.1\r\nHost: h\r\nX-A: \(String(decoding: value, as: UTF8.self))\r\n\r\n"
+                #expect(throws: HTTP1ParseError.self, "byte \(control) at \(offset)") { _ = try parse(wire) }
+            }
+        }
+    }
+
     @Test("a head or trailer section over the limit is refused as too large, before it is all buffered")
     func tooLarge() throws {
         let big = "GET / HTTP/1.1\r\nX-Big: " + String(repeating: "a", count: 5000) + "\r\n\r\n"

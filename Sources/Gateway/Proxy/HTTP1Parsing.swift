@@ -46,10 +46,14 @@ enum HTTP1Parsing {
             i += 1
             while i < p.count, p[i] == 0x20 || p[i] == 0x09 { i += 1 }
             let valueStart = i
-            while i < p.count, p[i] != 0x0D {
-                guard HTTPToken.isFieldValueByte(p[i]) else { throw HTTP1ParseError(description: "control character in a header value") }
+            // To the first control byte: HTAB is part of the value, CR ends
+            // it, any other is refused.
+            while true {
+                i = HTTPToken.firstControl(p, from: i)
+                guard i < p.count, p[i] == 0x09 else { break }
                 i += 1
             }
+            if i < p.count, p[i] != 0x0D { throw HTTP1ParseError(description: "control character in a header value") }
             guard i + 1 < p.count, p[i + 1] == 0x0A else { throw HTTP1ParseError(description: "header line not ended by CRLF") }
             var valueEnd = i
             while valueEnd > valueStart, p[valueEnd - 1] == 0x20 || p[valueEnd - 1] == 0x09 { valueEnd -= 1 }

@@ -46,7 +46,7 @@ enum HTTPBytes {
             value.utf8.withContiguousStorageIfAvailable { v -> Bool in
                 guard !n.isEmpty else { return false }
                 for b in n where !HTTPToken.isTokenByte(b) { return false }
-                for b in v where !HTTPToken.isFieldValueByte(b) { return false }
+                guard HTTPToken.isValidFieldValue(UnsafeRawBufferPointer(v)) else { return false }
                 // One copy into the buffer for the whole line.
                 let total = n.count + v.count + 4
                 buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
