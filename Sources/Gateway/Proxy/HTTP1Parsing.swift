@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Filters
 import NIOCore
 
@@ -16,13 +19,16 @@ struct HTTP1ParseError: Error, CustomStringConvertible {
 enum HTTP1Parsing {
     /// Where the head in `p` ends (the index after its CRLF CRLF), searching
     /// from `scanned`; nil when it has not arrived yet.
+    /// Line by line: `memchr` finds each LF (libc's vectorized search; a
+    /// head is a dozen lines, some of them hundreds of bytes long).
     static func headEnd(_ p: UnsafeRawBufferPointer, from scanned: Int, what: String) throws -> Int? {
+        guard let base = p.baseAddress else { return nil }
         var j = scanned
         while j < p.count {
-            if p[j] == 0x0A {
-                guard j > 0, p[j - 1] == 0x0D else { throw HTTP1ParseError(description: "LF without CR in the \(what)") }
-                if j >= 3, p[j - 2] == 0x0A { return j + 1 }
-            }
+            guard let lf = memchr(base + j, 0x0A, p.count - j) else { return nil }
+            j = base.distance(to: UnsafeRawPointer(lf))
+            guard j > 0, p[j - 1] == 0x0D else { throw HTTP1ParseError(description: "LF without CR in the \(what)") }
+            if j >= 3, p[j - 2] == 0x0A { return j + 1 }
             j += 1
         }
         return nil
