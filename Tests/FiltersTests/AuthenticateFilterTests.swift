@@ -107,6 +107,19 @@ struct AuthenticateFilterTests {
         #expect(p.subject == "user-1" && p.session == "s-1" && p.scopes == ["accounts:read"] && p.method == "jwt")
     }
 
+    @Test("token68's byte class agrees with RFC 9110 for all 256 bytes; a Bearer credential is one token68")
+    func token68() {
+        let allowed = Set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=".utf8)
+        for b in 0...255 {
+            #expect(AuthenticateFilter.isToken68Byte(UInt8(b)) == allowed.contains(UInt8(b)), "byte \(b)")
+        }
+        #expect(AuthenticateFilter.bearerToken("Bearer a.b-c_d~e+f/g==") == "a.b-c_d~e+f/g==")
+        #expect(AuthenticateFilter.bearerToken("bEaReR  tok  ") == "tok")
+        for bad in ["Bearer a,b", "Bearer a b", "Bearer a\u{7F}", "Bearer a@b", "Bearer é", "Bearer ", "Bearertok", "Basic tok"] {
+            #expect(AuthenticateFilter.bearerToken(bad) == nil, "\(bad)")
+        }
+    }
+
     @Test("refused with 401 invalid_token and WWW-Authenticate", arguments: [
         "missing", "not bearer", "two headers", "garbage", "expired", "wrong issuer", "wrong audience", "no sub",
         "alg none", "HS256 with the public key", "unknown kid", "ES256 header on the Ed25519 key", "tampered claims",
