@@ -1,5 +1,7 @@
 #if canImport(Glibc)
 import Glibc
+#elseif canImport(Darwin)
+import Darwin
 #endif
 import Filters
 import NIOCore
@@ -18,9 +20,9 @@ struct HTTP1ParseError: Error, CustomStringConvertible {
 /// right up to the colon, no obs-fold, no control bytes in values.
 enum HTTP1Parsing {
     /// Where the head in `p` ends (the index after its CRLF CRLF), searching
-    /// from `scanned`; nil when it has not arrived yet.
-    /// Line by line: `memchr` finds each LF (libc's vectorized search; a
-    /// head is a dozen lines, some of them hundreds of bytes long).
+    /// from `scanned`; nil when it has not arrived yet. Line by line:
+    /// `memchr` finds each LF (libc's vectorized search; a head is a dozen
+    /// lines, some of them hundreds of bytes long).
     static func headEnd(_ p: UnsafeRawBufferPointer, from scanned: Int, what: String) throws -> Int? {
         guard let base = p.baseAddress else { return nil }
         var j = scanned
