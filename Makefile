@@ -83,7 +83,8 @@ run: release dev-certs
 	echo "  curl http://127.0.0.1:9901/metrics"; echo; \
 	.build/release/gateway serve --config $(CONFIG) --state $(STATE)
 
-## The suite again, its end-to-end tests driving the release binary.
+## The whole suite again (its unit tests are the same code; its end-to-end
+## tests drive the release binary).
 RELEASE_E2E = GATEWAY_TEST_BINARY=$(CURDIR)/.build/release/gateway $(SWIFT) test --skip-build --no-parallel
 
 ## The test suite: unit tests and end-to-end tests over real TLS with curl,

@@ -76,16 +76,24 @@ public enum HTTPToken {
         return n
     }
 
+    /// The index of the first byte from `start` on that a field value may
+    /// not hold (a control other than HTAB: CR, LF, NUL, DEL...), or
+    /// `p.count`. The parsers read a value to it (it must be the CR that
+    /// ends the line), the encoders require it to be the end.
+    @inlinable
+    public static func firstNonValueByte(_ p: UnsafeRawBufferPointer, from start: Int) -> Int {
+        var i = start
+        while true {
+            i = firstControl(p, from: i)
+            if i == p.count || p[i] != 0x09 { return i }
+            i &+= 1
+        }
+    }
+
     /// field-value: no CR, LF, NUL or other controls (HTAB is allowed).
     @inlinable
     public static func isValidFieldValue(_ p: UnsafeRawBufferPointer) -> Bool {
-        var i = 0
-        while true {
-            i = firstControl(p, from: i)
-            if i == p.count { return true }
-            if p[i] != 0x09 { return false }
-            i &+= 1
-        }
+        firstNonValueByte(p, from: 0) == p.count
     }
 
     /// field-value, over the string's own bytes: the HTTP/2 encoders check

@@ -12,8 +12,9 @@ enum TestSupport {
     static let packageRoot: URL = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// The `gateway` binary built by `swift build` (the Makefile builds it
-    /// before `swift test`), or the one `GATEWAY_TEST_BINARY` names (`make
-    /// test-release`: the end-to-end tests against the release build).
+    /// before `swift test`), or the one `GATEWAY_TEST_BINARY` names (the
+    /// second pass of `make test`, and `make test-release`: the end-to-end
+    /// tests against the release build).
     static var gatewayBinary: String {
         get throws {
             if let path = ProcessInfo.processInfo.environment["GATEWAY_TEST_BINARY"], !path.isEmpty {

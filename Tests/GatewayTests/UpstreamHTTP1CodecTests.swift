@@ -47,7 +47,7 @@ struct UpstreamHTTP1CodecTests {
     @Test("responses parse the same however the bytes are split", arguments: [0, 1, 2, 3, 7])
     func splitAnywhere(step: Int) throws {
         let wire = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A:  spaced value \t\r\n\r\nhello"
-            + "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer-A: x\r\n\r\n"
+            + "HTTP/1.1 201 Created\tand brand-new, é\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n10\r\n0123456789abcdef\r\n0\r\nTrailer-A: x\r\n\r\n"
             + "HTTP/1.1 204 No Content\r\nContent-Length: 99\r\n\r\n"
             + "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok"
         let (p, parser) = try parse(wire, methods: [.GET, .POST, .DELETE, .PUT], step: step)
@@ -106,6 +106,9 @@ struct UpstreamHTTP1CodecTests {
         ("CL empty", "HTTP/1.1 200 OK\r\nContent-Length:\r\n\r\nok"),
         ("CL overflow", "HTTP/1.1 200 OK\r\nContent-Length: 9999999999999999999\r\n\r\nok"),
         ("NUL in a value", "HTTP/1.1 200 OK\r\nA: b\u{0}c\r\nContent-Length: 2\r\n\r\nok"),
+        ("NUL in the reason phrase", "HTTP/1.1 200 O\u{0}K\r\nContent-Length: 2\r\n\r\nok"),
+        ("DEL deep in the reason phrase", "HTTP/1.1 200 Perfectly fine in every way\u{7F}\r\nContent-Length: 2\r\n\r\nok"),
+        ("bare CR in the reason phrase", "HTTP/1.1 200 Perfectly\rfine\r\nContent-Length: 2\r\n\r\nok"),
         ("HTTP/2 status line", "HTTP/2 200 OK\r\n\r\n"),
         ("HTTP/1.2", "HTTP/1.2 200 OK\r\n\r\n"),
         ("short status", "HTTP/1.1 20 OK\r\n\r\n"),

@@ -54,13 +54,9 @@ enum HTTP1Parsing {
             i += 1
             while i < p.count, p[i] == 0x20 || p[i] == 0x09 { i += 1 }
             let valueStart = i
-            // To the first control byte: HTAB is part of the value, CR ends
-            // it, any other is refused.
-            while true {
-                i = HTTPToken.firstControl(p, from: i)
-                guard i < p.count, p[i] == 0x09 else { break }
-                i += 1
-            }
+            // The value runs to the CR that ends the line; any other control
+            // before it is refused.
+            i = HTTPToken.firstNonValueByte(p, from: i)
             if i < p.count, p[i] != 0x0D { throw HTTP1ParseError(description: "control character in a header value") }
             guard i + 1 < p.count, p[i + 1] == 0x0A else { throw HTTP1ParseError(description: "header line not ended by CRLF") }
             var valueEnd = i

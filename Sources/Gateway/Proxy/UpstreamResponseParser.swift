@@ -168,11 +168,8 @@ struct UpstreamResponseParser {
         guard status >= 100 else { throw fail("malformed status code") }
         var i = 12
         if p[i] == UInt8(ascii: " ") {
-            i += 1
-            while i < p.count, p[i] != 0x0D {
-                guard HTTPToken.isFieldValueByte(p[i]) else { throw fail("control character in the reason phrase") }
-                i += 1
-            }
+            i = HTTPToken.firstNonValueByte(p, from: i + 1)
+            if i < p.count, p[i] != 0x0D { throw fail("control character in the reason phrase") }
         }
         guard i + 1 < p.count, p[i] == 0x0D, p[i + 1] == 0x0A else { throw fail("malformed status line") }
         i += 2
