@@ -15,25 +15,34 @@ public enum Base64URL {
     /// The one encoder every `encode` reaches: a loop over raw bytes, so no
     /// caller pays for a generic collection's iteration.
     public static func encode(_ input: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: encodedCount(input.count)) { encode(input, into: UnsafeMutableRawBufferPointer($0)) }
+    }
+
+    /// The length of the encoding of `count` bytes.
+    public static func encodedCount(_ count: Int) -> Int { (count * 4 + 2) / 3 }
+
+    /// Writes the encoding of `input` into `out` (at least
+    /// `encodedCount(input.count)` bytes; a stack buffer serves) and returns
+    /// its length.
+    public static func encode(_ input: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int {
         let count = input.count
-        return String(unsafeUninitializedCapacity: (count * 4 + 2) / 3) { out in
-            alphabet.withUnsafeBufferPointer { alphabet in
-                var i = 0, o = 0
-                while i + 3 <= count {
-                    let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
-                    out[o] = alphabet[Int(n >> 18 & 63)]; out[o + 1] = alphabet[Int(n >> 12 & 63)]
-                    out[o + 2] = alphabet[Int(n >> 6 & 63)]; out[o + 3] = alphabet[Int(n & 63)]
-                    i += 3; o += 4
-                }
-                let rest = count - i
-                if rest > 0 {
-                    let n = UInt32(input[i]) << 16 | (rest == 2 ? UInt32(input[i + 1]) << 8 : 0)
-                    out[o] = alphabet[Int(n >> 18 & 63)]; out[o + 1] = alphabet[Int(n >> 12 & 63)]
-                    o += 2
-                    if rest == 2 { out[o] = alphabet[Int(n >> 6 & 63)]; o += 1 }
-                }
-                return o
+        precondition(out.count >= encodedCount(count), "Base64URL.encode: output too small")
+        return alphabet.withUnsafeBufferPointer { alphabet in
+            var i = 0, o = 0
+            while i + 3 <= count {
+                let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+                out[o] = alphabet[Int(n >> 18 & 63)]; out[o + 1] = alphabet[Int(n >> 12 & 63)]
+                out[o + 2] = alphabet[Int(n >> 6 & 63)]; out[o + 3] = alphabet[Int(n & 63)]
+                i += 3; o += 4
             }
+            let rest = count - i
+            if rest > 0 {
+                let n = UInt32(input[i]) << 16 | (rest == 2 ? UInt32(input[i + 1]) << 8 : 0)
+                out[o] = alphabet[Int(n >> 18 & 63)]; out[o + 1] = alphabet[Int(n >> 12 & 63)]
+                o += 2
+                if rest == 2 { out[o] = alphabet[Int(n >> 6 & 63)]; o += 1 }
+            }
+            return o
         }
     }
 
@@ -49,28 +58,37 @@ public enum Base64URL {
 
     /// `decode` over the text's UTF-8 bytes.
     public static func decode(_ input: UnsafeRawBufferPointer) -> [UInt8]? {
-        let count = input.count
-        if count % 4 == 1 { return nil }
         var failed = false
-        let out = [UInt8](unsafeUninitializedCapacity: count * 3 / 4) { out, written in
-            reverse.withUnsafeBufferPointer { reverse in
-                var buffer: UInt32 = 0, bits = 0, o = 0
-                for c in input {
-                    let v = reverse[Int(c)]
-                    if v == 0xFF { failed = true; return }
-                    buffer = buffer << 6 | UInt32(v)
-                    bits += 6
-                    if bits >= 8 {
-                        bits -= 8
-                        out[o] = UInt8(truncatingIfNeeded: buffer >> UInt32(bits))
-                        o += 1
-                    }
-                }
-                if bits > 0 && buffer & ((1 << UInt32(bits)) - 1) != 0 { failed = true }
-                written = o
-            }
+        let out = [UInt8](unsafeUninitializedCapacity: input.count * 3 / 4) { out, written in
+            guard let n = decode(input, into: UnsafeMutableRawBufferPointer(out)) else { failed = true; return }
+            written = n
         }
         return failed ? nil : out
+    }
+
+    /// Decodes `input` into `out` (at least `input.count * 3 / 4` bytes; a
+    /// stack buffer serves) and returns the number of bytes written, or nil
+    /// where `decode` would (and then `out` holds nothing to use).
+    public static func decode(_ input: UnsafeRawBufferPointer, into out: UnsafeMutableRawBufferPointer) -> Int? {
+        let count = input.count
+        if count % 4 == 1 { return nil }
+        precondition(out.count >= count * 3 / 4, "Base64URL.decode: output too small")
+        return reverse.withUnsafeBufferPointer { reverse -> Int? in
+            var buffer: UInt32 = 0, bits = 0, o = 0
+            for c in input {
+                let v = reverse[Int(c)]
+                if v == 0xFF { return nil }
+                buffer = buffer << 6 | UInt32(v)
+                bits += 6
+                if bits >= 8 {
+                    bits -= 8
+                    out[o] = UInt8(truncatingIfNeeded: buffer >> UInt32(bits))
+                    o += 1
+                }
+            }
+            if bits > 0 && buffer & ((1 << UInt32(bits)) - 1) != 0 { return nil }
+            return o
+        }
     }
 }
 

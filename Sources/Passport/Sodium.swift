@@ -63,11 +63,14 @@ public enum Sodium {
 
     /// Compares two byte strings in time independent of their contents.
     public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in constantTimeEqual(pa, pb) } }
+    }
+
+    /// `constantTimeEqual` over bytes where they lie (the time depends on the length only).
+    public static func constantTimeEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
         guard a.count == b.count else { return false }
         if a.isEmpty { return true }
-        return a.withUnsafeBytes { pa in
-            b.withUnsafeBytes { pb in sodium_memcmp(pa.baseAddress!, pb.baseAddress!, a.count) == 0 }
-        }
+        return sodium_memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0
     }
 
     /// The libsodium version string, for `gateway version`.
@@ -241,6 +244,12 @@ public enum XChaCha20Poly1305 {
     /// bytes: the ciphertext, then the tag), with no allocation.
     public static func seal(into out: UnsafeMutableRawBufferPointer, _ plaintext: UnsafeRawBufferPointer, key: [UInt8],
                             nonce: UnsafeRawBufferPointer, aad: [UInt8]) {
+        aad.withUnsafeBytes { seal(into: out, plaintext, key: key, nonce: nonce, aad: $0) }
+    }
+
+    /// `seal(into:...)` with the AAD where it lies (a stack buffer serves).
+    public static func seal(into out: UnsafeMutableRawBufferPointer, _ plaintext: UnsafeRawBufferPointer, key: [UInt8],
+                            nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer) {
         precondition(Sodium.isReady && key.count == keyBytes && nonce.count == nonceBytes && out.count == plaintext.count + tagBytes,
                      "XChaCha20-Poly1305: 32-byte key, 24-byte nonce, room for the tag")
         var outLength: UInt64 = 0
@@ -248,8 +257,8 @@ public enum XChaCha20Poly1305 {
         withUnsafePointer(to: empty) { none in
             let m = plaintext.baseAddress?.assumingMemoryBound(to: UInt8.self) ?? none
             _ = crypto_aead_xchacha20poly1305_ietf_encrypt(out.baseAddress!.assumingMemoryBound(to: UInt8.self), &outLength,
-                                                            m, UInt64(plaintext.count), aad, UInt64(aad.count), nil,
-                                                            nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), key)
+                                                            m, UInt64(plaintext.count), aad.baseAddress?.assumingMemoryBound(to: UInt8.self),
+                                                            UInt64(aad.count), nil, nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), key)
         }
     }
 
@@ -258,10 +267,17 @@ public enum XChaCha20Poly1305 {
     /// otherwise false, and the bytes are not to be used.
     public static func openInPlace(_ buffer: UnsafeMutableRawBufferPointer, key: [UInt8], nonce: UnsafeRawBufferPointer,
                                    aad: [UInt8]) -> Bool {
+        aad.withUnsafeBytes { openInPlace(buffer, key: key, nonce: nonce, aad: $0) }
+    }
+
+    /// `openInPlace` with the AAD where it lies (a stack buffer serves).
+    public static func openInPlace(_ buffer: UnsafeMutableRawBufferPointer, key: [UInt8], nonce: UnsafeRawBufferPointer,
+                                   aad: UnsafeRawBufferPointer) -> Bool {
         guard Sodium.isReady, key.count == keyBytes, nonce.count == nonceBytes, buffer.count >= tagBytes,
               let base = buffer.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return false }
         var outLength: UInt64 = 0
-        return crypto_aead_xchacha20poly1305_ietf_decrypt(base, &outLength, nil, base, UInt64(buffer.count), aad, UInt64(aad.count),
+        return crypto_aead_xchacha20poly1305_ietf_decrypt(base, &outLength, nil, base, UInt64(buffer.count),
+                                                          aad.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(aad.count),
                                                           nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), key) == 0
     }
 

@@ -216,6 +216,24 @@ struct PassportTests {
             #expect(Base64URL.decode(framed.dropFirst().dropLast()) == bytes, "a substring is read in place")
             #expect(Base64URL.decode(reference + "*") == nil)
         }
+        for n in 0..<70 {
+            // Into caller-owned buffers of exactly the documented size: the
+            // same bytes, the length returned, nothing written past it.
+            let bytes = (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 53 &+ 7) }
+            let text = Base64URL.encode(bytes)
+            var out = [UInt8](repeating: 0xEE, count: Base64URL.encodedCount(n) + 3)
+            let written = bytes.withUnsafeBytes { b in
+                out.withUnsafeMutableBytes { Base64URL.encode(b, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<Base64URL.encodedCount(n)])) }
+            }
+            #expect(written == text.utf8.count && Array(out[..<written]) == Array(text.utf8) && out[written...].allSatisfy { $0 == 0xEE })
+            var back = [UInt8](repeating: 0xEE, count: text.utf8.count * 3 / 4 + 2)
+            let decoded = Array(text.utf8).withUnsafeBytes { t in
+                back.withUnsafeMutableBytes { Base64URL.decode(t, into: UnsafeMutableRawBufferPointer(rebasing: $0[..<(text.utf8.count * 3 / 4)])) }
+            }
+            #expect(decoded == n && Array(back[..<n]) == bytes && back[n...].allSatisfy { $0 == 0xEE })
+            let bad = Array((text + "!").utf8)
+            #expect(bad.withUnsafeBytes { t in back.withUnsafeMutableBytes { Base64URL.decode(t, into: $0) } } == nil)
+        }
         let all = (0...255).map { UInt8($0) }
         #expect(Base64URL.decode(Base64URL.encode(all)) == all)
         #expect(Base64URL.decode("AA\u{E9}") == nil, "a non-ASCII byte is outside the alphabet")
