@@ -12,10 +12,36 @@ public enum ASCII {
     }
 
     /// Whether `name` equals the lowercase literal `lower`, ASCII case-insensitively, without allocating.
+    /// For header names (tokens) against literals of letters, digits and `-`:
+    /// each byte of `name` is lowercased by setting bit 5, which maps no other
+    /// token byte onto a letter, a digit or `-`.
     @inline(__always)
     public static func equalsLowercase(_ name: String, _ lower: StaticString) -> Bool {
         let n = lower.utf8CodeUnitCount
         guard name.utf8.count == n else { return false }
+        return name.utf8.withContiguousStorageIfAvailable { b in
+            equalsLowercase(UnsafeRawBufferPointer(b), UnsafeRawPointer(lower.utf8Start), count: n)
+        } ?? equalsLowercaseByBytes(name, lower)
+    }
+
+    /// `count` bytes of `name` against `lower`, eight at a time.
+    @inline(__always)
+    static func equalsLowercase(_ name: UnsafeRawBufferPointer, _ lower: UnsafeRawPointer, count: Int) -> Bool {
+        var i = 0
+        while i + 8 <= count {
+            let word = name.loadUnaligned(fromByteOffset: i, as: UInt64.self) | 0x2020_2020_2020_2020
+            if word != lower.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            i += 8
+        }
+        while i < count {
+            if name[i] | 0x20 != lower.load(fromByteOffset: i, as: UInt8.self) { return false }
+            i += 1
+        }
+        return true
+    }
+
+    /// The byte loop, for a string without contiguous UTF-8 (a bridged one).
+    static func equalsLowercaseByBytes(_ name: String, _ lower: StaticString) -> Bool {
         let l = lower.utf8Start
         var i = 0
         for b in name.utf8 {

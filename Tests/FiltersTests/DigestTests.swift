@@ -36,6 +36,31 @@ struct DigestTests {
         }
     }
 
+    @Test("equalsLowercase, eight bytes at a time, agrees with ASCII lowercasing for every token byte at every position")
+    func equalsLowercase() {
+        let literals: [StaticString] = ["a", "te", "via", "host", "x-gw-kid", "x-gw-nonce1", "content-type", "x-gw-encrypted",
+                                        "x-gw-content-type", "x-forwarded-for-0123", "accept-encoding"]
+        let tokenBytes = (0...255).map { UInt8($0) }.filter { HTTPToken.isTokenByte($0) }
+        func lowered(_ bytes: [UInt8]) -> [UInt8] { bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 } }
+        for literal in literals {
+            let lower = Array(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
+            #expect(ASCII.equalsLowercase(String(decoding: lower, as: UTF8.self), literal))
+            #expect(ASCII.equalsLowercase(String(decoding: lower, as: UTF8.self).uppercased(), literal))
+            #expect(!ASCII.equalsLowercase(String(decoding: lower.dropLast(), as: UTF8.self), literal), "shorter")
+            #expect(!ASCII.equalsLowercase(String(decoding: lower + [0x61], as: UTF8.self), literal), "longer")
+            for i in lower.indices {
+                for b in tokenBytes {
+                    var name = lower
+                    name[i] = b
+                    let text = String(decoding: name, as: UTF8.self)
+                    let expected = lowered(name) == lower
+                    #expect(ASCII.equalsLowercase(text, literal) == expected, "\(literal) with \(b) at \(i)")
+                    #expect(ASCII.equalsLowercaseByBytes(text, literal) == expected, "\(literal) with \(b) at \(i), byte loop")
+                }
+            }
+        }
+    }
+
     @Test("the word-at-a-time control scan finds what a byte loop finds, for every byte at every offset")
     func controlScan() {
         func reference(_ bytes: [UInt8], from start: Int) -> Int {
