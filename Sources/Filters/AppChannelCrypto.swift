@@ -1,3 +1,4 @@
+import Crypto
 import NIOCore
 import Passport
 
@@ -57,12 +58,61 @@ public enum AppChannelCrypto {
         Digest.hmacSHA256(key: keys.mac, message: canonical)
     }
 
+    /// Whether `expected` (32 bytes) is the signature of a request with this
+    /// body, compared in constant time: `signature(canonical:keys:)` of
+    /// `canonical(...)`, computed without building either (the canonical
+    /// string goes to the MAC in pieces, the body's hash is encoded on the
+    /// stack). The request path's form; the vectors test both.
+    public static func signatureMatches(_ expected: UnsafeRawBufferPointer, method: String, target: String, timestamp: String,
+                                        nonce: String, kid: String, body: UnsafeRawBufferPointer, keys: SessionKeys) -> Bool {
+        guard expected.count == 32 else { return false }
+        let bodyHash = SHA256.hash(data: body)
+        return withUnsafeTemporaryAllocation(byteCount: 48, alignment: 1) { encoded in
+            let hashText = bodyHash.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: encoded[..<Base64URL.encode($0, into: encoded)]) }
+            return Digest.hmacSHA256(key: keys.mac, { mac in
+                func add(_ text: String) {
+                    var text = text
+                    text.withUTF8 { mac.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+                }
+                func newline() { withUnsafeBytes(of: UInt8(0x0A)) { mac.update(bufferPointer: $0) } }
+                withUnsafeBytes(of: (UInt8(ascii: "G"), UInt8(ascii: "W"), UInt8(ascii: "1"), UInt8(0x0A))) { mac.update(bufferPointer: $0) }
+                add(method); newline()
+                add(target); newline()
+                add(timestamp); newline()
+                add(nonce); newline()
+                add(kid); newline()
+                mac.update(bufferPointer: hashText)
+            }, { computed in Sodium.constantTimeEqual(computed, expected) })
+        }
+    }
+
     /// `A` of PROTOCOL 2.4.
     public static func requestAAD(method: String, target: String, timestamp: String, nonce: String) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(linesCount(method, target, timestamp, nonce))
         appendLines(method, target, timestamp, nonce, to: &out)
         return out
+    }
+
+    /// `body` with `requestAAD(...)` written into a temporary buffer (on the
+    /// stack when it is small, as it is for any ordinary target): the
+    /// request path's form, without an array per request.
+    public static func withRequestAAD<R>(method: String, target: String, timestamp: String, nonce: String,
+                                         _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        let count = linesCount(method, target, timestamp, nonce)
+        return try withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { out in
+            var o = 0
+            func put(_ text: String) {
+                var text = text
+                text.withUTF8 { u in
+                    UnsafeMutableRawBufferPointer(rebasing: out[o..<o + u.count]).copyMemory(from: UnsafeRawBufferPointer(u))
+                    o += u.count
+                }
+            }
+            func newline() { out[o] = 0x0A; o += 1 }
+            put(method); newline(); put(target); newline(); put(timestamp); newline(); put(nonce)
+            return try body(UnsafeRawBufferPointer(rebasing: out[..<o]))
+        }
     }
 
     /// `method \n target \n timestamp \n nonce`, shared by the AAD and the canonical string.
@@ -85,6 +135,22 @@ public enum AppChannelCrypto {
         Array("\(status)\n\(requestNonce)".utf8)
     }
 
+    /// `body` with `responseAAD(...)` in a temporary buffer (the request path's form).
+    public static func withResponseAAD<R>(status: Int, requestNonce: String, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        guard (100...999).contains(status) else { return try responseAAD(status: status, requestNonce: requestNonce).withUnsafeBytes(body) }
+        var nonce = requestNonce
+        return try nonce.withUTF8 { n in
+            try withUnsafeTemporaryAllocation(byteCount: 4 + n.count, alignment: 1) { out in
+                out[0] = UInt8(0x30 + status / 100)
+                out[1] = UInt8(0x30 + status / 10 % 10)
+                out[2] = UInt8(0x30 + status % 10)
+                out[3] = 0x0A
+                UnsafeMutableRawBufferPointer(rebasing: out[4...]).copyMemory(from: UnsafeRawBufferPointer(n))
+                return try body(UnsafeRawBufferPointer(out))
+            }
+        }
+    }
+
     /// `N || AEAD(K_req, N, A, plaintext)`; an empty plaintext stays empty.
     public static func sealRequest(_ plaintext: [UInt8], keys: SessionKeys, nonce: [UInt8], aad: [UInt8]) -> [UInt8] {
         plaintext.isEmpty ? [] : nonce + XChaCha20Poly1305.seal(plaintext, key: keys.request, nonce: nonce, aad: aad)
@@ -103,6 +169,11 @@ public enum AppChannelCrypto {
     /// this returns true (an empty body stays empty); otherwise false, and
     /// the body is not to be used.
     public static func openRequest(_ body: inout ByteBuffer, keys: SessionKeys, aad: [UInt8]) -> Bool {
+        aad.withUnsafeBytes { openRequest(&body, keys: keys, aad: $0) }
+    }
+
+    /// `openRequest` with the AAD where it lies (`withRequestAAD`).
+    public static func openRequest(_ body: inout ByteBuffer, keys: SessionKeys, aad: UnsafeRawBufferPointer) -> Bool {
         let nonceBytes = XChaCha20Poly1305.nonceBytes, tagBytes = XChaCha20Poly1305.tagBytes
         if body.readableBytes == 0 { return true }
         guard body.readableBytes >= nonceBytes + tagBytes else { return false }
@@ -124,6 +195,11 @@ public enum AppChannelCrypto {
     /// `sealResponse` written into one new buffer, with a fresh `N'` from
     /// `Sodium.publicRandomBytes` unless `nonce` is given (tests).
     public static func sealResponse(_ body: ByteBuffer, keys: SessionKeys, aad: [UInt8], nonce: [UInt8]? = nil) -> ByteBuffer {
+        aad.withUnsafeBytes { sealResponse(body, keys: keys, aad: $0, nonce: nonce) }
+    }
+
+    /// `sealResponse` with the AAD where it lies (`withResponseAAD`).
+    public static func sealResponse(_ body: ByteBuffer, keys: SessionKeys, aad: UnsafeRawBufferPointer, nonce: [UInt8]? = nil) -> ByteBuffer {
         let nonceBytes = XChaCha20Poly1305.nonceBytes
         precondition(nonce == nil || nonce!.count == nonceBytes, "N' is 24 bytes")
         let length = nonceBytes + body.readableBytes + XChaCha20Poly1305.tagBytes

@@ -73,30 +73,60 @@ public struct DecryptPayloadFilter: Filter {
     enum EncryptedKey: ExchangeKey { typealias Value = String }
 
     public func onRequest(_ exchange: Exchange) -> FilterAction {
-        let headers = exchange.request.headers
-        let marker = headers["x-gw-encrypted"]
-        guard marker == ["1"] else {
+        let h = Self.channelHeaders(exchange.request.headers)
+        guard h.encrypted == 1 && h.marker == "1" else {
             // Absent is the plain channel; anything but one `1` is neither.
-            if required || !marker.isEmpty { return .reject(Self.encryptionRequired) }
+            if required || h.encrypted > 0 { return .reject(Self.encryptionRequired) }
             return .next
         }
-        let types = headers["x-gw-content-type"]
-        guard types.count <= 1 else { return .reject(Self.undecryptable) }
-        let type = types.first ?? "application/json"
+        guard h.types <= 1 else { return .reject(Self.undecryptable) }
+        let type = h.type ?? "application/json"
         guard Self.isMediaType(type) else { return .reject(Self.undecryptable) }
         exchange[EncryptedKey.self] = type
         if let maxBody { exchange.bodyLimit = min(exchange.bodyLimit ?? .max, maxBody) }
-        if encryptResponse { exchange.request.headers.remove(name: "accept-encoding") }
+        // `remove` copies a shared list even when no field goes: look first.
+        if encryptResponse && exchange.request.headers.contains(name: "accept-encoding") {
+            exchange.request.headers.remove(name: "accept-encoding")
+        }
         return .next
+    }
+
+    /// `X-Gw-Encrypted` and `X-Gw-Content-Type` (each the last value seen,
+    /// and how many fields carried it), in one pass over the headers and
+    /// without the array a lookup by name builds.
+    struct ChannelHeaders {
+        var marker: String?, encrypted = 0
+        var type: String?, types = 0
+    }
+
+    static func channelHeaders(_ headers: HTTPHeaders) -> ChannelHeaders {
+        var found = ChannelHeaders()
+        for (name, value) in headers {
+            switch name.utf8.count {
+            case 14 where ASCII.equalsLowercase(name, "x-gw-encrypted"):
+                found.marker = value
+                found.encrypted += 1
+            case 17 where ASCII.equalsLowercase(name, "x-gw-content-type"):
+                found.type = value
+                found.types += 1
+            default:
+                break
+            }
+        }
+        return found
     }
 
     public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction {
         guard let contentType = exchange[EncryptedKey.self] else { return .next }
         guard let request = exchange[AppChannelRequestKey.self] else { return .reject(.internalError) }
         if body.readableBytes > 0 {
-            let aad = AppChannelCrypto.requestAAD(method: request.method, target: request.target, timestamp: request.timestamp,
-                                                  nonce: request.nonce)
-            guard AppChannelCrypto.openRequest(&body, keys: request.keys, aad: aad) else { return .reject(Self.undecryptable) }
+            let opened = AppChannelCrypto.withRequestAAD(method: request.method, target: request.target, timestamp: request.timestamp,
+                                                         nonce: request.nonce) { aad in
+                AppChannelCrypto.openRequest(&body, keys: request.keys, aad: aad)
+            }
+            guard opened else { return .reject(Self.undecryptable) }
+            // One new list: `replaceOrAdd` edits the list in place, which
+            // copies it first while the request's head still shares it.
             exchange.request.headers = exchange.request.headers.replacing("content-type", with: ("content-type", contentType))
         } else {
             exchange.request.headers.remove(name: "content-type")
@@ -106,8 +136,9 @@ public struct DecryptPayloadFilter: Filter {
             let nonce = request.nonce
             exchange.responseBodyLimit = maxResponseBody
             exchange.responseBodyTransform = { status, headers, upstreamBody in
-                let aad = AppChannelCrypto.responseAAD(status: Int(status.code), requestNonce: nonce)
-                let sealed = AppChannelCrypto.sealResponse(upstreamBody, keys: keys, aad: aad)
+                let sealed = AppChannelCrypto.withResponseAAD(status: Int(status.code), requestNonce: nonce) { aad in
+                    AppChannelCrypto.sealResponse(upstreamBody, keys: keys, aad: aad)
+                }
                 let sealedType = ("content-type", "application/octet-stream")
                 if let upstreamType = headers.first(name: "content-type") {
                     headers = headers.replacing("content-type", "x-gw-content-type", "x-gw-encrypted", "content-encoding",

@@ -131,7 +131,8 @@ public struct RequestSignatureFilter: Filter {
     public var requiredEarlierFilters: [String] { requireKeyBinding ? ["authenticate"] : [] }
 
     /// The headers, parsed by `onRequest` for `onRequestBody`: one object,
-    /// so that the exchange stores and hands it back by one reference.
+    /// so that the exchange stores and hands it back by one reference. The
+    /// signature's 32 bytes are kept inside it rather than in an array.
     final class Pending {
         let key: AppChannelKeyRing.Key
         let kid: String
@@ -140,10 +141,10 @@ public struct RequestSignatureFilter: Filter {
         let timestamp: String
         let nonceText: String
         let nonce: [UInt8]
-        let signature: [UInt8]
+        let signature: (UInt64, UInt64, UInt64, UInt64)
 
         init(key: AppChannelKeyRing.Key, kid: String, clientKeyText: String, clientKey: [UInt8], timestamp: String,
-             nonceText: String, nonce: [UInt8], signature: [UInt8]) {
+             nonceText: String, nonce: [UInt8], signature: (UInt64, UInt64, UInt64, UInt64)) {
             self.key = key
             self.kid = kid
             self.clientKeyText = clientKeyText
@@ -165,8 +166,7 @@ public struct RequestSignatureFilter: Filter {
               let timestamp = h.timestamp, let ts = Self.milliseconds(timestamp),
               let nonceText = h.nonce,
               let nonce = Base64URL.decode(nonceText), (16...32).contains(nonce.count),
-              let signatureText = h.signature,
-              let signature = Base64URL.decode(signatureText), signature.count == 32
+              let signatureText = h.signature, let signature = Self.signatureBytes(signatureText)
         else { return .reject(Self.malformed) }
         let now = clock()
         guard let key = keys.key(kid: Substring(kid), now: now) else { return .reject(Self.unknownKey) }
@@ -176,6 +176,17 @@ public struct RequestSignatureFilter: Filter {
         return .next
     }
 
+    /// The 32 bytes of `X-Gw-Signature` (43 base64url characters), or nil.
+    static func signatureBytes(_ text: String) -> (UInt64, UInt64, UInt64, UInt64)? {
+        guard text.utf8.count == 43 else { return nil }
+        var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var text = text
+        let decoded = text.withUTF8 { utf8 in
+            withUnsafeMutableBytes(of: &bytes) { Base64URL.decode(UnsafeRawBufferPointer(utf8), into: $0) }
+        }
+        return decoded == 32 ? bytes : nil
+    }
+
     public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction {
         guard let p = exchange[PendingKey.self] else { return .reject(.internalError) }
         exchange[PendingKey.self] = nil
@@ -183,12 +194,13 @@ public struct RequestSignatureFilter: Filter {
             return .reject(Self.invalidSignature)
         }
         let method = exchange.request.method.rawValue
-        let bodyHash = body.withUnsafeReadableBytes { Digest.sha256($0) }
-        let canonical = AppChannelCrypto.canonical(method: method, target: exchange.originalTarget, timestamp: p.timestamp,
-                                                   nonce: p.nonceText, kid: p.kid, bodySHA256: bodyHash)
-        guard Sodium.constantTimeEqual(AppChannelCrypto.signature(canonical: canonical, keys: session), p.signature) else {
-            return .reject(Self.invalidSignature)
+        let authentic = withUnsafeBytes(of: p.signature) { expected in
+            body.withUnsafeReadableBytes { bytes in
+                AppChannelCrypto.signatureMatches(expected, method: method, target: exchange.originalTarget, timestamp: p.timestamp,
+                                                  nonce: p.nonceText, kid: p.kid, body: bytes, keys: session)
+            }
         }
+        guard authentic else { return .reject(Self.invalidSignature) }
         if let binding = exchange[PrincipalKey.self]?.gatewayKeyBinding {
             guard let bound = Base64URL.decode(binding), Sodium.constantTimeEqual(bound, p.clientKey) else {
                 return .reject(Self.keyBindingMismatch)
@@ -226,7 +238,6 @@ public struct RequestSignatureFilter: Filter {
         }
     }
 
-    /// The value of a header sent exactly once; nil when absent or repeated.
     /// The five signed-request headers, each nil when missing or sent more than once.
     struct SignatureHeaders {
         var kid, clientKey, timestamp, nonce, signature: String?

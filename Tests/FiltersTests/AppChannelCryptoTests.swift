@@ -93,6 +93,25 @@ struct AppChannelCryptoTests {
             #expect(String(decoding: canonical, as: UTF8.self) == c.canonical, "\(c.name)")
             #expect(Base64URL.encode(AppChannelCrypto.signature(canonical: canonical, keys: keys)) == h["X-Gw-Signature"], "\(c.name)")
             #expect(Base64URL.decode(h["X-Gw-Client-Key"]!) == hex(v.client.public_key_hex))
+            // The request path's form: no canonical string, the same answer.
+            let signature = try #require(Base64URL.decode(h["X-Gw-Signature"]!))
+            func matches(_ expected: [UInt8], method: String? = nil, target: String? = nil, body: [UInt8]? = nil) -> Bool {
+                expected.withUnsafeBytes { e in
+                    (body ?? bodySent).withUnsafeBytes { b in
+                        AppChannelCrypto.signatureMatches(e, method: method ?? c.method, target: target ?? c.target, timestamp: h["X-Gw-Timestamp"]!,
+                                                          nonce: h["X-Gw-Nonce"]!, kid: h["X-Gw-Kid"]!, body: b, keys: keys)
+                    }
+                }
+            }
+            #expect(matches(signature), "\(c.name)")
+            for i in [0, 13, 31] {
+                var wrong = signature
+                wrong[i] ^= 0x40
+                #expect(!matches(wrong), "\(c.name): byte \(i) changed")
+            }
+            #expect(!matches(Array(signature.dropLast())) && !matches(signature + [0]), "32 bytes or nothing")
+            #expect(!matches(signature, method: c.method == "GET" ? "HEAD" : "GET") && !matches(signature, target: c.target + "x"))
+            #expect(!matches(signature, body: bodySent + [0]))
             let aad = AppChannelCrypto.requestAAD(method: c.method, target: c.target, timestamp: h["X-Gw-Timestamp"]!, nonce: h["X-Gw-Nonce"]!)
             if h["X-Gw-Encrypted"] == "1" {
                 #expect(AppChannelCrypto.openRequest(bodySent, keys: keys, aad: aad) == hex(c.plaintext_hex), "\(c.name)")
@@ -114,6 +133,9 @@ struct AppChannelCryptoTests {
             } else {
                 #expect(bodySent == hex(c.plaintext_hex))
             }
+            #expect(AppChannelCrypto.withRequestAAD(method: c.method, target: c.target, timestamp: h["X-Gw-Timestamp"]!, nonce: h["X-Gw-Nonce"]!) {
+                Array($0)
+            } == aad)
             if let r = c.response {
                 let b = AppChannelCrypto.responseAAD(status: r.status, requestNonce: h["X-Gw-Nonce"]!)
                 #expect(String(decoding: b, as: UTF8.self) == r.aad)
@@ -127,6 +149,41 @@ struct AppChannelCryptoTests {
                 #expect(fresh != sealed && AppChannelCrypto.openResponse(fresh, keys: keys, aad: b) == hex(r.upstream_body_hex))
                 #expect(AppChannelCrypto.openResponse(sealed, keys: keys, aad: b) == hex(r.upstream_body_hex))
             }
+        }
+    }
+
+    @Test("the AADs and the signature written without arrays equal the array forms, for odd statuses, long targets and random bodies")
+    func requestPathForms() throws {
+        var rng = SystemRandomNumberGenerator()
+        for status in [100, 200, 204, 302, 404, 503, 999, 0, 42, 1000, 12345] {
+            for nonce in ["", "AAAAAAAAAAAAAAAAAAAAAA", "n\u{E9}"] {
+                let reference = AppChannelCrypto.responseAAD(status: status, requestNonce: nonce)
+                #expect(AppChannelCrypto.withResponseAAD(status: status, requestNonce: nonce) { Array($0) } == reference, "\(status)")
+            }
+        }
+        let keys = AppChannelCrypto.SessionKeys(appToGateway: (0..<32).map { UInt8($0) }, gatewayToApp: [UInt8](repeating: 2, count: 32))
+        for length in [0, 1, 100, 5_000, 70_000] {
+            // Past the stack's share, the temporary buffer is on the heap: the same bytes.
+            let target = "/p?" + String(repeating: "q", count: length)
+            let body = (0..<(length % 3_000)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let aad = AppChannelCrypto.requestAAD(method: "POST", target: target, timestamp: "1764250000123", nonce: "bm9uY2U")
+            #expect(AppChannelCrypto.withRequestAAD(method: "POST", target: target, timestamp: "1764250000123", nonce: "bm9uY2U") { Array($0) } == aad)
+            let canonical = AppChannelCrypto.canonical(method: "POST", target: target, timestamp: "1764250000123", nonce: "bm9uY2U", kid: "k1",
+                                                       bodySHA256: Digest.sha256(body))
+            let signature = AppChannelCrypto.signature(canonical: canonical, keys: keys)
+            func matches(_ expected: [UInt8], kid: String = "k1", timestamp: String = "1764250000123") -> Bool {
+                expected.withUnsafeBytes { e in
+                    body.withUnsafeBytes { b in
+                        AppChannelCrypto.signatureMatches(e, method: "POST", target: target, timestamp: timestamp, nonce: "bm9uY2U", kid: kid,
+                                                          body: b, keys: keys)
+                    }
+                }
+            }
+            #expect(matches(signature), "target of \(length)")
+            #expect(!matches(signature, kid: "k2") && !matches(signature, timestamp: "1764250000124"))
+            var other = signature
+            other[31] ^= 1
+            #expect(!matches(other))
         }
     }
 

@@ -120,9 +120,17 @@ struct AppChannelFilterTests {
             #expect(try code(missing) == "malformed_signature", "without \(name)")
         }
         let key = c.headers["X-Gw-Client-Key"]!
+        // The signature's 43 characters hold 258 bits: the last two must be zero ("B" sets one).
+        let signature = c.headers["X-Gw-Signature"]!
         for (name, value) in [("X-Gw-Client-Key", String(key.dropLast(2))), ("X-Gw-Timestamp", "+1764250000123"), ("X-Gw-Timestamp", "1764250000123.0"),
                               ("X-Gw-Nonce", Base64URL.encode([UInt8](repeating: 1, count: 15))), ("X-Gw-Nonce", Base64URL.encode([UInt8](repeating: 1, count: 33))),
                               ("X-Gw-Signature", "abc"), ("X-Gw-Kid", "k 1"), ("X-Gw-Nonce", "not base64!")] {
+            #expect(try code([name: value]) == "malformed_signature", "\(name): \(value)")
+        }
+        let badSignatures: [String] = [String(signature.dropLast()), signature + "A", "+" + String(signature.dropFirst()),
+                                       String(signature.dropLast()) + "B", String(signature.dropLast()) + "="]
+        for value in badSignatures {
+            let name = "X-Gw-Signature"
             #expect(try code([name: value]) == "malformed_signature", "\(name): \(value)")
         }
         #expect(try code(["X-Gw-Kid": "k2"]) == "unknown_key")
