@@ -60,18 +60,31 @@ FROM_FILE = {"gateway_full", "gateway_unsigned"}
 # The app route's plaintext: a 1 KiB JSON body.
 APP_BODY = b'{"memo":"' + b"m" * 1013 + b'"}'
 assert len(APP_BODY) == 1024
+# A request file that runs out starts again from its first request, which
+# the gateway refuses as a replay (cheaply: the run would read fast and
+# wrong), so the script counts the restarts and `done` reports them.
 WRK_SCRIPT = """
-local f
+local threads = {}
+function setup(thread)
+  table.insert(threads, thread)
+end
 function init(args)
   f = assert(io.open(os.getenv("BENCH_REQUESTS"), "rb"))
+  wrapped = 0
 end
 function request()
   local line = f:read("*l")
   if not line then
+    wrapped = wrapped + 1
     f:seek("set", 0)
     line = f:read("*l")
   end
   return f:read(tonumber(line))
+end
+function done(summary, latency, requests)
+  local n = 0
+  for _, t in ipairs(threads) do n = n + t:get("wrapped") end
+  io.write(string.format("request file wrapped: %d\\n", n))
 end
 """
 
@@ -361,11 +374,12 @@ def make_requests(contender, count, path):
             f.write(b"%d\n" % len(req) + req)
 
 
-def file_args(contender, work, seconds):
-    """wrk arguments that send pre-made requests: enough for `seconds` at up
-    to 30k requests/s, so none is sent twice (a repeat would be a replay)."""
+def file_args(contender, work, seconds, rate=30000):
+    """wrk arguments that send pre-made requests: enough for `seconds` at
+    `rate` requests/s and a second more, so none is sent twice (a repeat
+    would be a replay; `run_wrk` refuses a run whose file ran out)."""
     path = os.path.join(work, f"requests-{contender}.bin")
-    make_requests(contender, 30000 * (seconds + 1), path)
+    make_requests(contender, int(rate) * (seconds + 1), path)
     os.environ["BENCH_REQUESTS"] = path
     return ["-s", os.path.join(work, "requests.lua")]
 
@@ -374,7 +388,7 @@ def header_args(contender):
     return [a for h in HEADERS.get(contender, []) for a in ("-H", h)]
 
 
-def run_wrk(target, connections, seconds, parse=True, headers=()):
+def run_wrk(target, connections, seconds, parse=True, headers=(), check_wrap=True):
     out = subprocess.run(["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", *headers, target],
                          capture_output=True, text=True).stdout
     if not parse:
@@ -388,6 +402,10 @@ def run_wrk(target, connections, seconds, parse=True, headers=()):
     except (AttributeError, ValueError) as e:
         raise SystemExit(f"cannot read wrk's output against {target} ({e}):\n{out}")
     total = int(re.search(r"(\d+) requests in", out).group(1))
+    wrapped = re.search(r"request file wrapped: (\d+)", out)
+    if check_wrap and wrapped and int(wrapped.group(1)) > 0:
+        raise SystemExit(f"wrk against {target} ran out of pre-made requests ({total} sent) and repeated them: "
+                         "the run measured replays; the file is sized from the warm-up's rate")
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     socket_errors = re.search(r"Socket errors: (.*)", out)
     return {"rps": rps, "p50_ms": p50, "p99_ms": p99, "requests": total,
@@ -431,9 +449,11 @@ def measure(procs, work):
                 extra = header_args(c)
                 if protocol == "h1":
                     warm = extra + (file_args(c, work, WARMUP) if c in FROM_FILE else [])
-                    run_wrk(target, connections, WARMUP, parse=False, headers=warm)
+                    warmed = run_wrk(target, connections, WARMUP, parse=c in FROM_FILE, headers=warm, check_wrap=False)
                     if c in FROM_FILE:
-                        extra = extra + file_args(c, work, SECONDS)
+                        # Sized from the warm-up's rate with room to spare: a
+                        # faster machine or build must not run out.
+                        extra = extra + file_args(c, work, SECONDS, rate=max(30000, 1.5 * warmed["rps"]))
                     cpu0 = proc.cpu_seconds()
                     r = run_wrk(target, connections, SECONDS, headers=extra)
                 else:
