@@ -1,5 +1,15 @@
 /// Byte-level helpers shared by the parsers of request data (paths, queries, JSON).
 public enum ASCII {
+    /// `body` over `text`'s UTF-8 bytes where they lie: a native string's
+    /// storage is read in place, with no copy of the string (`var` and
+    /// `withUTF8`, which retains it); others (bridged) are made contiguous.
+    @inline(__always)
+    public static func withUTF8<R>(_ text: String, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        if let r = try text.utf8.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) { return r }
+        var copy = text
+        return try copy.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
+    }
+
     /// The value of a hexadecimal digit, either case.
     @inline(__always)
     public static func hexValue(_ b: UInt8) -> UInt8? {

@@ -70,10 +70,7 @@ public enum AppChannelCrypto {
         return withUnsafeTemporaryAllocation(byteCount: 48, alignment: 1) { encoded in
             let hashText = bodyHash.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: encoded[..<Base64URL.encode($0, into: encoded)]) }
             return Digest.hmacSHA256(key: keys.mac, { mac in
-                func add(_ text: String) {
-                    var text = text
-                    text.withUTF8 { mac.update(bufferPointer: UnsafeRawBufferPointer($0)) }
-                }
+                func add(_ text: String) { ASCII.withUTF8(text) { mac.update(bufferPointer: $0) } }
                 func newline() { withUnsafeBytes(of: UInt8(0x0A)) { mac.update(bufferPointer: $0) } }
                 withUnsafeBytes(of: (UInt8(ascii: "G"), UInt8(ascii: "W"), UInt8(ascii: "1"), UInt8(0x0A))) { mac.update(bufferPointer: $0) }
                 add(method); newline()
@@ -103,9 +100,8 @@ public enum AppChannelCrypto {
         return try withUnsafeTemporaryAllocation(byteCount: count, alignment: 1) { out in
             var o = 0
             func put(_ text: String) {
-                var text = text
-                text.withUTF8 { u in
-                    UnsafeMutableRawBufferPointer(rebasing: out[o..<o + u.count]).copyMemory(from: UnsafeRawBufferPointer(u))
+                ASCII.withUTF8(text) { u in
+                    UnsafeMutableRawBufferPointer(rebasing: out[o..<o + u.count]).copyMemory(from: u)
                     o += u.count
                 }
             }
@@ -138,14 +134,13 @@ public enum AppChannelCrypto {
     /// `body` with `responseAAD(...)` in a temporary buffer (the request path's form).
     public static func withResponseAAD<R>(status: Int, requestNonce: String, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         guard (100...999).contains(status) else { return try responseAAD(status: status, requestNonce: requestNonce).withUnsafeBytes(body) }
-        var nonce = requestNonce
-        return try nonce.withUTF8 { n in
+        return try ASCII.withUTF8(requestNonce) { n in
             try withUnsafeTemporaryAllocation(byteCount: 4 + n.count, alignment: 1) { out in
                 out[0] = UInt8(0x30 + status / 100)
                 out[1] = UInt8(0x30 + status / 10 % 10)
                 out[2] = UInt8(0x30 + status % 10)
                 out[3] = 0x0A
-                UnsafeMutableRawBufferPointer(rebasing: out[4...]).copyMemory(from: UnsafeRawBufferPointer(n))
+                UnsafeMutableRawBufferPointer(rebasing: out[4...]).copyMemory(from: n)
                 return try body(UnsafeRawBufferPointer(out))
             }
         }

@@ -180,10 +180,7 @@ public struct RequestSignatureFilter: Filter {
     static func signatureBytes(_ text: String) -> (UInt64, UInt64, UInt64, UInt64)? {
         guard text.utf8.count == 43 else { return nil }
         var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
-        var text = text
-        let decoded = text.withUTF8 { utf8 in
-            withUnsafeMutableBytes(of: &bytes) { Base64URL.decode(UnsafeRawBufferPointer(utf8), into: $0) }
-        }
+        let decoded = ASCII.withUTF8(text) { utf8 in withUnsafeMutableBytes(of: &bytes) { Base64URL.decode(utf8, into: $0) } }
         return decoded == 32 ? bytes : nil
     }
 

@@ -36,6 +36,14 @@ struct DigestTests {
         }
     }
 
+    @Test("ASCII.withUTF8 reads a string's bytes in place: small, large, non-ASCII, and made from a substring")
+    func withUTF8() {
+        let long = String(repeating: "x-gw-nonce=\u{E9}", count: 40)
+        for text in ["", "a", "POST", "/api/v1/transfers?x=1", "caf\u{E9}", long, String(long.dropFirst(3).prefix(30))] {
+            #expect(ASCII.withUTF8(text) { Array($0) } == Array(text.utf8), "\(text.prefix(20))")
+        }
+    }
+
     @Test("equalsLowercase, eight bytes at a time, agrees with ASCII lowercasing for every token byte at every position")
     func equalsLowercase() {
         let literals: [StaticString] = ["a", "te", "via", "host", "x-gw-kid", "x-gw-nonce1", "content-type", "x-gw-encrypted",
