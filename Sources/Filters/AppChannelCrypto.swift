@@ -85,10 +85,7 @@ public enum AppChannelCrypto {
 
     /// `A` of PROTOCOL 2.4.
     public static func requestAAD(method: String, target: String, timestamp: String, nonce: String) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(linesCount(method, target, timestamp, nonce))
-        appendLines(method, target, timestamp, nonce, to: &out)
-        return out
+        withRequestAAD(method: method, target: target, timestamp: timestamp, nonce: nonce) { Array($0) }
     }
 
     /// `body` with `requestAAD(...)` written into a temporary buffer (on the

@@ -133,9 +133,7 @@ struct AppChannelCryptoTests {
             } else {
                 #expect(bodySent == hex(c.plaintext_hex))
             }
-            #expect(AppChannelCrypto.withRequestAAD(method: c.method, target: c.target, timestamp: h["X-Gw-Timestamp"]!, nonce: h["X-Gw-Nonce"]!) {
-                Array($0)
-            } == aad)
+            #expect(aad == Array("\(c.method)\n\(c.target)\n\(h["X-Gw-Timestamp"]!)\n\(h["X-Gw-Nonce"]!)".utf8), "PROTOCOL 2.4's A")
             if let r = c.response {
                 let b = AppChannelCrypto.responseAAD(status: r.status, requestNonce: h["X-Gw-Nonce"]!)
                 #expect(String(decoding: b, as: UTF8.self) == r.aad)
@@ -166,7 +164,8 @@ struct AppChannelCryptoTests {
             // Past the stack's share, the temporary buffer is on the heap: the same bytes.
             let target = "/p?" + String(repeating: "q", count: length)
             let body = (0..<(length % 3_000)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            let aad = AppChannelCrypto.requestAAD(method: "POST", target: target, timestamp: "1764250000123", nonce: "bm9uY2U")
+            // PROTOCOL 2.4's `A`, written out (the array form is built on the buffer form).
+            let aad = Array("POST\n\(target)\n1764250000123\nbm9uY2U".utf8)
             #expect(AppChannelCrypto.withRequestAAD(method: "POST", target: target, timestamp: "1764250000123", nonce: "bm9uY2U") { Array($0) } == aad)
             let canonical = AppChannelCrypto.canonical(method: "POST", target: target, timestamp: "1764250000123", nonce: "bm9uY2U", kid: "k1",
                                                        bodySHA256: Digest.sha256(body))
