@@ -305,20 +305,26 @@ struct AuthenticateJWKSURLTests {
         let old = try PassportSigningKey.generate(kid: "old")
         let new = try PassportSigningKey.generate(kid: "new")
         try JWKSet(keys: [old.publicJWK]).json().write(to: URL(fileURLWithPath: dir + "/jwks.json"))
-        let port = Int.random(in: 33_000..<39_000)
-        let server = Process()
-        server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        server.arguments = ["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir]
-        server.standardOutput = FileHandle.nullDevice
-        server.standardError = FileHandle.nullDevice
-        try server.run()
+        // A random port may be taken (by another test's connection, say):
+        // a server that exits at once is started again on another one.
+        var server = Process()
         defer { if server.isRunning { kill(server.processIdentifier, SIGKILL) } }
-        let json = #"{"jwt": {"jwks": "http://127.0.0.1:\#(port)/jwks.json", "issuer": "i", "refresh": "1s"}}"#
         var filter: AuthenticateFilter?
-        for _ in 0..<50 where filter == nil {
-            filter = try? AuthenticateFilter(configuration: try JSONDecoder().decode(AuthenticateFilter.Configuration.self, from: Data(json.utf8)),
-                                             context: FilterContext(stateDirectory: dir))
-            if filter == nil { try await Task.sleep(for: .milliseconds(100)) }
+        for _ in 0..<5 where filter == nil {
+            let port = Int.random(in: 20_000..<32_000)
+            server = Process()
+            server.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            server.arguments = ["python3", "-m", "http.server", String(port), "--bind", "127.0.0.1", "--directory", dir]
+            server.standardOutput = FileHandle.nullDevice
+            server.standardError = FileHandle.nullDevice
+            try server.run()
+            let json = #"{"jwt": {"jwks": "http://127.0.0.1:\#(port)/jwks.json", "issuer": "i", "refresh": "1s"}}"#
+            for _ in 0..<100 where filter == nil && server.isRunning {
+                filter = try? AuthenticateFilter(configuration: try JSONDecoder().decode(AuthenticateFilter.Configuration.self, from: Data(json.utf8)),
+                                                 context: FilterContext(stateDirectory: dir))
+                if filter == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            if filter == nil && server.isRunning { kill(server.processIdentifier, SIGKILL) }
         }
         let f = try #require(filter, "the JWK Set server did not come up")
         func token(_ key: PassportSigningKey) -> String {
