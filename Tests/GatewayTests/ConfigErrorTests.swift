@@ -240,6 +240,27 @@ struct ConfigErrorTests {
         }
     }
 
+    @Test("http2_engine: gateway (the default) or nio; anything else names the key")
+    func http2Engine() throws {
+        func config(_ engine: String?) throws -> ConfigFolder {
+            try ConfigFolder(["00-base.yaml": """
+            listeners:
+              - name: public
+                address: 127.0.0.1:0
+            \(engine.map { "    http2_engine: \($0)" } ?? "")
+            upstreams:
+              - name: a
+                endpoints: ["127.0.0.1:7001"]
+            """])
+        }
+        #expect(try config(nil).load().listeners[0].http2Engine == .gateway)
+        #expect(try config("nio").load().listeners[0].http2Engine == .nio)
+        let folder = try config("h2o")
+        let text = try #require(folder.error())
+        #expect(text.contains(folder.path("00-base.yaml")) && text.contains("listeners[0].http2_engine")
+                && text.contains("'h2o' is not gateway or nio"), "\(text)")
+    }
+
     @Test func sanitizeFilterMistakeNamesTheKey() throws {
         try expectError("""
         routes:

@@ -126,9 +126,10 @@ struct HTTP2EndToEndTests {
         #expect(ok.status == 200, "\(ok)")
     }
 
-    @Test("HTTP/2 with a client window of 16 KiB: two 1 MB responses on one connection arrive intact, each sent as the client returns its window")
-    func smallClientWindow() async throws {
-        let f = try await ProxyFixture.start()
+    @Test("HTTP/2 with a client window of 16 KiB: two 1 MB responses on one connection arrive intact, each sent as the client returns its window",
+          arguments: ["gateway", "nio"])
+    func smallClientWindow(engine: String) async throws {
+        let f = try await ProxyFixture.start(engine: engine)
         defer { Task { await f.stop() } }
         // python-h2 with SETTINGS_INITIAL_WINDOW_SIZE 16384 and the
         // connection's window left at 65,535: the gateway spends each
@@ -289,9 +290,10 @@ struct HTTP2EndToEndTests {
         #expect(await f.gateway.logEventually(contains: "\"error\":\"client_closed\""))
     }
 
-    @Test("HTTP/2: a connection without open streams closes after idle_timeout, also after a stream NIOHTTP2 refused itself (its close is never announced as a creation)")
-    func idleAfterRefusedStream() async throws {
-        let f = try await ProxyFixture.start(limits: "{idle_timeout: 300ms}")
+    @Test("HTTP/2: a connection without open streams closes after idle_timeout, also after a stream the frame layer refused itself (NIOHTTP2 never announces its creation)",
+          arguments: ["gateway", "nio"])
+    func idleAfterRefusedStream(engine: String) async throws {
+        let f = try await ProxyFixture.start(limits: "{idle_timeout: 300ms}", engine: engine)
         defer { Task { await f.stop() } }
         let script = """
         def read_until(pred):
@@ -339,5 +341,66 @@ struct HTTP2EndToEndTests {
         let closedAfter = out["closed_after"] as? Double ?? 99
         #expect(closedAfter > 0.15 && closedAfter < 2, "\(out)")
         #expect((out["goaways"] as? [Int])?.first == 0, "closed without a GOAWAY NO_ERROR: \(out)")
+    }
+
+    @Test("HTTP/2 floods through TLS (python-h2): rapid reset, a CONTINUATION flood and a PING flood each end their connection with GOAWAY ENHANCE_YOUR_CALM; the flood of header fragments reaches nothing upstream, and the next connection is served")
+    func floods() async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let script = """
+        from hyperframe.frame import Frame, GoAwayFrame, HeadersFrame, ContinuationFrame, PingFrame, RstStreamFrame
+        def connect():
+            t = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=5), server_hostname="localhost")
+            c = h2.connection.H2Connection(raw); c.initiate_connection(); t.sendall(c.data_to_send())
+            return t, c
+        def goaway_code(t):
+            buf = b""
+            try:
+                while True:
+                    d = t.recv(65536)
+                    if not d: return None
+                    buf += d
+                    while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                        fr, n = Frame.parse_frame_header(memoryview(buf[:9])); fr.parse_body(memoryview(buf[9:9 + n])); buf = buf[9 + n:]
+                        if isinstance(fr, GoAwayFrame): return fr.error_code
+            except (ConnectionError, OSError):
+                return None
+        out = {}
+        get = [(b":method", b"GET"), (b":scheme", b"https"), (b":authority", b"localhost"), (b":path", b"/api/flood")]
+        mode = sys.argv[4]
+        t, c = connect()
+        if mode == "continuation":
+            # A header block that never ends.
+            frames = HeadersFrame(1, data=c.encoder.encode(get), flags=["END_STREAM"]).serialize()
+            for i in range(50): frames += ContinuationFrame(1, data=b"\\x82" * 8).serialize()
+        elif mode == "ping":
+            frames = b"".join(PingFrame(0, opaque_data=i.to_bytes(8, "big")).serialize() for i in range(300))
+        elif mode == "rapid_reset":
+            # HEADERS then RST_STREAM, 250 times in one write.
+            frames = b""
+            for i in range(250):
+                c.send_headers(1 + 2 * i, get, end_stream=True); c.reset_stream(1 + 2 * i); frames += c.data_to_send()
+        if mode != "next":
+            try: t.sendall(frames)
+            except OSError: pass
+            out["goaway"] = goaway_code(t)
+        else:
+            c.send_headers(1, get, end_stream=True); t.sendall(c.data_to_send()); status = None
+            while status is None:
+                for ev in c.receive_data(t.recv(65536)):
+                    if isinstance(ev, h2.events.ResponseReceived): status = int(dict(ev.headers)[b":status"])
+            out["status"] = status
+        print(json.dumps(out))
+        """
+        // ENHANCE_YOUR_CALM is 11. The header fragments never make a request.
+        let continuation = try await PythonH2.json(script, ca: f.ca, port: f.port, timeout: 10, args: ["continuation"])
+        #expect(continuation["goaway"] as? Int == 11, "\(continuation)")
+        #expect(f.upstreamHeads == 0)
+        for mode in ["ping", "rapid_reset"] {
+            let out = try await PythonH2.json(script, ca: f.ca, port: f.port, timeout: 10, args: [mode])
+            #expect(out["goaway"] as? Int == 11, "\(mode): \(out)")
+        }
+        let next = try await PythonH2.json(script, ca: f.ca, port: f.port, timeout: 10, args: ["next"])
+        #expect(next["status"] as? Int == 200, "\(next)")
     }
 }

@@ -25,7 +25,8 @@ final class ProxyFixture: @unchecked Sendable {
         self.plainPort = plainPort
     }
 
-    static func start(limits: String = "{max_body: 1MiB}", extraArgs: [String] = []) async throws -> ProxyFixture {
+    /// `engine`: the public listener's `http2_engine` (nil: the default).
+    static func start(limits: String = "{max_body: 1MiB}", engine: String? = nil, extraArgs: [String] = []) async throws -> ProxyFixture {
         let state = try TestSupport.temporaryDirectory("state")
         try await TestSupport.makeCertificates(in: state)
         let upstream = DemoUpstreamServer(name: "svc", group: MultiThreadedEventLoopGroup.singleton)
@@ -39,6 +40,7 @@ final class ProxyFixture: @unchecked Sendable {
             address: 127.0.0.1:\(port)
             tls: {cert: localhost.pem, key: localhost-key.pem}
             limits: \(limits)
+        \(engine.map { "    http2_engine: \($0)" } ?? "")
             filters:
               - headers: {response: {set: {x-frame-options: DENY}, remove: [server]}}
           - name: internal
@@ -391,9 +393,10 @@ struct ProxyEndToEndTests {
         #expect(f.upstreamHeads == 3)
     }
 
-    @Test("SIGTERM: stops accepting, finishes the in-flight slow request, exits 0", arguments: ["--http1.1", "--http2"])
-    func gracefulShutdown(version: String) async throws {
-        let f = try await ProxyFixture.start()
+    @Test("SIGTERM: stops accepting, finishes the in-flight slow request, exits 0",
+          arguments: [("--http1.1", "gateway"), ("--http2", "gateway"), ("--http2", "nio")])
+    func gracefulShutdown(version: String, engine: String) async throws {
+        let f = try await ProxyFixture.start(engine: engine)
         defer { Task { await f.stop() } }
         async let slow = Curl.request(f.url("/api/slow"), caFile: f.ca, args: [version, "-H", "x-demo-delay: 400ms"])
         for _ in 0..<100 where f.upstreamHeads == 0 { try await Task.sleep(nanoseconds: 10_000_000) }

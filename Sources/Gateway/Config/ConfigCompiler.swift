@@ -80,6 +80,7 @@ struct ConfigCompiler {
             if let t = l.tls { tls = makeTLS(t, src, listener: l.name) }
             validateLimits(l.limits, src)
             validateSanitize(l, src)
+            if HTTP2Engine(rawValue: l.http2Engine) == nil { fail(src, "http2_engine", "'\(l.http2Engine)' is not gateway or nio") }
             if let address, l.tls == nil || tls != nil { listenerParts[l.name] = (address, tls) }
         }
         if raw.listeners.isEmpty {
@@ -121,7 +122,8 @@ struct ConfigCompiler {
             listeners.append(ListenerRuntime(name: name, address: address, addressText: l.address, tls: tls, limits: limits,
                                              router: Router(routes: routesByListener[name] ?? []),
                                              defaultFilters: l.filters.map(\.filter), sanitize: Self.sanitizePolicy(l),
-                                             gatewayKeys: appChannelKeys, requestsClientCertificates: (l.tls?.clientAuth ?? "none") != "none"))
+                                             gatewayKeys: appChannelKeys, requestsClientCertificates: (l.tls?.clientAuth ?? "none") != "none",
+                                             http2Engine: HTTP2Engine(rawValue: l.http2Engine) ?? .gateway))
         }
         return RuntimeConfig(digest: raw.digest, adminAddress: adminAddress!, adminAddressText: raw.admin.address,
                              listeners: listeners, upstreams: upstreams, routes: allRoutes, routeTests: tests,

@@ -107,10 +107,14 @@ struct ListenerConfig: Decodable {
     var securityHeaders: SecurityHeadersConfig?
     var trustRequestID = false
     var trustXFCC: TrustXFCCConfig?
+    /// `gateway` (default): HTTP/2 by the gateway's own frame layer;
+    /// `nio`: by NIOHTTP2's, as before it.
+    var http2Engine = "gateway"
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case name, address, tls, limits, filters, sanitize
         case securityHeaders = "security_headers", trustRequestID = "trust_request_id", trustXFCC = "trust_xfcc"
+        case http2Engine = "http2_engine"
     }
 
     init(from decoder: Decoder) throws {
@@ -124,6 +128,7 @@ struct ListenerConfig: Decodable {
         securityHeaders = try c.decodeIfPresent(SecurityHeadersConfig.self, forKey: .securityHeaders)
         trustRequestID = try c.decodeIfPresent(Bool.self, forKey: .trustRequestID) ?? false
         trustXFCC = try c.decodeIfPresent(TrustXFCCConfig.self, forKey: .trustXFCC)
+        http2Engine = try c.decodeIfPresent(String.self, forKey: .http2Engine) ?? http2Engine
     }
 }
 

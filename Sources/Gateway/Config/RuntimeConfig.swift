@@ -24,6 +24,15 @@ struct ListenerRuntime: Sendable {
     /// Whether the listener asks for client certificates (`client_auth`):
     /// only then is the handshake's peer certificate looked up.
     var requestsClientCertificates = false
+    /// Which frame layer serves HTTP/2 (`http2_engine`).
+    var http2Engine = HTTP2Engine.gateway
+}
+
+enum HTTP2Engine: String, Sendable {
+    /// `H2ServerCodec`.
+    case gateway
+    /// `NIOHTTP2Handler` with NIOHTTP2's connection-management handler.
+    case nio
 }
 
 struct ListenerLimitsRuntime: Sendable {

@@ -228,8 +228,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is ChannelShouldQuiesceEvent {
             // Close now if idle, else after the current response. (On
-            // HTTP/2 the connection management handler sends GOAWAY and the
-            // streams finish.)
+            // HTTP/2 the frame layer sends GOAWAY and the streams finish.)
             quiescing = true
             if request == nil { context.close(promise: nil) }
             return

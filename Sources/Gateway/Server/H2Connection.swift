@@ -9,11 +9,13 @@ import NIOHTTP2
 /// tenth of an HTTP/2 request's samples, with a hop through the child's
 /// pipeline for every frame).
 ///
-/// `NIOHTTP2Handler` (without a multiplexer) still does the protocol: frame
-/// parsing, HPACK, the connection and stream state machines, SETTINGS, PING,
-/// GOAWAY, the limits on concurrent streams, resets and other glitches, and
-/// the content-length checks. What the multiplexer did on top of it is done
-/// here:
+/// The frame layer below it does the protocol: `H2ServerCodec`, the
+/// gateway's own (the default), or `NIOHTTP2Handler` without a multiplexer
+/// (`http2_engine: nio`). Either parses the frames, keeps the connection and
+/// stream state machines, SETTINGS, PING, GOAWAY, the limits on concurrent
+/// streams, resets and other floods, and the content-length checks, and
+/// hands this handler `HTTP2Frame`s and `StreamClosedEvent`s. What NIOHTTP2's
+/// stream multiplexer did on top of that is done here:
 /// - **Receive windows.** The gateway returns the DATA it read in
 ///   WINDOW_UPDATE frames once half of `windowTarget` is used: on the
 ///   connection always, on a stream only while its request can take more
@@ -28,10 +30,11 @@ import NIOHTTP2
 /// - **Stream lifetime.** A stream's handler lives from its first HEADERS
 ///   frame to NIOHTTP2's `StreamClosedEvent` (or the connection's end).
 ///
-/// It sits between `NIOHTTP2Handler` and the connection management handler
-/// (idle timeout, graceful shutdown), to which it passes the stream events,
-/// the end of each read and the PING frames, whose acknowledgements that
-/// handler's graceful close waits for; no other frame.
+/// With `NIOHTTP2Handler` it sits before NIOHTTP2's connection management
+/// handler (idle timeout, graceful shutdown), to which it passes the stream
+/// events, the end of each read and the PING frames, whose acknowledgements
+/// that handler's graceful close waits for; no other frame. `H2ServerCodec`
+/// does those itself.
 final class H2Connection: ChannelInboundHandler {
     typealias InboundIn = HTTP2Frame
     typealias OutboundOut = HTTP2Frame

@@ -73,6 +73,17 @@ enum ListenerBootstrap {
 
     static func configureHTTP2(channel: Channel, limits: ListenerLimitsRuntime, environment: ProxyEnvironment) throws {
         let sync = channel.pipeline.syncOperations
+        if environment.listener.http2Engine == .gateway {
+            // The gateway's own frame layer (`H2ServerCodec`): the protocol,
+            // its limits, the idle timeout and the graceful close.
+            try sync.addHandler(FlushCoalescer())
+            try sync.addHandler(H2ServerCodec(
+                configuration: .init(maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeadSize,
+                                     initialWindow: H2Connection.windowTarget, idleTimeout: limits.idleTimeout),
+                logger: environment.logger))
+            try sync.addHandler(H2Connection(environment: environment, eventLoop: channel.eventLoop, peer: Peer(channel.remoteAddress)))
+            return
+        }
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
         // Request blocks are checked by `H2Request` in the pass that reads
         // them, response blocks by `H2ResponseHead`; NIOHTTP2 would walk each
