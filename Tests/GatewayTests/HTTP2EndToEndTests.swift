@@ -403,4 +403,35 @@ struct HTTP2EndToEndTests {
         let next = try await PythonH2.json(script, ca: f.ca, port: f.port, timeout: 10, args: ["next"])
         #expect(next["status"] as? Int == 200, "\(next)")
     }
+
+    @Test("HTTP/2 response heads through python-h2's HPACK decoder: 20 responses on one connection, with the default table and with SETTINGS_HEADER_TABLE_SIZE 0, every field intact and each x-request-id its own",
+          arguments: [4096, 0])
+    func responseHeads(tableSize: Int) async throws {
+        let f = try await ProxyFixture.start()
+        defer { Task { await f.stop() } }
+        let script = """
+        c = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+        c.local_settings = h2.settings.Settings(client=True, initial_values={h2.settings.SettingCodes.HEADER_TABLE_SIZE: int(sys.argv[4])})
+        c.initiate_connection(); s.sendall(c.data_to_send())
+        heads = []
+        for i in range(20):
+            sid = 1 + 2 * i
+            c.send_headers(sid, [(":method", "GET"), (":scheme", "https"), (":authority", "localhost"), (":path", "/api/h%d" % i)], end_stream=True)
+            s.sendall(c.data_to_send()); done = False
+            while not done:
+                for ev in c.receive_data(s.recv(65536)):
+                    if isinstance(ev, h2.events.ResponseReceived): heads.append(dict(ev.headers))
+                    elif isinstance(ev, h2.events.StreamEnded): done = True
+                    elif isinstance(ev, h2.events.ConnectionTerminated): raise SystemExit("GOAWAY " + str(ev.error_code))
+                s.sendall(c.data_to_send())
+        print(json.dumps(heads))
+        """
+        let out = try await PythonH2.output(script, ca: f.ca, port: f.port, args: [String(tableSize)])
+        let heads = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [[String: String]], "\(out)")
+        #expect(heads.count == 20)
+        #expect(heads.allSatisfy { $0[":status"] == "200" && $0["x-route"] == "svc" && $0["x-frame-options"] == "DENY"
+                && $0["content-type"] != nil && $0["server"] == nil }, "\(heads.first ?? [:])")
+        #expect(Set(heads.compactMap { $0["x-request-id"] }).count == 20)
+        #expect(f.upstreamHeads == 20)
+    }
 }

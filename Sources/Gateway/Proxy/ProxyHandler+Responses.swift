@@ -73,13 +73,16 @@ extension ProxyHandler {
         switch part {
         case .head(let head):
             writeUnsent(context)
-            guard let block = H2ResponseHead.block(head) else {
-                // As on HTTP/1.1: nothing of a head that could not be sent; the stream ends.
-                env.logger.error("response not sent", metadata: ["error": "invalid response header field", "listener": "\(env.listener.name)"])
-                resetStream(.internalError)
+            if let codec = connection?.codec {
+                // The gateway's frame layer encodes the head itself.
+                if codec.writeResponseHead(head, stream: streamID) { return }
+            } else if let block = H2ResponseHead.block(head) {
+                writeFrame(.headers(.init(headers: block)), context: context)
                 return
             }
-            writeFrame(.headers(.init(headers: block)), context: context)
+            // As on HTTP/1.1: nothing of a head that could not be sent; the stream ends.
+            env.logger.error("response not sent", metadata: ["error": "invalid response header field", "listener": "\(env.listener.name)"])
+            resetStream(.internalError)
         case .body(let body):
             writeUnsent(context)
             // Held until the next part: when that is the end, the last DATA

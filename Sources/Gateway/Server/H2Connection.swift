@@ -45,6 +45,10 @@ final class H2Connection: ChannelInboundHandler {
 
     let env: ProxyEnvironment
     let deadlines: StreamDeadlines
+    /// The gateway's frame layer below, when it is the one (`http2_engine:
+    /// gateway`): response heads go to it directly, encoded from the
+    /// gateway's own head.
+    var codec: H2ServerCodec?
     private let peer: Peer
     private var context: ChannelHandlerContext?
     /// The event loop's pools and request ids, looked up once per connection.

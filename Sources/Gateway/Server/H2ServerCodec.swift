@@ -1,3 +1,4 @@
+import Filters
 import Logging
 import NIOCore
 import NIOHPACK
@@ -102,7 +103,7 @@ final class H2ServerCodec: ChannelDuplexHandler {
     private var phase = Phase.preface
     private var inbound: ByteBuffer?
     private var decoder: HPACKDecoder
-    private var encoder: HPACKEncoder
+    private var encoder = HPACKResponseEncoder()
     private var out: ByteBuffer
     private var streams: [Stream] = []
     /// The highest stream id the peer opened (or tried to).
@@ -137,7 +138,6 @@ final class H2ServerCodec: ChannelDuplexHandler {
         let allocator = ByteBufferAllocator()
         self.decoder = HPACKDecoder(allocator: allocator, maxDynamicTableSize: HPACKDecoder.maxDynamicTableSize,
                                     maxHeaderListSize: configuration.maxHeaderListSize)
-        self.encoder = HPACKEncoder(allocator: allocator)
         self.out = allocator.buffer(capacity: 0)
     }
 
@@ -504,7 +504,7 @@ final class H2ServerCodec: ChannelDuplexHandler {
             switch id {
             case 1:
                 // The peer's decoder table: this side's encoder stays within it.
-                try? encoder.setDynamicTableSize(min(Int(value), HPACKEncoder.defaultDynamicTableSize))
+                encoder.setPeerLimit(Int(value))
             case 2:
                 guard value <= 1 else { throw ConnectionError(code: .protocolError, reason: "SETTINGS_ENABLE_PUSH other than 0 or 1") }
             case 4:
@@ -766,25 +766,47 @@ final class H2ServerCodec: ChannelDuplexHandler {
         return true
     }
 
+    /// A stream's response head, encoded from the gateway's own head (no
+    /// `HPACKHeaders` in between). False when a field could not be sent:
+    /// nothing is written.
+    func writeResponseHead(_ head: ResponseHead, stream id: HTTP2StreamID) -> Bool {
+        guard let i = index(of: Int32(id)), !streams[i].localEnded else { return true }
+        guard streams[i].queued.isEmpty else {
+            // Never the case for a head (the first frame of a response); kept in order all the same.
+            guard let block = H2ResponseHead.block(head) else { return false }
+            streams[i].queued.append(.headers(block, endStream: false))
+            return true
+        }
+        let headerAt = out.writerIndex
+        writeFrameHeader(length: 0, type: 1, flags: 0x4, stream: Int32(id))
+        let blockAt = out.writerIndex
+        guard encoder.encode(head, into: &out) else {
+            out.moveWriterIndex(to: headerAt)
+            return false
+        }
+        finishHeaders(headerAt: headerAt, blockAt: blockAt, endStream: false, stream: Int32(id))
+        return true
+    }
+
     private func writeHeaders(_ headers: HPACKHeaders, endStream: Bool, stream: Int32) {
         let headerAt = out.writerIndex
         writeFrameHeader(length: 0, type: 1, flags: 0x4 | (endStream ? 1 : 0), stream: stream)
         let blockAt = out.writerIndex
-        do {
-            try encoder.encode(headers: headers, to: &out)
-        } catch {
-            // Only a misuse of the encoder throws; the stream gets an empty block's worth of nothing.
-            logger.error("HTTP/2 header block not encoded", metadata: ["error": "\(error)"])
-        }
+        encoder.encode(headers, into: &out)
+        finishHeaders(headerAt: headerAt, blockAt: blockAt, endStream: endStream, stream: stream)
+    }
+
+    /// Sets the length of the HEADERS frame just written; a block larger than
+    /// the peer takes in one frame becomes HEADERS and CONTINUATION frames.
+    private func finishHeaders(headerAt: Int, blockAt: Int, endStream: Bool, stream: Int32) {
         let length = out.writerIndex - blockAt
         if length <= peerMaxFrameSize {
             out.setInteger(UInt8(truncatingIfNeeded: length >> 16), at: headerAt)
             out.setInteger(UInt16(truncatingIfNeeded: length), at: headerAt + 1)
             return
         }
-        // Larger than the peer takes in one frame: HEADERS, then CONTINUATION frames.
-        var block = out.getSlice(at: blockAt, length: length)!
-        block = ByteBuffer(buffer: block)  // its own storage: `out` is rewritten below
+        // A copy of the block with its own storage: `out` is rewritten below.
+        var block = ByteBuffer(bytes: out.getSlice(at: blockAt, length: length)!.readableBytesView)
         out.moveWriterIndex(to: headerAt)
         var first = true
         while block.readableBytes > 0 {

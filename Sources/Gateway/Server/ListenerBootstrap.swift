@@ -76,12 +76,15 @@ enum ListenerBootstrap {
         if environment.listener.http2Engine == .gateway {
             // The gateway's own frame layer (`H2ServerCodec`): the protocol,
             // its limits, the idle timeout and the graceful close.
-            try sync.addHandler(FlushCoalescer())
-            try sync.addHandler(H2ServerCodec(
+            let codec = H2ServerCodec(
                 configuration: .init(maxConcurrentStreams: limits.maxConcurrentStreams, maxHeaderListSize: limits.maxHeadSize,
                                      initialWindow: H2Connection.windowTarget, idleTimeout: limits.idleTimeout),
-                logger: environment.logger))
-            try sync.addHandler(H2Connection(environment: environment, eventLoop: channel.eventLoop, peer: Peer(channel.remoteAddress)))
+                logger: environment.logger)
+            let connection = H2Connection(environment: environment, eventLoop: channel.eventLoop, peer: Peer(channel.remoteAddress))
+            connection.codec = codec
+            try sync.addHandler(FlushCoalescer())
+            try sync.addHandler(codec)
+            try sync.addHandler(connection)
             return
         }
         var connection = NIOHTTP2Handler.ConnectionConfiguration()
