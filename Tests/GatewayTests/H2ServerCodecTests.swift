@@ -465,4 +465,35 @@ struct H2ServerCodecTests {
         #expect(!shutdown.channel.isActive)
         #expect(shutdown.above.requests == [1])
     }
+
+    @Test("no crash on garbage: 3,000 connections of random frames (valid headers, random types, flags, streams, lengths and payloads), each ends open or with a GOAWAY (its own, or the client's); the layer above only ever sees odd streams it was told of")
+    func randomFrames() throws {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<3000 {
+            let c = try Client({ $0.maxConcurrentStreams = 4; $0.initialWindow = 1000; $0.maxHeaderListSize = 2000 })
+            var clientWentAway = false
+            for _ in 0..<Int.random(in: 1...12, using: &rng) {
+                let type = UInt8.random(in: 0...10, using: &rng)
+                let flags = UInt8.random(in: 0...255, using: &rng)
+                let stream = [0, 1, 2, 3, 5, 7, 9, 0x7FFF_FFFF].randomElement(using: &rng)!
+                var payload: [UInt8]
+                switch Int.random(in: 0..<4, using: &rng) {
+                case 0: payload = c.block(Self.get)
+                case 1: payload = Self.be32(UInt32.random(in: 0...UInt32.max, using: &rng))
+                case 2: payload = (0..<Int.random(in: 0...40, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                default: payload = Array(repeating: 0, count: Int.random(in: 0...2000, using: &rng))
+                }
+                try c.send(Self.frame(type, flags: flags, stream: stream, payload))
+                // A well-formed GOAWAY from the client: the connection may close without one of its own.
+                if type == 7 && stream == 0 && payload.count >= 8 { clientWentAway = true }
+                guard c.channel.isActive else { break }
+            }
+            if !c.channel.isActive && !clientWentAway { #expect(try c.goAway() != nil, "closed without a GOAWAY: \(c.sent)") }
+            for case .frame(let f) in c.above.events {
+                let id = Int(f.streamID)
+                #expect(id == 0 || id % 2 == 1, "\(f)")
+            }
+            _ = try? c.channel.finish()
+        }
+    }
 }
