@@ -148,20 +148,24 @@ enum H2Request {
 /// name that is not a token, a value with a control character), as the
 /// HTTP/1.1 encoder refuses it.
 enum H2ResponseHead {
+    /// A field HTTP/2 forbids (RFC 9113 8.2.2), left out of response blocks.
+    @inline(__always)
+    static func isConnectionSpecific(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 10: return ASCII.equalsLowercase(name, "connection") || ASCII.equalsLowercase(name, "keep-alive")
+        case 16: return ASCII.equalsLowercase(name, "proxy-connection")
+        case 17: return ASCII.equalsLowercase(name, "transfer-encoding")
+        case 7: return ASCII.equalsLowercase(name, "upgrade")
+        default: return false
+        }
+    }
+
     static func block(_ head: ResponseHead) -> HPACKHeaders? {
         var block = HPACKHeaders()
         block.reserveCapacity(head.headers.count + 1)
         block.add(name: ":status", value: String(head.status.code))
         for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 10 where ASCII.equalsLowercase(name, "connection") || ASCII.equalsLowercase(name, "keep-alive"),
-                 16 where ASCII.equalsLowercase(name, "proxy-connection"),
-                 17 where ASCII.equalsLowercase(name, "transfer-encoding"),
-                 7 where ASCII.equalsLowercase(name, "upgrade"):
-                continue
-            default:
-                break
-            }
+            if isConnectionSpecific(name) { continue }
             guard HTTPToken.isValidName(name), HTTPToken.isValidFieldValue(value) else { return nil }
             let indexing: HPACKIndexing
             switch name.utf8.count {

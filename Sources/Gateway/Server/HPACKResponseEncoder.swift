@@ -57,15 +57,7 @@ struct HPACKResponseEncoder {
         beginBlock(&out)
         status(Int(head.status.code), into: &out)
         for (name, value) in head.headers {
-            switch name.utf8.count {
-            case 10 where ASCII.equalsLowercase(name, "connection") || ASCII.equalsLowercase(name, "keep-alive"),
-                 16 where ASCII.equalsLowercase(name, "proxy-connection"),
-                 17 where ASCII.equalsLowercase(name, "transfer-encoding"),
-                 7 where ASCII.equalsLowercase(name, "upgrade"):
-                continue  // connection-specific: HTTP/2 forbids them (RFC 9113 8.2.2)
-            default:
-                break
-            }
+            if H2ResponseHead.isConnectionSpecific(name) { continue }
             guard HTTPToken.isValidName(name), HTTPToken.isValidFieldValue(value) else {
                 out.moveWriterIndex(to: start)
                 (entries, tableSize, smallestLimit) = saved
