@@ -487,9 +487,14 @@ def measure(procs, work):
     return runs
 
 
-async def open_idle(port, count):
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # and an empty SETTINGS
+
+
+async def open_idle(port, count, h2=False):
+    """`count` idle TLS connections; with `h2`, each negotiated h2 and
+    exchanged the preface and SETTINGS (an HTTP/2 connection without streams)."""
     ctx = ssl.create_default_context(cafile=CA)
-    ctx.set_alpn_protocols(["http/1.1"])
+    ctx.set_alpn_protocols(["h2"] if h2 else ["http/1.1"])
     sem = asyncio.Semaphore(200)
     conns = []
 
@@ -498,6 +503,11 @@ async def open_idle(port, count):
             for _ in range(3):
                 try:
                     r, w = await asyncio.open_connection("127.0.0.1", port, ssl=ctx, server_hostname="localhost")
+                    if h2:
+                        if w.get_extra_info("ssl_object").selected_alpn_protocol() != "h2":
+                            raise SystemExit(f"port {port} did not negotiate h2")
+                        w.write(H2_PREFACE)
+                        await asyncio.wait_for(r.read(9), 5)  # the server's SETTINGS
                     conns.append(w)
                     return
                 except OSError:
@@ -506,7 +516,7 @@ async def open_idle(port, count):
     return conns
 
 
-def idle_memory(procs):
+def idle_memory(procs, h2=False):
     result = {}
     for c in contenders():
         if c == "direct" or c in FROM_FILE:
@@ -515,7 +525,7 @@ def idle_memory(procs):
         before = proc.rss_kib()
 
         async def go():
-            conns = await open_idle(PORTS[c], IDLE)
+            conns = await open_idle(PORTS[c], IDLE, h2)
             await asyncio.sleep(1.0)
             after = proc.rss_kib()
             for w in conns:
@@ -525,7 +535,7 @@ def idle_memory(procs):
         opened, after = asyncio.run(go())
         per = (after - before) / opened if opened else 0.0
         result[c] = round(per, 2)
-        log(f"idle {c:14} {opened} TLS connections: RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, {per:.2f} KiB per connection")
+        log(f"idle {'h2 ' if h2 else ''}{c:14} {opened} TLS connections: RSS {before / 1024:.1f} -> {after / 1024:.1f} MiB, {per:.2f} KiB per connection")
     return result
 
 
@@ -597,6 +607,14 @@ def main():
             log(f"{c:14} negotiates {v}")
         runs = measure(procs, work)
         idle = idle_memory(procs) if IDLE > 0 else {}
+        idle_h2 = {}
+        if IDLE > 0:
+            # On fresh processes: memory the HTTP/1.1 connections freed would
+            # otherwise be reused and hide what HTTP/2 connections cost.
+            for p in procs.values():
+                p.stop()
+            procs = start_servers(work)
+            idle_h2 = idle_memory(procs, h2=True)
     finally:
         for p in procs.values():
             p.stop()
@@ -609,6 +627,7 @@ def main():
                    "proxy_core": PROXY_CORE, "load_and_upstream_core": LOAD_CORE, "tls": ciphers},
         "runs": runs,
         "idle_kib_per_conn": idle,
+        "idle_h2_kib_per_conn": idle_h2,
         "ratios": {name: ratio(runs, *spec) for name, spec in RATIOS.items()},
         "ratio_rounds": {name: round_ratios(runs, *spec) for name, spec in RATIOS.items()},
     }
@@ -622,6 +641,8 @@ def main():
               f"{r['p99_ms']:8.2f} {r['cpu_us_per_req']:10.1f} {r['rss_mib']:8.1f} {r['errors']:6}")
     for c, v in idle.items():
         print(f"idle {c:15} {v:8.2f} KiB per TLS connection")
+    for c, v in idle_h2.items():
+        print(f"idle h2 {c:12} {v:8.2f} KiB per TLS connection (HTTP/2, no stream)")
     for k, v in results["ratios"].items():
         rounds = results["ratio_rounds"].get(k) or []
         print(f"{k:32} {v}" + (f"   (each round: {' '.join(f'{x:.2f}' for x in rounds)})" if rounds else ""))

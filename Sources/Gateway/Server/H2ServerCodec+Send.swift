@@ -81,7 +81,7 @@ extension H2ServerCodec {
             return
         }
         let bytes = out
-        out = context.channel.allocator.buffer(capacity: 1024)
+        out = Self.noBytes
         unflushed = true
         context.write(wrapOutboundOut(.byteBuffer(bytes)), promise: promise)
     }
@@ -203,6 +203,9 @@ extension H2ServerCodec {
     }
 
     func writeFrameHeader(length: Int, type: UInt8, flags: UInt8, stream: Int32) {
+        // Every write to `out` starts with a frame header: its storage is
+        // made here, not kept by idle connections.
+        if out.capacity == 0 { out = ByteBufferAllocator().buffer(capacity: 1024) }
         out.writeInteger(UInt8(truncatingIfNeeded: length >> 16))
         out.writeInteger(UInt16(truncatingIfNeeded: length))
         out.writeInteger(type)

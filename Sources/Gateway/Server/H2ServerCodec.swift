@@ -138,14 +138,16 @@ final class H2ServerCodec: ChannelDuplexHandler {
         let allocator = ByteBufferAllocator()
         self.decoder = HPACKDecoder(allocator: allocator, maxDynamicTableSize: HPACKDecoder.maxDynamicTableSize,
                                     maxHeaderListSize: configuration.maxHeaderListSize)
-        self.out = allocator.buffer(capacity: 0)
+        self.out = Self.noBytes
     }
+
+    /// `out` between flushes: no storage of its own.
+    static let noBytes = ByteBuffer()
 
     // MARK: - Lifecycle
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        out = context.channel.allocator.buffer(capacity: 1024)
         if context.channel.isActive { start(context) }
     }
 
