@@ -365,6 +365,25 @@ struct H2ServerCodecTests {
         #expect(frames.map(\.payload.count) == [16_384, 16_384, 7_232] && frames.last?.flags == 1, "\(frames)")
     }
 
+    @Test("a write's promise: failed for a stream that is gone (never opened, or reset), kept for one that is open")
+    func writePromises() throws {
+        let c = try Client()
+        try c.headers(1, Self.get)
+        let context = c.above.context!
+        func write(_ stream: Int) -> EventLoopFuture<Void> {
+            let promise = c.channel.eventLoop.makePromise(of: Void.self)
+            context.writeAndFlush(NIOAny(HTTP2Frame(streamID: HTTP2StreamID(stream), payload: .data(.init(data: .byteBuffer(ByteBuffer(string: "x")))))),
+                                  promise: promise)
+            return promise.futureResult
+        }
+        #expect(throws: ChannelError.self) { try write(7).wait() }
+        try write(1).wait()
+        c.above.write(.rstStream(.cancel), stream: 1)
+        #expect(throws: ChannelError.self) { try write(1).wait() }
+        let data = try c.received().filter { $0.type == 0 }
+        #expect(data.count == 1 && data.first?.stream == 1, "\(data)")
+    }
+
     @Test("WINDOW_UPDATE on a stream: 0 resets it, past 2^31-1 resets it (FLOW_CONTROL_ERROR)")
     func streamWindowUpdates() throws {
         let c = try Client()

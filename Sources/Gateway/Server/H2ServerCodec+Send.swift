@@ -10,10 +10,23 @@ extension H2ServerCodec {
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let frame = unwrapOutboundIn(data)
+        guard take(frame, context: context) else {
+            // A frame of a stream that is gone (reset, or ended): not sent.
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            return
+        }
+        if let promise {
+            // Completes when its bytes are written.
+            writeOut(context, promise: promise)
+        }
+    }
+
+    /// A frame from above into `out` or its stream's queue; false when dropped.
+    private func take(_ frame: HTTP2Frame, context: ChannelHandlerContext) -> Bool {
         let id = Int32(frame.streamID)
         switch frame.payload {
         case .headers(let h):
-            guard let i = index(of: id), !streams[i].localEnded else { break }
+            guard let i = index(of: id), !streams[i].localEnded else { return false }
             if streams[i].queued.isEmpty {
                 writeHeaders(h.headers, endStream: h.endStream, stream: id)
                 if h.endStream { localEnd(i) }
@@ -21,7 +34,7 @@ extension H2ServerCodec {
                 streams[i].queued.append(.headers(h.headers, endStream: h.endStream))
             }
         case .data(let d):
-            guard case .byteBuffer(let bytes) = d.data, let i = index(of: id), !streams[i].localEnded else { break }
+            guard case .byteBuffer(let bytes) = d.data, let i = index(of: id), !streams[i].localEnded else { return false }
             if !streams[i].queued.isEmpty {
                 streams[i].queued.append(.data(bytes, endStream: d.endStream))
             } else if let rest = sendData(bytes, endStream: d.endStream, at: i, context: context) {
@@ -35,24 +48,22 @@ extension H2ServerCodec {
             } else if let i = index(of: id) {
                 streams[i].recvWindow += increment
             } else {
-                break
+                return false
             }
             writeFrameHeader(length: 4, type: 8, flags: 0, stream: id)
             out.writeInteger(UInt32(increment))
         case .rstStream(let code):
-            guard let i = index(of: id) else { break }
+            guard let i = index(of: id) else { return false }
             writeFrameHeader(length: 4, type: 3, flags: 0, stream: id)
             out.writeInteger(UInt32(code.networkCode))
             rememberReset(id)
             streams.remove(at: i)
             closedByWrite.append((id, code))
         default:
-            break
+            // SETTINGS, PING, GOAWAY and the rest are this layer's own.
+            return false
         }
-        if let promise {
-            // Completes when its bytes are written.
-            writeOut(context, promise: promise)
-        }
+        return true
     }
 
     func flush(context: ChannelHandlerContext) {
