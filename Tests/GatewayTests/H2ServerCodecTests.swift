@@ -10,7 +10,7 @@ import Testing
 /// The gateway's HTTP/2 frame layer on an embedded channel: raw frames in,
 /// raw frames out, and what it hands the layer above (frames and stream
 /// closes, recorded in order). The end-to-end tests drive it with
-/// python-h2 through TLS (`HTTP2EndToEndTests`, `HTTP2FloodTests`).
+/// python-h2 through TLS (`HTTP2EndToEndTests`, its floods among them).
 @Suite("HTTP/2 frame layer (H2ServerCodec)")
 struct H2ServerCodecTests {
     /// The layer above: records what arrives, writes what the test says.
