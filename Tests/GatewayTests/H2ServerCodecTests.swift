@@ -178,7 +178,7 @@ struct H2ServerCodecTests {
         #expect(c.above.closes().map(\.0) == [1] && c.above.closes().first?.1 == nil)
     }
 
-    @Test("connection errors: GOAWAY with RFC 9113's code, the close, and no request handed up", arguments: [
+    @Test("connection errors: GOAWAY with RFC 9113's code, the close, and no request handed up but the valid one some cases open first", arguments: [
         ("no preface", [UInt8]("GET / HTTP/1.1\r\n\r\n".utf8) + [UInt8](repeating: 0, count: 8), protocolError, false),
         ("a frame before SETTINGS", preface + frame(6, [UInt8](repeating: 0, count: 8)), protocolError, false),
         ("a frame over 16,384 bytes", frame(0, stream: 1, [UInt8](repeating: 0, count: 16_385)), frameSizeError, true),
@@ -204,14 +204,20 @@ struct H2ServerCodecTests {
         ("WINDOW_UPDATE of 0 on the connection", frame(8, be32(0)), protocolError, true),
         ("WINDOW_UPDATE pushing the connection's window past 2^31-1", frame(8, be32(0x7FFF_FFFF)), flowControlError, true),
         ("WINDOW_UPDATE on an idle stream", frame(8, stream: 11, be32(1)), protocolError, true),
+        ("DATA on an even stream below an open one (no server push: it is idle)", frame(1, flags: 5, stream: 5, [0x82, 0x86, 0x84, 0x41, 1, 0x61])
+            + frame(0, stream: 2, [1]), protocolError, true),
+        ("HEADERS on an even stream below an open one", frame(1, flags: 5, stream: 5, [0x82, 0x86, 0x84, 0x41, 1, 0x61])
+            + frame(1, flags: 5, stream: 4, [0x82]), protocolError, true),
         ("PRIORITY on stream 0", frame(2, [0, 0, 0, 1, 16]), protocolError, true),
+        ("PRIORITY of 4 bytes on an idle stream (it cannot be reset)", frame(2, stream: 3, [0, 0, 0, 1]), frameSizeError, true),
     ] as [(String, [UInt8], UInt32, Bool)])
     func connectionErrors(name: String, bytes: [UInt8], code: UInt32, afterHandshake: Bool) throws {
         let c = try Client(handshake: afterHandshake)
         try c.send(bytes)
         #expect(try c.goAway() == code, "\(name): \(c.sent)")
         #expect(!c.channel.isActive, "\(name): still open")
-        #expect(c.above.requests.isEmpty, "\(name)")
+        // (Cases that open stream 5 first hand its request up.)
+        #expect(c.above.requests.allSatisfy { $0 == 5 }, "\(name)")
     }
 
     @Test("header blocks: HEADERS with CONTINUATION make one request; a frame between them, a sixth CONTINUATION or a block over the header list size end the connection")
@@ -384,7 +390,7 @@ struct H2ServerCodecTests {
         #expect(data.count == 1 && data.first?.stream == 1, "\(data)")
     }
 
-    @Test("WINDOW_UPDATE on a stream: 0 resets it, past 2^31-1 resets it (FLOW_CONTROL_ERROR)")
+    @Test("WINDOW_UPDATE on a stream: 0 resets it, past 2^31-1 resets it (FLOW_CONTROL_ERROR); PRIORITY of the wrong length resets it (FRAME_SIZE_ERROR)")
     func streamWindowUpdates() throws {
         let c = try Client()
         try c.headers(1, Self.get)
@@ -393,6 +399,10 @@ struct H2ServerCodecTests {
         try c.headers(3, Self.get)
         try c.send(Self.frame(8, stream: 3, Self.be32(0x7FFF_FFFF)))
         #expect(try c.lastReset() == "3 \(Self.flowControlError)")
+        // PRIORITY of the wrong length on a stream that exists: a stream error.
+        try c.headers(5, Self.get)
+        try c.send(Self.frame(2, stream: 5, [0, 0, 0, 1]))
+        #expect(try c.lastReset() == "5 \(Self.frameSizeError)")
         #expect(c.channel.isActive)
     }
 
@@ -485,10 +495,10 @@ struct H2ServerCodecTests {
         #expect(shutdown.above.requests == [1])
     }
 
-    @Test("no crash on garbage: 3,000 connections of random frames (valid headers, random types, flags, streams, lengths and payloads), each ends open or with a GOAWAY (its own, or the client's); the layer above only ever sees odd streams it was told of")
+    @Test("no crash on garbage: 10,000 connections of random frames (valid headers, random types, flags, streams, lengths and payloads), each ends open or with a GOAWAY (its own, or the client's); the layer above only ever sees odd streams it was told of")
     func randomFrames() throws {
         var rng = SystemRandomNumberGenerator()
-        for _ in 0..<3000 {
+        for _ in 0..<10_000 {
             let c = try Client({ $0.maxConcurrentStreams = 4; $0.initialWindow = 1000; $0.maxHeaderListSize = 2000 })
             var clientWentAway = false
             for _ in 0..<Int.random(in: 1...12, using: &rng) {

@@ -8,7 +8,7 @@ import NIOHTTP2
 extension H2ServerCodec {
     func receiveData(_ frame: Frame, context: ChannelHandlerContext) throws {
         guard frame.stream != 0 else { throw ConnectionError(code: .protocolError, reason: "DATA on stream 0") }
-        guard frame.stream <= highestStream else { throw ConnectionError(code: .protocolError, reason: "DATA on an idle stream") }
+        guard !isIdle(frame.stream) else { throw ConnectionError(code: .protocolError, reason: "DATA on an idle stream") }
         let length = frame.payload.readableBytes
         guard length <= connectionRecvWindow else {
             throw ConnectionError(code: .flowControlError, reason: "DATA beyond the connection's window")
@@ -119,11 +119,11 @@ extension H2ServerCodec {
             context.fireChannelRead(wrapInboundOut(up))
             return closeIfEnded(id, context: context)
         }
+        guard id & 1 == 1 else { throw ConnectionError(code: .protocolError, reason: "a client stream with an even id") }
         if id <= highestStream {
             if recentlyReset.contains(id) { return }
             throw ConnectionError(code: .streamClosed, reason: "HEADERS on a closed stream")
         }
-        guard id & 1 == 1 else { throw ConnectionError(code: .protocolError, reason: "a client stream with an even id") }
         highestStream = id
         if goAwaySent || streams.count >= config.maxConcurrentStreams {
             return resetStream(id, .refusedStream, context: context, glitch: false)
@@ -140,6 +140,12 @@ extension H2ServerCodec {
         streams.append(stream)
         idleSince = nil
         context.fireChannelRead(wrapInboundOut(up))
+    }
+
+    /// A stream the client has not opened: above the highest it did, or even
+    /// (this side opens none: no server push).
+    func isIdle(_ stream: Int32) -> Bool {
+        stream > highestStream || stream & 1 == 0
     }
 
     /// A `content-length` value: 1 to 18 digits.
@@ -159,7 +165,7 @@ extension H2ServerCodec {
         guard var payload = Optional(frame.payload), payload.readableBytes == 4, let code = payload.readInteger(as: UInt32.self) else {
             throw ConnectionError(code: .frameSizeError, reason: "RST_STREAM of a length other than 4")
         }
-        guard frame.stream <= highestStream else { throw ConnectionError(code: .protocolError, reason: "RST_STREAM on an idle stream") }
+        guard !isIdle(frame.stream) else { throw ConnectionError(code: .protocolError, reason: "RST_STREAM on an idle stream") }
         guard resets.count(now: context.eventLoop.now, within: config.rateWindow) <= config.maxResets else {
             throw ConnectionError(code: .enhanceYourCalm, reason: "too many RST_STREAM frames")
         }
@@ -242,7 +248,7 @@ extension H2ServerCodec {
                 throw ConnectionError(code: .flowControlError, reason: "the connection's window pushed above 2^31-1")
             }
         } else {
-            guard frame.stream <= highestStream else { throw ConnectionError(code: .protocolError, reason: "WINDOW_UPDATE on an idle stream") }
+            guard !isIdle(frame.stream) else { throw ConnectionError(code: .protocolError, reason: "WINDOW_UPDATE on an idle stream") }
             guard let i = index(of: frame.stream) else { return }
             guard increment > 0 else { return resetStream(frame.stream, .protocolError, context: context, glitch: true) }
             streams[i].sendWindow += increment

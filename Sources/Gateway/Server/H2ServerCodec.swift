@@ -294,7 +294,14 @@ final class H2ServerCodec: ChannelDuplexHandler {
         case 2:
             guard frame.stream != 0 else { throw ConnectionError(code: .protocolError, reason: "PRIORITY on stream 0") }
             try countControlFrame(context)
-            if frame.payload.readableBytes != 5 { resetStream(frame.stream, .frameSizeError, context: context, glitch: true) }
+            if frame.payload.readableBytes != 5 {
+                // A stream error (RFC 9113 6.3), but an idle stream cannot be
+                // reset (5.1): there it ends the connection.
+                guard !isIdle(frame.stream) else {
+                    throw ConnectionError(code: .frameSizeError, reason: "PRIORITY of a length other than 5 on an idle stream")
+                }
+                resetStream(frame.stream, .frameSizeError, context: context, glitch: true)
+            }
         case 3: try receiveReset(frame, context: context)
         case 4: try receiveSettings(frame, context: context)
         case 5: throw ConnectionError(code: .protocolError, reason: "PUSH_PROMISE from a client")
