@@ -92,11 +92,12 @@ struct H2ServerCodecTests {
         var encoder = HPACKEncoder(allocator: ByteBufferAllocator())
         var sent: [Wire] = []
 
-        init(_ configure: (inout H2ServerCodec.Configuration) -> Void = { _ in }, handshake: Bool = true) throws {
+        init(_ configure: (inout H2ServerCodec.Configuration) -> Void = { _ in }, handshake: Bool = true,
+             logger: Logger = Logger(label: "test")) throws {
             var config = H2ServerCodec.Configuration(maxConcurrentStreams: 100, maxHeaderListSize: 16 << 10,
                                                      initialWindow: 1 << 20, idleTimeout: .seconds(60))
             configure(&config)
-            try channel.pipeline.syncOperations.addHandler(H2ServerCodec(configuration: config, logger: Logger(label: "test")))
+            try channel.pipeline.syncOperations.addHandler(H2ServerCodec(configuration: config, logger: logger))
             try channel.pipeline.syncOperations.addHandler(above)
             try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 443)).wait()
             if handshake { try send(preface + frame(4)) }
@@ -218,6 +219,45 @@ struct H2ServerCodecTests {
         #expect(!c.channel.isActive, "\(name): still open")
         // (Cases that open stream 5 first hand its request up.)
         #expect(c.above.requests.allSatisfy { $0 == 5 }, "\(name)")
+    }
+
+    /// Every message and metadata value logged, at every level.
+    final class LogCapture: LogHandler, @unchecked Sendable {
+        var lines: [String] = []
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .trace
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+            lines.append("\(message) \(metadata ?? [:])")
+        }
+    }
+
+    @Test("a header block HPACK refuses ends the connection, logged by its error's type alone (an error's fields may hold a header's bytes); one that fits is a request",
+          arguments: [5000, 20])
+    func noHeaderBytesInLogs(announced: Int) throws {
+        // A literal with indexing, the name `authorization` (static 23): a
+        // 5,000-byte value (larger than the 4,096-byte table), or one whose
+        // announced length runs past the block.
+        var field = ByteBuffer()
+        HPACKResponseEncoder.integer(23, prefix: 6, flags: 0x40, into: &field)
+        HPACKResponseEncoder.integer(announced, prefix: 7, flags: 0, into: &field)
+        field.writeString("Bearer " + String(repeating: "S", count: 4993))
+        if announced < 5000 { field.moveWriterIndex(to: field.writerIndex - 4990) }
+        let capture = LogCapture()
+        let c = try Client({ $0.maxHeaderListSize = 64 << 10 }, logger: Logger(label: "test", factory: { _ in capture }))
+        try c.send(Self.frame(1, flags: 5, stream: 1, c.block(Self.get) + Array(field.readableBytesView)))
+        if announced == 5000 {
+            // Larger than the table: it empties the table and is not entered (RFC 7541 4.4), no error.
+            #expect(try c.goAway() == nil && c.above.requests == [1])
+        } else {
+            #expect(try c.goAway() == Self.compressionError)
+            #expect(capture.lines.count == 1 && capture.lines[0].contains("StringLengthBeyondPayloadSize")
+                    && !capture.lines[0].contains("length:"), "\(capture.lines)")
+        }
+        #expect(capture.lines.allSatisfy { !$0.contains("Bearer") && !$0.contains("SSSS") }, "\(capture.lines)")
     }
 
     @Test("header blocks: HEADERS with CONTINUATION make one request; a frame between them, a sixth CONTINUATION or a block over the header list size end the connection")

@@ -241,7 +241,9 @@ final class H2Connection: ChannelInboundHandler {
     /// them would end every stream of a connection for one malformed request.
     /// TLS errors close the connection in NIOSSL.
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        env.logger.debug("HTTP/2 error", metadata: ["error": "\(error)", "listener": "\(env.listener.name)"])
+        // The error's type only: some of NIOHTTP2's and NIOHPACK's errors
+        // carry header fields, which may be credentials.
+        env.logger.debug("HTTP/2 error", metadata: ["error": "\(type(of: error))", "listener": "\(env.listener.name)"])
     }
 }
 

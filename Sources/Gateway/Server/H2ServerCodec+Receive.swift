@@ -104,7 +104,9 @@ extension H2ServerCodec {
         do {
             headers = try decoder.decodeHeaders(from: &block)
         } catch {
-            throw ConnectionError(code: .compressionError, reason: "header block: \(error)")
+            // The error's type only: some of NIOHPACK's errors carry the
+            // header's bytes, which may be credentials.
+            throw ConnectionError(code: .compressionError, reason: "header block: \(type(of: error))")
         }
         emptyDataFrames = 0
         let up = HTTP2Frame(streamID: HTTP2StreamID(id), payload: .headers(.init(headers: headers, endStream: endStream)))

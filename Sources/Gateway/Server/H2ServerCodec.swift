@@ -221,7 +221,7 @@ final class H2ServerCodec: ChannelDuplexHandler {
         } catch let error as ConnectionError {
             connectionError(error, context: context)
         } catch {
-            connectionError(ConnectionError(code: .internalError, reason: "\(error)"), context: context)
+            connectionError(ConnectionError(code: .internalError, reason: "\(type(of: error))"), context: context)
         }
         if let buffer = inbound, buffer.readableBytes == 0 {
             inbound = nil
