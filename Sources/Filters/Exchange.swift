@@ -46,8 +46,21 @@ public final class Exchange {
     private let baseLogger: Logger
 
     /// A few entries a request at most: a list searched in order costs less
-    /// than hashing into a dictionary.
-    private var values: [(key: ObjectIdentifier, value: Any)] = []
+    /// than hashing into a dictionary. Each value lives in a `Slot` of its
+    /// key's `Value` type, so reading one is a type-checked-by-construction
+    /// downcast instead of a dynamic cast out of an `Any` (which also copied
+    /// every entry it walked past).
+    private var values: [Entry] = []
+
+    private struct Entry {
+        let key: ObjectIdentifier
+        let slot: AnyObject
+    }
+
+    private final class Slot<Value> {
+        var value: Value
+        init(_ value: Value) { self.value = value }
+    }
 
     /// Set by a filter that must transform the upstream's response body as a
     /// whole (`decrypt_payload` seals it for the app). The gateway then
@@ -88,19 +101,34 @@ public final class Exchange {
     /// (the authenticated principal, a verified certificate, ...).
     public subscript<Key: ExchangeKey>(key: Key.Type) -> Key.Value? {
         get {
-            let id = ObjectIdentifier(key)
-            for entry in values where entry.key == id { return entry.value as? Key.Value }
-            return nil
+            guard let i = index(of: key) else { return nil }
+            return slot(i, key).value
         }
         set {
-            let id = ObjectIdentifier(key)
-            if let i = values.firstIndex(where: { $0.key == id }) {
-                if let newValue { values[i].value = newValue } else { values.remove(at: i) }
+            if let i = index(of: key) {
+                if let newValue { slot(i, key).value = newValue } else { values.remove(at: i) }
             } else if let newValue {
                 if values.isEmpty { values.reserveCapacity(4) }
-                values.append((id, newValue))
+                values.append(Entry(key: ObjectIdentifier(key), slot: Slot(newValue)))
             }
         }
+    }
+
+    private func index<Key: ExchangeKey>(of key: Key.Type) -> Int? {
+        let id = ObjectIdentifier(key)
+        var i = 0
+        while i < values.count {
+            if values[i].key == id { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    /// The entry of `key` holds a `Slot<Key.Value>`: only the setter above
+    /// makes entries, and it files each under its own key type's identifier
+    /// (a metatype's `ObjectIdentifier` is unique to the type).
+    private func slot<Key: ExchangeKey>(_ i: Int, _ key: Key.Type) -> Slot<Key.Value> {
+        unsafeDowncast(values[i].slot, to: Slot<Key.Value>.self)
     }
 
     /// Whether the route buffers the request body: every filter's
