@@ -13,7 +13,9 @@ import Synchronization
 /// - A hard cap: when a shard is full it refuses (`full`, which the filter
 ///   turns into 503 `replay_store_unavailable`) rather than forget a nonce
 ///   early and let its replay through.
-/// - Keys are 128 bits of SHA-256(client key ‖ nonce), not the nonces.
+/// - Keys are 128 bits of SHA-256(client key ‖ nonce), not the nonces. Being
+///   uniform already, they index each bucket's open-addressed table directly
+///   (`KeyTable`): no hashing of the key again, one probe per live bucket.
 public final class MemoryNonceStore: Sendable {
     public enum Answer: Equatable, Sendable {
         case recorded
@@ -27,7 +29,9 @@ public final class MemoryNonceStore: Sendable {
     }
 
     struct Shard {
-        var buckets: [Int64: Set<Key>] = [:]
+        /// Live buckets and their keys; a handful (the window is four
+        /// bucket widths), searched in order.
+        var buckets: [(index: Int64, keys: KeyTable)] = []
         var count = 0
     }
 
@@ -73,13 +77,24 @@ public final class MemoryNonceStore: Sendable {
         // A bucket is live while any of its keys can be inside the window.
         let oldestLive = (now - window) / bucketWidth
         return shards[Int(key.low % UInt64(Self.shardCount))].state.withLock { shard in
-            for (index, keys) in shard.buckets where index < oldestLive {
-                shard.count -= keys.count
-                shard.buckets[index] = nil
+            var i = 0
+            while i < shard.buckets.count {
+                if shard.buckets[i].index < oldestLive {
+                    shard.count -= shard.buckets[i].keys.count
+                    shard.buckets.remove(at: i)
+                } else {
+                    if shard.buckets[i].keys.contains(key) { return .replayed }
+                    i += 1
+                }
             }
-            for (_, keys) in shard.buckets where keys.contains(key) { return .replayed }
             guard shard.count < perShard else { return .full }
-            shard.buckets[current, default: []].insert(key)
+            if let b = shard.buckets.firstIndex(where: { $0.index == current }) {
+                shard.buckets[b].keys.insert(key)
+            } else {
+                var keys = KeyTable()
+                keys.insert(key)
+                shard.buckets.append((current, keys))
+            }
             shard.count += 1
             return .recorded
         }
@@ -87,4 +102,52 @@ public final class MemoryNonceStore: Sendable {
 
     /// Nonces remembered now (for metrics and tests).
     public var count: Int { shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.count } } }
+}
+
+/// A set of nonce keys: open addressing with linear probing, indexed by the
+/// key's high 64 bits (SHA-256 output, uniform; the shard was chosen by the
+/// low bits), at most half full, doubled when it would be more. The all-zero
+/// key marks an empty slot, so that key itself is kept in a flag.
+struct KeyTable {
+    private var slots = [MemoryNonceStore.Key](repeating: .init(high: 0, low: 0), count: 16)
+    private var hasZero = false
+    private(set) var count = 0
+
+    func contains(_ key: MemoryNonceStore.Key) -> Bool {
+        if key.high == 0 && key.low == 0 { return hasZero }
+        return slots.withUnsafeBufferPointer { slots in
+            let mask = slots.count - 1
+            var i = Int(truncatingIfNeeded: key.high) & mask
+            while true {
+                let slot = slots[i]
+                if slot == key { return true }
+                if slot.high == 0 && slot.low == 0 { return false }
+                i = (i + 1) & mask
+            }
+        }
+    }
+
+    /// Adds a key not in the table (`contains` said so).
+    mutating func insert(_ key: MemoryNonceStore.Key) {
+        count += 1
+        if key.high == 0 && key.low == 0 {
+            hasZero = true
+            return
+        }
+        if count * 2 > slots.count {
+            let old = slots
+            slots = [MemoryNonceStore.Key](repeating: .init(high: 0, low: 0), count: old.count * 2)
+            for k in old where k.high != 0 || k.low != 0 { place(k) }
+        }
+        place(key)
+    }
+
+    private mutating func place(_ key: MemoryNonceStore.Key) {
+        slots.withUnsafeMutableBufferPointer { slots in
+            let mask = slots.count - 1
+            var i = Int(truncatingIfNeeded: key.high) & mask
+            while slots[i].high != 0 || slots[i].low != 0 { i = (i + 1) & mask }
+            slots[i] = key
+        }
+    }
 }

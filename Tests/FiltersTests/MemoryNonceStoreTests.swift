@@ -74,4 +74,43 @@ struct MemoryNonceStoreTests {
         #expect(recorded == 2_000)
         #expect(store.count == 2_000)
     }
+
+    @Test("a bucket's table: every key inserted is found, none other; probing past equal indexes and around the end; growth; the all-zero key")
+    func keyTable() {
+        var table = KeyTable()
+        var inserted: [MemoryNonceStore.Key] = []
+        var generator = SystemRandomNumberGenerator()
+        // Keys whose high bits collide (one index) and wrap (the last slots),
+        // then random ones, enough to double the table several times.
+        for i in 0..<40 { inserted.append(.init(high: 15, low: UInt64(i + 1))) }
+        for i in 0..<40 { inserted.append(.init(high: UInt64.max, low: UInt64(i + 1))) }
+        for _ in 0..<5_000 { inserted.append(.init(high: generator.next(), low: generator.next())) }
+        inserted.append(.init(high: 0, low: 0))
+        inserted.append(.init(high: 0, low: 7))
+        for key in inserted {
+            #expect(!table.contains(key))
+            table.insert(key)
+            #expect(table.contains(key))
+        }
+        #expect(table.count == inserted.count)
+        #expect(inserted.allSatisfy { table.contains($0) })
+        #expect(!table.contains(.init(high: 15, low: 41)))
+        #expect(!table.contains(.init(high: UInt64.max, low: 0)))
+        #expect((0..<1_000).allSatisfy { _ in !table.contains(.init(high: generator.next(), low: generator.next())) })
+        #expect(!KeyTable().contains(.init(high: 0, low: 0)))
+    }
+
+    @Test("many nonces over several windows: each recorded once, replayed within its window, the count following the live buckets")
+    func manyOverTime() {
+        let store = MemoryNonceStore(windowMilliseconds: 1_000, capacity: 1_000_000)
+        var now: Int64 = 50_000
+        for round in 0..<6 {
+            let nonces = (0..<3_000).map { Array("r\(round)-\($0)".utf8) }
+            #expect(nonces.allSatisfy { store.record(clientKey: client, nonce: $0, now: now) == .recorded })
+            #expect(nonces.allSatisfy { store.record(clientKey: client, nonce: $0, now: now + 999) == .replayed })
+            now += 2_000
+        }
+        // Only the last round's buckets can still be live.
+        #expect(store.count == 3_000)
+    }
 }
