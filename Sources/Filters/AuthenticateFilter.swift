@@ -197,9 +197,14 @@ public struct AuthenticateFilter: Filter {
     }
 
     public func onRequest(_ exchange: Exchange) -> FilterAction {
-        let values = exchange.request.headers["authorization"]
-        guard let value = values.first else { return required ? unauthorized : .next }
-        guard values.count == 1, let token = Self.bearerToken(value) else {
+        // One pass, no array of the values (`headers["authorization"]` makes one).
+        var value: String?, values = 0
+        for (name, v) in exchange.request.headers where ASCII.equalsLowercase(name, "authorization") {
+            value = v
+            values += 1
+        }
+        guard let value else { return required ? unauthorized : .next }
+        guard values == 1, let token = Self.bearerToken(value) else {
             exchange.logger.debug("authentication refused", metadata: ["reason": "not one Bearer credential"])
             return unauthorized
         }
