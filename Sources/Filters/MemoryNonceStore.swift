@@ -13,9 +13,11 @@ import Synchronization
 /// - A hard cap: when a shard is full it refuses (`full`, which the filter
 ///   turns into 503 `replay_store_unavailable`) rather than forget a nonce
 ///   early and let its replay through.
-/// - Keys are 128 bits of SHA-256(client key ‖ nonce), not the nonces. Being
-///   uniform already, they index each bucket's open-addressed table directly
-///   (`KeyTable`): no hashing of the key again, one probe per live bucket.
+/// - Keys are 128 bits of SHA-256(client key ‖ nonce), not the nonces. Each
+///   time bucket is an open-addressed table (`KeyTable`); a key is hashed
+///   once (SipHash, seeded per process) and that hash probes every live
+///   bucket. Not the key's own bits: a client could grind nonces whose
+///   SHA-256 shares them and pile its keys into one run of slots.
 public final class MemoryNonceStore: Sendable {
     public enum Answer: Equatable, Sendable {
         case recorded
@@ -45,7 +47,8 @@ public final class MemoryNonceStore: Sendable {
     private let bucketWidth: Int64
     private let perShard: Int
     private let shards: [ShardLock]
-    static let shardCount = 16
+    static let shardBits = 4
+    static let shardCount = 1 << shardBits
 
     /// - Parameters:
     ///   - windowMilliseconds: how long a nonce is remembered (`max_age + max_skew`).
@@ -76,23 +79,27 @@ public final class MemoryNonceStore: Sendable {
         let current = now / bucketWidth
         // A bucket is live while any of its keys can be inside the window.
         let oldestLive = (now - window) / bucketWidth
-        return shards[Int(key.low % UInt64(Self.shardCount))].state.withLock { shard in
+        // The shard from the hash's top bits (the tables index by its low
+        // ones), not from the key: a client grinding nonces into one shard
+        // would fill it, and its cap refuses everyone's nonces there.
+        let hash = KeyTable.hash(key)
+        return shards[Int(UInt(bitPattern: hash) >> (UInt.bitWidth - Self.shardBits))].state.withLock { shard in
             var i = 0
             while i < shard.buckets.count {
                 if shard.buckets[i].index < oldestLive {
                     shard.count -= shard.buckets[i].keys.count
                     shard.buckets.remove(at: i)
                 } else {
-                    if shard.buckets[i].keys.contains(key) { return .replayed }
+                    if shard.buckets[i].keys.contains(key, hash: hash) { return .replayed }
                     i += 1
                 }
             }
             guard shard.count < perShard else { return .full }
             if let b = shard.buckets.firstIndex(where: { $0.index == current }) {
-                shard.buckets[b].keys.insert(key)
+                shard.buckets[b].keys.insert(key, hash: hash)
             } else {
                 var keys = KeyTable()
-                keys.insert(key)
+                keys.insert(key, hash: hash)
                 shard.buckets.append((current, keys))
             }
             shard.count += 1
@@ -104,20 +111,30 @@ public final class MemoryNonceStore: Sendable {
     public var count: Int { shards.reduce(0) { sum, shard in sum + shard.state.withLock { $0.count } } }
 }
 
-/// A set of nonce keys: open addressing with linear probing, indexed by the
-/// key's high 64 bits (SHA-256 output, uniform; the shard was chosen by the
-/// low bits), at most half full, doubled when it would be more. The all-zero
-/// key marks an empty slot, so that key itself is kept in a flag.
+/// A set of nonce keys: open addressing with linear probing by `hash(key)`,
+/// at most half full, doubled when it would be more. The all-zero key marks
+/// an empty slot, so that key itself is kept in a flag.
 struct KeyTable {
     private var slots = [MemoryNonceStore.Key](repeating: .init(high: 0, low: 0), count: 16)
     private var hasZero = false
     private(set) var count = 0
 
-    func contains(_ key: MemoryNonceStore.Key) -> Bool {
+    /// SipHash-1-3 with the process's random seed (`Hasher`), so that where a
+    /// key lands cannot be chosen from outside.
+    static func hash(_ key: MemoryNonceStore.Key) -> Int {
+        var hasher = Hasher()
+        hasher.combine(key.high)
+        hasher.combine(key.low)
+        return hasher.finalize()
+    }
+
+    /// Whether `key` is in the table; `hash` is `hash(key)`, computed once by
+    /// the caller for all the buckets it asks.
+    func contains(_ key: MemoryNonceStore.Key, hash: Int) -> Bool {
         if key.high == 0 && key.low == 0 { return hasZero }
         return slots.withUnsafeBufferPointer { slots in
             let mask = slots.count - 1
-            var i = Int(truncatingIfNeeded: key.high) & mask
+            var i = hash & mask
             while true {
                 let slot = slots[i]
                 if slot == key { return true }
@@ -128,7 +145,7 @@ struct KeyTable {
     }
 
     /// Adds a key not in the table (`contains` said so).
-    mutating func insert(_ key: MemoryNonceStore.Key) {
+    mutating func insert(_ key: MemoryNonceStore.Key, hash: Int) {
         count += 1
         if key.high == 0 && key.low == 0 {
             hasZero = true
@@ -137,15 +154,15 @@ struct KeyTable {
         if count * 2 > slots.count {
             let old = slots
             slots = [MemoryNonceStore.Key](repeating: .init(high: 0, low: 0), count: old.count * 2)
-            for k in old where k.high != 0 || k.low != 0 { place(k) }
+            for k in old where k.high != 0 || k.low != 0 { place(k, hash: Self.hash(k)) }
         }
-        place(key)
+        place(key, hash: hash)
     }
 
-    private mutating func place(_ key: MemoryNonceStore.Key) {
+    private mutating func place(_ key: MemoryNonceStore.Key, hash: Int) {
         slots.withUnsafeMutableBufferPointer { slots in
             let mask = slots.count - 1
-            var i = Int(truncatingIfNeeded: key.high) & mask
+            var i = hash & mask
             while slots[i].high != 0 || slots[i].low != 0 { i = (i + 1) & mask }
             slots[i] = key
         }

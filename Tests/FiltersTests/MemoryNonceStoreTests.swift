@@ -75,29 +75,36 @@ struct MemoryNonceStoreTests {
         #expect(store.count == 2_000)
     }
 
-    @Test("a bucket's table: every key inserted is found, none other; probing past equal indexes and around the end; growth; the all-zero key")
+    @Test("a bucket's table: every key inserted is found, none other, through growth; keys sharing their high or low bits; the all-zero key")
     func keyTable() {
         var table = KeyTable()
         var inserted: [MemoryNonceStore.Key] = []
         var generator = SystemRandomNumberGenerator()
-        // Keys whose high bits collide (one index) and wrap (the last slots),
-        // then random ones, enough to double the table several times.
+        // Keys equal in their high bits, or in their low bits (what a client
+        // grinding nonces could produce), then random ones, enough to double
+        // the table several times and to wrap probes around its end.
         for i in 0..<40 { inserted.append(.init(high: 15, low: UInt64(i + 1))) }
-        for i in 0..<40 { inserted.append(.init(high: UInt64.max, low: UInt64(i + 1))) }
+        for i in 0..<40 { inserted.append(.init(high: UInt64(i + 1) << 40, low: 15)) }
         for _ in 0..<5_000 { inserted.append(.init(high: generator.next(), low: generator.next())) }
         inserted.append(.init(high: 0, low: 0))
         inserted.append(.init(high: 0, low: 7))
         for key in inserted {
-            #expect(!table.contains(key))
-            table.insert(key)
-            #expect(table.contains(key))
+            let hash = KeyTable.hash(key)
+            #expect(!table.contains(key, hash: hash))
+            table.insert(key, hash: hash)
+            #expect(table.contains(key, hash: hash))
         }
         #expect(table.count == inserted.count)
-        #expect(inserted.allSatisfy { table.contains($0) })
-        #expect(!table.contains(.init(high: 15, low: 41)))
-        #expect(!table.contains(.init(high: UInt64.max, low: 0)))
-        #expect((0..<1_000).allSatisfy { _ in !table.contains(.init(high: generator.next(), low: generator.next())) })
-        #expect(!KeyTable().contains(.init(high: 0, low: 0)))
+        #expect(inserted.allSatisfy { table.contains($0, hash: KeyTable.hash($0)) })
+        for other in [MemoryNonceStore.Key(high: 15, low: 41), .init(high: 41 << 40, low: 15), .init(high: 0, low: 8)] {
+            #expect(!table.contains(other, hash: KeyTable.hash(other)))
+        }
+        #expect((0..<1_000).allSatisfy { _ in
+            let key = MemoryNonceStore.Key(high: generator.next(), low: generator.next())
+            return !table.contains(key, hash: KeyTable.hash(key))
+        })
+        let zero = MemoryNonceStore.Key(high: 0, low: 0)
+        #expect(!KeyTable().contains(zero, hash: KeyTable.hash(zero)))
     }
 
     @Test("many nonces over several windows: each recorded once, replayed within its window, the count following the live buckets")
