@@ -49,6 +49,30 @@ struct SodiumTests {
         #expect(a != b)
     }
 
+    @Test("XChaCha20-Poly1305 sealed in one keystream run gives libsodium's AEAD bytes at every length, and libsodium opens it")
+    func sealInOneRun() {
+        let key = Sodium.randomBytes(32)
+        let lengths = Array(0...1200) + [1535, 1536, 1537, 2047, 2048, 2049, 4031, 4032, 4033, 4095, 4096, 4097]
+        for n in lengths {
+            let nonce = Sodium.randomBytes(24)
+            let aad = Sodium.randomBytes([0, 1, 15, 16, 17, 40][n % 6])
+            let plaintext = Sodium.randomBytes(n)
+            var reference = [UInt8](repeating: 0, count: n + 16), fast = [UInt8](repeating: 0xAA, count: n + 16)
+            plaintext.withUnsafeBytes { p in
+                nonce.withUnsafeBytes { nb in
+                    aad.withUnsafeBytes { a in
+                        reference.withUnsafeMutableBytes { XChaCha20Poly1305.libsodiumSeal(into: $0, p, key: key, nonce: nb, aad: a) }
+                        fast.withUnsafeMutableBytes { XChaCha20Poly1305.sealInOneRun(into: $0, p, key: key, nonce: nb, aad: a) }
+                    }
+                }
+            }
+            #expect(fast == reference, "length \(n), AAD \(aad.count) bytes")
+            #expect(XChaCha20Poly1305.open(fast[...], key: key, nonce: nonce, aad: aad) == plaintext, "length \(n)")
+        }
+        // The public entry point takes the run up to its limit and libsodium past it.
+        #expect(XChaCha20Poly1305.runMessageBytes == 4096)
+    }
+
     @Test("XChaCha20-Poly1305 in buffers: seal(into:) and openInPlace give the bytes of seal and open; a flipped byte or other AAD is refused")
     func aeadInBuffers() {
         let key = Sodium.randomBytes(32), nonce = Sodium.randomBytes(24), aad = Array("200\nnonce".utf8)

@@ -43,6 +43,12 @@ extension MicroBenchmarks {
         results.append(measure("AEAD open (XChaCha20-Poly1305), 1 KiB") {
             sink &+= AppChannelCrypto.openRequest(sealed, keys: keys, aad: aad)?.count ?? 0
         })
+        let response = ByteBuffer(repeating: 0x61, count: 200)
+        results.append(measure("AEAD seal (XChaCha20-Poly1305), 200 B") {
+            sink &+= AppChannelCrypto.withResponseAAD(status: 200, requestNonce: "ZGVmZ2hpamtsbW5vcHFycw") { aad in
+                AppChannelCrypto.sealResponse(response, keys: keys, aad: aad)
+            }.readableBytes
+        })
         if sink == 42 { print("") }
         return results
     }
