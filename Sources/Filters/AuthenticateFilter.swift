@@ -274,11 +274,15 @@ public struct AuthenticateFilter: Filter {
 /// Keeps a JWKS URL's keys fresh: fetched again every `refresh` seconds, and
 /// soon after a token names an unknown kid (at most every `refresh` or 30 s,
 /// whichever is shorter), off the event loops. A file's keys change with the config.
+/// The filter owns its source and validator; the refresh loop holds the source
+/// weakly and ends with the filter. The validator is held strongly: a weak
+/// reference would give it a side table, and every retain and release of it
+/// on the request path would take the runtime's slow path.
 final class KeySource: Sendable {
     let source: JWKSSource
     let refresh: Int64
     let minimumRefetchInterval: Int64
-    private weak let validator: JWTValidator?
+    private let validator: JWTValidator
     private let lastAttempt = Mutex<Int64>(0)
 
     init(source: JWKSSource, validator: JWTValidator, refresh: Int64) {
@@ -292,7 +296,7 @@ final class KeySource: Sendable {
         Task.detached { [weak self] in
             while true {
                 try? await Task.sleep(for: .seconds(interval))
-                guard let self, self.validator != nil else { return }
+                guard let self else { return }
                 await self.fetch()
             }
         }
@@ -311,7 +315,7 @@ final class KeySource: Sendable {
 
     private func fetch() async {
         lastAttempt.withLock { $0 = PassportVerifier.currentTime() }
-        guard let set = try? await source.load(), let validator else { return }
+        guard let set = try? await source.load() else { return }
         validator.replaceKeys(set)
     }
 }

@@ -9,6 +9,14 @@ import NIOPosix
 /// Requests on that loop lease connections from it, so a request never
 /// changes thread. The bookkeeping is `PoolStateMachine`; this class carries
 /// out its actions: connecting, parking, closing, failing waiters.
+///
+/// Its timers and connection callbacks hold it strongly, never weakly: a
+/// weak reference would give the pool a side table, and each of the six
+/// retains and releases a request makes of it would take the runtime's slow
+/// path. None outlives its cause: `shutdown()` cancels the timers and closes
+/// the connections, a waiter's timer goes when it is served, and a pool
+/// dropped without `shutdown()` lives until its idle sweep has closed its
+/// connections.
 final class UpstreamPool {
     let definition: UpstreamDefinition
     let eventLoop: EventLoop
@@ -70,8 +78,8 @@ final class UpstreamPool {
             return eventLoop.makeFailedFuture(Unavailable(reason: "connection pool saturated"))
         }
         let promise = eventLoop.makePromise(of: NIOLoopBound<UpstreamConnection>.self)
-        let timeout = eventLoop.scheduleTask(in: definition.connectTimeout) { [weak self] in
-            guard let self, self.state.cancelWaiter(waiterID) else { return }
+        let timeout = eventLoop.scheduleTask(in: definition.connectTimeout) { [self] in
+            guard self.state.cancelWaiter(waiterID) else { return }
             self.waiters.removeValue(forKey: waiterID)?.promise.fail(Unavailable(reason: "no connection within connect timeout"))
         }
         waiters[waiterID] = (promise, timeout)
@@ -98,7 +106,7 @@ final class UpstreamPool {
     private var idleSweep: Scheduled<Void>?
 
     private func scheduleIdleSweep(at deadline: NIODeadline) {
-        idleSweep = eventLoop.scheduleTask(deadline: deadline) { [weak self] in self?.sweepIdle() }
+        idleSweep = eventLoop.scheduleTask(deadline: deadline) { [self] in self.sweepIdle() }
     }
 
     /// Closes the connections idle for `keepalive_timeout`; then waits for the next one to be.
@@ -196,13 +204,12 @@ final class UpstreamPool {
                     throw error
                 }.always { _ in timeout.cancel() }
             }
-            .flatMapThrowing { [weak self] channel -> UpstreamConnection in
-                try UpstreamConnection.configure(channel: channel, id: id, endpoint: endpointText) { [weak self] c in
-                    self?.closed(c)
+            .flatMapThrowing { [self] channel -> UpstreamConnection in
+                try UpstreamConnection.configure(channel: channel, id: id, endpoint: endpointText) { [self] c in
+                    self.closed(c)
                 }
             }
-            .whenComplete { [weak self] result in
-                guard let self else { return }
+            .whenComplete { [self] result in
                 switch result {
                 case .success(let connection):
                     self.connections[id] = connection
