@@ -102,16 +102,33 @@ public final class Exchange {
     public subscript<Key: ExchangeKey>(key: Key.Type) -> Key.Value? {
         get {
             guard let i = index(of: key) else { return nil }
+            if Self.isReference(Key.Value.self) { return unsafeBitCast(values[i].slot, to: Key.Value.self) }
             return slot(i, key).value
         }
         set {
             if let i = index(of: key) {
-                if let newValue { slot(i, key).value = newValue } else { values.remove(at: i) }
+                if let newValue {
+                    if Self.isReference(Key.Value.self) {
+                        values[i] = Entry(key: ObjectIdentifier(key), slot: unsafeBitCast(newValue, to: AnyObject.self))
+                    } else {
+                        slot(i, key).value = newValue
+                    }
+                } else {
+                    values.remove(at: i)
+                }
             } else if let newValue {
                 if values.isEmpty { values.reserveCapacity(4) }
-                values.append(Entry(key: ObjectIdentifier(key), slot: Slot(newValue)))
+                let boxed: AnyObject = Self.isReference(Key.Value.self) ? unsafeBitCast(newValue, to: AnyObject.self) : Slot(newValue)
+                values.append(Entry(key: ObjectIdentifier(key), slot: boxed))
             }
         }
+    }
+
+    /// Whether values of the type are one class reference each, kept in the
+    /// entry itself rather than in a `Slot` (one allocation fewer a value).
+    /// Both tests are constants once the subscript is specialized.
+    private static func isReference<Value>(_: Value.Type) -> Bool {
+        Value.self is AnyObject.Type && MemoryLayout<Value>.size == MemoryLayout<AnyObject>.size
     }
 
     private func index<Key: ExchangeKey>(of key: Key.Type) -> Int? {
@@ -124,9 +141,10 @@ public final class Exchange {
         return nil
     }
 
-    /// The entry of `key` holds a `Slot<Key.Value>`: only the setter above
-    /// makes entries, and it files each under its own key type's identifier
-    /// (a metatype's `ObjectIdentifier` is unique to the type).
+    /// The entry of `key` holds a `Slot<Key.Value>` (or, for a class type, the
+    /// value itself): only the setter above makes entries, and it files each
+    /// under its own key type's identifier (a metatype's `ObjectIdentifier`
+    /// is unique to the type).
     private func slot<Key: ExchangeKey>(_ i: Int, _ key: Key.Type) -> Slot<Key.Value> {
         unsafeDowncast(values[i].slot, to: Slot<Key.Value>.self)
     }

@@ -90,7 +90,8 @@ extension ProxyRequest {
         }
         wireEdits.contentLength = body.readableBytes
         framing = .contentLength
-        pending.removeAll()
+        pending.removeAll(keepingCapacity: true)
+        pending.reserveCapacity(2)  // one allocation for the body and the end, not two
         if body.readableBytes > 0 { pending.append(.body(.byteBuffer(body))) }
         pending.append(.end(nil))
         acquireUpstream()
