@@ -82,7 +82,7 @@ public final class MemoryNonceStore: Sendable {
         // The shard from the hash's top bits (the tables index by its low
         // ones), not from the key: a client grinding nonces into one shard
         // would fill it, and its cap refuses everyone's nonces there.
-        let hash = KeyTable.hash(key)
+        let hash = key.hashValue
         return shards[Int(UInt(bitPattern: hash) >> (UInt.bitWidth - Self.shardBits))].state.withLock { shard in
             var i = 0
             while i < shard.buckets.count {
@@ -119,17 +119,9 @@ struct KeyTable {
     private var hasZero = false
     private(set) var count = 0
 
-    /// SipHash-1-3 with the process's random seed (`Hasher`), so that where a
-    /// key lands cannot be chosen from outside.
-    static func hash(_ key: MemoryNonceStore.Key) -> Int {
-        var hasher = Hasher()
-        hasher.combine(key.high)
-        hasher.combine(key.low)
-        return hasher.finalize()
-    }
-
-    /// Whether `key` is in the table; `hash` is `hash(key)`, computed once by
-    /// the caller for all the buckets it asks.
+    /// Whether `key` is in the table; `hash` is `key.hashValue` (SipHash-1-3
+    /// with the process's random seed, so that where a key lands cannot be
+    /// chosen from outside), computed once by the caller for all the buckets it asks.
     func contains(_ key: MemoryNonceStore.Key, hash: Int) -> Bool {
         if key.high == 0 && key.low == 0 { return hasZero }
         return slots.withUnsafeBufferPointer { slots in
@@ -154,7 +146,7 @@ struct KeyTable {
         if count * 2 > slots.count {
             let old = slots
             slots = [MemoryNonceStore.Key](repeating: .init(high: 0, low: 0), count: old.count * 2)
-            for k in old where k.high != 0 || k.low != 0 { place(k, hash: Self.hash(k)) }
+            for k in old where k.high != 0 || k.low != 0 { place(k, hash: k.hashValue) }
         }
         place(key, hash: hash)
     }

@@ -89,22 +89,22 @@ struct MemoryNonceStoreTests {
         inserted.append(.init(high: 0, low: 0))
         inserted.append(.init(high: 0, low: 7))
         for key in inserted {
-            let hash = KeyTable.hash(key)
+            let hash = key.hashValue
             #expect(!table.contains(key, hash: hash))
             table.insert(key, hash: hash)
             #expect(table.contains(key, hash: hash))
         }
         #expect(table.count == inserted.count)
-        #expect(inserted.allSatisfy { table.contains($0, hash: KeyTable.hash($0)) })
+        #expect(inserted.allSatisfy { table.contains($0, hash: $0.hashValue) })
         for other in [MemoryNonceStore.Key(high: 15, low: 41), .init(high: 41 << 40, low: 15), .init(high: 0, low: 8)] {
-            #expect(!table.contains(other, hash: KeyTable.hash(other)))
+            #expect(!table.contains(other, hash: other.hashValue))
         }
         #expect((0..<1_000).allSatisfy { _ in
             let key = MemoryNonceStore.Key(high: generator.next(), low: generator.next())
-            return !table.contains(key, hash: KeyTable.hash(key))
+            return !table.contains(key, hash: key.hashValue)
         })
         let zero = MemoryNonceStore.Key(high: 0, low: 0)
-        #expect(!KeyTable().contains(zero, hash: KeyTable.hash(zero)))
+        #expect(!KeyTable().contains(zero, hash: zero.hashValue))
     }
 
     @Test("many nonces over several windows: each recorded once, replayed within its window, the count following the live buckets")
