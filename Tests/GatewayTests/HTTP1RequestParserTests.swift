@@ -166,3 +166,33 @@ struct HTTP1RequestParserTests {
         }
     }
 }
+
+@Suite("field strings: the common long names and values as literals")
+struct FieldStringsTests {
+    @Test("every length and every byte gives the string of exactly those bytes; a literal's near miss is not the literal")
+    func sameBytes() throws {
+        let literals = ["x-gw-content-type", "X-Gw-Content-Type", "application/json", "application/octet-stream",
+                        "text/plain; charset=utf-8", "max-age=31536000; includeSubDomains", "Strict-Transport-Security"]
+        var cases = literals.map { Array($0.utf8) }
+        for literal in literals {
+            var upper = Array(literal.utf8)
+            upper[upper.count - 1] ^= 0x20  // same length, the last letter's case flipped
+            cases.append(upper)
+            cases.append(Array(literal.utf8.dropLast()))
+            cases.append(Array(literal.utf8) + [UInt8(ascii: "x")])
+        }
+        for n in 0...48 { cases.append((0..<n).map { UInt8(0x21 + ($0 * 7 + n) % 94) }) }
+        for bytes in cases {
+            let made = bytes.withUnsafeBytes { FieldStrings.make($0) }
+            #expect(Array(made.utf8) == bytes, "\(String(decoding: bytes, as: UTF8.self))")
+        }
+    }
+
+    @Test("a parsed head keeps what was sent, common values included")
+    func parsedHead() throws {
+        let head = "POST /p HTTP/1.1\r\nHost: h\r\nX-Gw-Content-Type: application/json\r\nContent-Type: application/octet-stream\r\n"
+            + "X-Gw-Content-Type: application/jsoN\r\nContent-Length: 0\r\n\r\n"
+        #expect(try parse(head) == ["head POST /p HTTP/1.1 [Host=h,X-Gw-Content-Type=application/json,Content-Type=application/octet-stream,"
+                                    + "X-Gw-Content-Type=application/jsoN,Content-Length=0]", "end"])
+    }
+}

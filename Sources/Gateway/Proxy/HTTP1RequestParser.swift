@@ -49,7 +49,7 @@ struct HTTP1RequestParser {
                 if HTTPBytes.equalsLowercase(name, "content-length") || HTTPBytes.equalsLowercase(name, "transfer-encoding") {
                     throw HTTP1ParseError(description: "framing field in the trailers")
                 }
-                fields.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+                fields.append((FieldStrings.make(name), FieldStrings.make(value)))
             }
             switch event {
             case .data(let bytes)?:
@@ -130,7 +130,7 @@ struct HTTP1RequestParser {
                 else { throw fail("Transfer-Encoding other than one chunked") }
                 chunked = true
             }
-            fields.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            fields.append((FieldStrings.make(name), FieldStrings.make(value)))
         }
         let framing: HTTP1BodyReader
         if chunked {

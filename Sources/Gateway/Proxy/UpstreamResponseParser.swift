@@ -215,7 +215,7 @@ struct UpstreamResponseParser {
                 // to remove those too.
                 if !namesOthers { return }
             }
-            head.headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
+            head.headers.append((FieldStrings.make(name), FieldStrings.make(value)))
         }
         return head
     }
