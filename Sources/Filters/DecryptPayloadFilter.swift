@@ -85,18 +85,20 @@ public struct DecryptPayloadFilter: Filter {
         exchange[EncryptedKey.self] = type
         if let maxBody { exchange.bodyLimit = min(exchange.bodyLimit ?? .max, maxBody) }
         // `remove` copies a shared list even when no field goes: look first.
-        if encryptResponse && exchange.request.headers.contains(name: "accept-encoding") {
+        if encryptResponse && h.acceptEncoding {
             exchange.request.headers.remove(name: "accept-encoding")
         }
         return .next
     }
 
     /// `X-Gw-Encrypted` and `X-Gw-Content-Type` (each the last value seen,
-    /// and how many fields carried it), in one pass over the headers and
-    /// without the array a lookup by name builds.
+    /// and how many fields carried it) and whether there is an
+    /// `Accept-Encoding`, in one pass over the headers and without the array
+    /// a lookup by name builds.
     struct ChannelHeaders {
         var marker: String?, encrypted = 0
         var type: String?, types = 0
+        var acceptEncoding = false
     }
 
     static func channelHeaders(_ headers: HTTPHeaders) -> ChannelHeaders {
@@ -109,6 +111,8 @@ public struct DecryptPayloadFilter: Filter {
             case 17 where ASCII.equalsLowercase(name, "x-gw-content-type"):
                 found.type = value
                 found.types += 1
+            case 15 where ASCII.equalsLowercase(name, "accept-encoding"):
+                found.acceptEncoding = true
             default:
                 break
             }

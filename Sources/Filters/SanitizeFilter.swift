@@ -235,28 +235,52 @@ public struct SanitizeFilter: Filter {
     public var needsRequestBody: Bool { json != nil }
 
     public func onRequest(_ exchange: Exchange) -> FilterAction {
-        let head = exchange.request
-        if let methods, !methods.contains(head.method.rawValue) { return .reject(Self.rejectedMethod) }
-
-        let length = head.headers.first(name: "content-length").flatMap { Int($0) }
-        let hasBody = (length ?? 0) > 0 || head.headers.contains(name: "transfer-encoding")
+        if let methods, !methods.contains(exchange.request.method.rawValue) { return .reject(Self.rejectedMethod) }
+        let h = scan(exchange.request.headers)
+        let length = h.length.flatMap { Int($0) }
+        let hasBody = (length ?? 0) > 0 || h.transferEncoding
         if let maxBody {
             if let length, length > maxBody { return .reject(.bodyTooLarge) }
             exchange.bodyLimit = min(exchange.bodyLimit ?? .max, maxBody)
         }
         if let contentTypes, hasBody {
-            guard let type = head.headers.first(name: "content-type"), contentTypes.contains(Self.mediaType(type)) else {
+            guard let type = h.contentType, contentTypes.contains(Self.mediaType(type)) else {
                 return .reject(Self.rejectedContentType)
             }
         }
-        if !headerDeny.isEmpty || headerAllow != nil {
-            for (name, _) in head.headers {
-                if headerDeny.contains(name) { return .reject(Self.deniedHeader) }
-                if let headerAllow, !headerAllow.contains(name) { return .reject(Self.headerNotAllowed) }
-            }
-        }
+        if let refused = h.refusedName { return .reject(refused) }
         if checksQuery { return checkQuery(exchange) }
         return .next
+    }
+
+    /// What `onRequest` needs of the headers, in one pass: the first
+    /// `Content-Length` and `Content-Type`, whether there is a
+    /// `Transfer-Encoding`, and the refusal of the first field whose name is
+    /// denied or not allowed.
+    struct HeaderScan {
+        var length: String?, contentType: String?, transferEncoding = false
+        var refusedName: GatewayError?
+    }
+
+    func scan(_ headers: HTTPHeaders) -> HeaderScan {
+        var found = HeaderScan()
+        let checksNames = !headerDeny.isEmpty || headerAllow != nil
+        for (name, value) in headers {
+            switch name.utf8.count {
+            case 14 where found.length == nil && ASCII.equalsLowercase(name, "content-length"): found.length = value
+            case 12 where found.contentType == nil && ASCII.equalsLowercase(name, "content-type"): found.contentType = value
+            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"): found.transferEncoding = true
+            default: break
+            }
+            if checksNames && found.refusedName == nil {
+                if headerDeny.contains(name) {
+                    found.refusedName = Self.deniedHeader
+                } else if let headerAllow, !headerAllow.contains(name) {
+                    found.refusedName = Self.headerNotAllowed
+                }
+            }
+        }
+        return found
     }
 
     public func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction {
