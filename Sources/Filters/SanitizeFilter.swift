@@ -300,7 +300,12 @@ public struct SanitizeFilter: Filter {
 
     private func checkQuery(_ exchange: Exchange) -> FilterAction {
         let uri = exchange.request.uri
-        let query: Substring = uri.firstIndex(of: "?").map { uri[uri.index(after: $0)...] } ?? ""
+        // Found by byte: a search by Character segments graphemes.
+        guard let mark = uri.utf8.firstIndex(of: UInt8(ascii: "?")) else {
+            // No query: only a required parameter can refuse it.
+            return params.contains(where: \.required) ? .reject(Self.paramMissing) : .next
+        }
+        let query: Substring = uri[uri.utf8.index(after: mark)...]
         // (decoded name, decoded value, raw pair) for every parameter.
         var pairs: [(name: String, value: String, raw: Substring)] = []
         // Split on bytes: Character-wise splitting segments graphemes and costs

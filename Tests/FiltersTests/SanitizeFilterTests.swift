@@ -82,6 +82,18 @@ struct SanitizeFilterTests {
         #expect(low.request.uri == "/x?limit=1")
     }
 
+    @Test("a required parameter: missing with no query, missing from a query, present")
+    func requiredParam() throws {
+        let filter = try decodeSanitize(#"{"params": {"page": {"type": "int", "min": 1, "max": 50, "required": true}}}"#)
+        #expect(verdict(filter.onRequest(request(.GET, "/x"))) == "param_missing")
+        #expect(verdict(filter.onRequest(request(.GET, "/x?"))) == "param_missing")
+        #expect(verdict(filter.onRequest(request(.GET, "/x?q=a"))) == "param_missing")
+        #expect(verdict(filter.onRequest(request(.GET, "/x?page=3"))) == "next")
+        let optional = try decodeSanitize(#"{"params": {"page": {"type": "int", "min": 1, "max": 50}}}"#)
+        #expect(verdict(optional.onRequest(request(.GET, "/x"))) == "next")
+        #expect(verdict(optional.onRequest(request(.GET, "/x?page=0"))) == "param_out_of_range")
+    }
+
     @Test("max_body lowers the route's limit for streamed bodies")
     func bodyLimit() throws {
         let filter = try decodeSanitize(Self.config)
