@@ -122,7 +122,11 @@ public struct PassportFilter: Filter {
         let headers = exchange.request.headers
         let device = Self.device(headers)
         // The cache key names the credential by its hash, never the credential.
-        var key = exchange.upstream + "\n\(level)"
+        // Built with one allocation: no interpolation, room reserved.
+        var key = ""
+        key.reserveCapacity(exchange.upstream.utf8.count + 2 + (principal?.credentialID.utf8.count ?? 0) + (certificate == nil ? 0 : 70))
+        key += exchange.upstream
+        key += level == 3 ? "\n3" : level == 2 ? "\n2" : "\n1"
         if let certificate { key += "\ncert:" + certificate.sha256 }
         if let principal { key += principal.credentialID }
         if let device { key += "\n\(device.id ?? "")\n\(device.platform ?? "")\n\(device.appVersion ?? "")" }
