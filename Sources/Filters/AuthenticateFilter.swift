@@ -204,22 +204,18 @@ public struct AuthenticateFilter: Filter {
             values += 1
         }
         guard let value else { return required ? unauthorized : .next }
+        let now = PassportVerifier.currentTime()
+        // A token the JWT settings validated before is cached under the whole
+        // field value: found without making a string of the token.
+        if values == 1, let validator, let known = validator.cached(value, now: now) { return settle(known, exchange) }
         guard values == 1, let token = Self.bearerToken(value) else {
             exchange.logger.debug("authentication refused", metadata: ["reason": "not one Bearer credential"])
             return unauthorized
         }
-        let now = PassportVerifier.currentTime()
         // A JWS-shaped token goes to the JWT settings when there are some;
         // anything else to introspection.
         if let validator, introspector == nil || token.utf8.lazy.filter({ $0 == UInt8(ascii: ".") }).count == 2 {
-            switch validator.validate(token, now: now) {
-            case .success(let principal):
-                return accept(principal, exchange)
-            case .failure(let failure):
-                if case .unknownKey = failure { keySource?.refetchSoon() }
-                exchange.logger.debug("authentication refused", metadata: ["reason": "\(failure)"])
-                return unauthorized
-            }
+            return settle(validator.validate(token, cacheKey: value, now: now), exchange)
         }
         guard let introspector else { return unauthorized }
         let future = introspector.introspect(token, on: exchange.eventLoop).map { [self] outcome -> FilterAction in
@@ -235,6 +231,17 @@ public struct AuthenticateFilter: Filter {
             }
         }
         return .suspend(future)
+    }
+
+    private func settle(_ result: Result<Principal, JWTValidator.Failure>, _ exchange: Exchange) -> FilterAction {
+        switch result {
+        case .success(let principal):
+            return accept(principal, exchange)
+        case .failure(let failure):
+            if case .unknownKey = failure { keySource?.refetchSoon() }
+            exchange.logger.debug("authentication refused", metadata: ["reason": "\(failure)"])
+            return unauthorized
+        }
     }
 
     private func accept(_ principal: Principal, _ exchange: Exchange) -> FilterAction {

@@ -118,14 +118,12 @@ final class JWTValidator: Sendable {
         return out
     }
 
-    func validate(_ token: String, now: Int64) -> Result<Principal, Failure> {
-        if let hit = cache.get(token) {
-            if let exp = hit.expiresAt, now >= exp + settings.leeway {
-                cache.remove(token)
-                return .failure(.invalid("expired"))
-            }
-            return .success(hit)
-        }
+    /// `cacheKey` names the token in the cache of validated tokens (the
+    /// token itself when nil): `authenticate` gives the whole field value,
+    /// so that a token seen before is found without a string of its own.
+    func validate(_ token: String, cacheKey: String? = nil, now: Int64) -> Result<Principal, Failure> {
+        let cacheKey = cacheKey ?? token
+        if let known = cached(cacheKey, now: now) { return known }
         guard token.utf8.count <= settings.maxBytes else { return .failure(.invalid("token too large")) }
         let jws: CompactJWS
         do { jws = try CompactJWS(token, maxLength: settings.maxBytes) } catch {
@@ -157,9 +155,20 @@ final class JWTValidator: Sendable {
             let principal = Principal(
                 subject: claims.sub, session: claims.sid, scopes: scopes, method: "jwt", expiresAt: exp, rawClaims: jws.payload,
                 confirmation: cnf.map { Array($0) }, credentialID: Principal.credentialID(token))
-            cache.put(token, principal)
+            cache.put(cacheKey, principal)
             return .success(principal)
         }
+    }
+
+    /// What `validate` answered for the token cached under `key`, or nil
+    /// when it is not cached: its principal, or `expired` once past its `exp`.
+    func cached(_ key: String, now: Int64) -> Result<Principal, Failure>? {
+        guard let hit = cache.get(key) else { return nil }
+        if let exp = hit.expiresAt, now >= exp + settings.leeway {
+            cache.remove(key)
+            return .failure(.invalid("expired"))
+        }
+        return .success(hit)
     }
 
     /// The registered claims, typed: a boolean `exp` or a numeric `iss` fails decoding.

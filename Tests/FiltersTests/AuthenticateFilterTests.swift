@@ -176,6 +176,24 @@ struct AuthenticateFilterTests {
         #expect(e[PrincipalKey.self] == nil)
     }
 
+    @Test("a validated token is found again by its field value; sent twice, or with more after it, it is still refused")
+    func cachedByFieldValue() throws {
+        let idp = Self.idp
+        let filter = try makeAuthenticate(try idp.stateFolder())
+        let token = idp.token(claims: idp.claims(sub: "cached-user"))
+        for value in ["Bearer \(token)", "Bearer \(token)", "bearer  \(token) "] {
+            let e = request(.GET, "/x", ["authorization": value])
+            #expect(verdict(filter.onRequest(e)) == "next", "\(value.prefix(10))")
+            #expect(e[PrincipalKey.self]?.subject == "cached-user")
+        }
+        let twice: HTTPHeaders = ["authorization": "Bearer \(token)", "Authorization": "Bearer \(token)"]
+        for headers in [twice, ["authorization": "Bearer \(token),x"], ["authorization": "Basic \(token)"]] as [HTTPHeaders] {
+            let e = request(.GET, "/x", headers)
+            #expect(verdict(filter.onRequest(e)) == "invalid_token")
+            #expect(e[PrincipalKey.self] == nil)
+        }
+    }
+
     @Test("scopes: a valid token without them is 403 insufficient_scope; optional routes let anonymous requests through")
     func scopesAndOptional() throws {
         let idp = Self.idp
