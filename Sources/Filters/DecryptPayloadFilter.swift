@@ -159,9 +159,16 @@ public struct DecryptPayloadFilter: Filter {
 
     /// `type/subtype` with optional parameters, printable ASCII, at most 256 bytes.
     static func isMediaType(_ value: String) -> Bool {
-        let u = value.utf8
-        guard !u.isEmpty, u.count <= 256, u.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return false }
-        guard let slash = u.firstIndex(of: UInt8(ascii: "/")), slash != u.startIndex else { return false }
-        return u[u.startIndex..<slash].allSatisfy(HTTPToken.isTokenByte)
+        ASCII.withUTF8(value) { u in
+            guard !u.isEmpty, u.count <= 256 else { return false }
+            var slash = -1
+            for (i, b) in u.enumerated() {
+                guard b >= 0x20 && b < 0x7F else { return false }
+                if slash < 0 {
+                    if b == UInt8(ascii: "/") { slash = i } else if !HTTPToken.isTokenByte(b) { return false }
+                }
+            }
+            return slash > 0
+        }
     }
 }

@@ -253,6 +253,18 @@ struct AppChannelFilterTests {
             == "undecryptable_payload")
     }
 
+    @Test("X-Gw-Content-Type must be a media type: type/subtype of printable ASCII, a token before the slash")
+    func mediaTypes() {
+        for good in ["application/json", "text/plain; charset=utf-8", "a/b", "x-y.z+w/anything here ~!"] {
+            #expect(DecryptPayloadFilter.isMediaType(good), "\(good)")
+        }
+        for bad in ["", "json", "/json", "app lication/json", "app(x)/json", "text/pl\u{7F}ain", "text/plain\n", "t\u{e9}xt/plain",
+                    "application/" + String(repeating: "x", count: 250)] {
+            #expect(!DecryptPayloadFilter.isMediaType(bad), "\(bad)")
+        }
+        #expect(DecryptPayloadFilter.isMediaType("application/" + String(repeating: "x", count: 244)))
+    }
+
     @Test("the client side reproduces the vectors' headers and bodies from the same seeds, nonces and time")
     func clientSide() throws {
         let f = try AppChannelFilterFixture()
