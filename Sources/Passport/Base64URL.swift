@@ -74,19 +74,36 @@ public enum Base64URL {
         if count % 4 == 1 { return nil }
         precondition(out.count >= count * 3 / 4, "Base64URL.decode: output too small")
         return reverse.withUnsafeBufferPointer { reverse -> Int? in
-            var buffer: UInt32 = 0, bits = 0, o = 0
-            for c in input {
-                let v = reverse[Int(c)]
-                if v == 0xFF { return nil }
-                buffer = buffer << 6 | UInt32(v)
-                bits += 6
-                if bits >= 8 {
-                    bits -= 8
-                    out[o] = UInt8(truncatingIfNeeded: buffer >> UInt32(bits))
+            // Four characters (24 bits) a step, one validity test a step:
+            // an invalid character's 0xFF sets a bit no valid sextet has.
+            var i = 0, o = 0
+            while i + 4 <= count {
+                let a = UInt32(reverse[Int(input[i])]), b = UInt32(reverse[Int(input[i + 1])])
+                let c = UInt32(reverse[Int(input[i + 2])]), d = UInt32(reverse[Int(input[i + 3])])
+                if (a | b | c | d) & 0xC0 != 0 { return nil }
+                let n = a << 18 | b << 12 | c << 6 | d
+                out[o] = UInt8(truncatingIfNeeded: n >> 16)
+                out[o + 1] = UInt8(truncatingIfNeeded: n >> 8)
+                out[o + 2] = UInt8(truncatingIfNeeded: n)
+                i += 4; o += 3
+            }
+            // The last 2 or 3 characters: 1 or 2 bytes, the unused bits zero.
+            let rest = count - i
+            if rest >= 2 {
+                let a = UInt32(reverse[Int(input[i])]), b = UInt32(reverse[Int(input[i + 1])])
+                let c = rest == 3 ? UInt32(reverse[Int(input[i + 2])]) : 0
+                if (a | b | c) & 0xC0 != 0 { return nil }
+                let n = a << 18 | b << 12 | c << 6
+                out[o] = UInt8(truncatingIfNeeded: n >> 16)
+                o += 1
+                if rest == 3 {
+                    out[o] = UInt8(truncatingIfNeeded: n >> 8)
                     o += 1
+                    if n & 0xFF != 0 { return nil }
+                } else if n & 0xFFFF != 0 {
+                    return nil
                 }
             }
-            if bits > 0 && buffer & ((1 << UInt32(bits)) - 1) != 0 { return nil }
             return o
         }
     }
