@@ -24,6 +24,16 @@ struct SodiumTests {
         #expect(!Sodium.constantTimeEqual([1, 2, 3], [1, 2, 4]))
         #expect(!Sodium.constantTimeEqual([1, 2], [1, 2, 3]))
         #expect(Sodium.constantTimeEqual([], []))
+        // The fixed sizes (16, 32, 64 bytes) and others around them: equal, and any one byte different.
+        for n in [15, 16, 17, 31, 32, 33, 63, 64, 65] {
+            let a = Sodium.randomBytes(n)
+            #expect(Sodium.constantTimeEqual(a, a), "length \(n)")
+            for i in 0..<n {
+                var b = a
+                b[i] ^= 1 << UInt8(i % 8)
+                #expect(!Sodium.constantTimeEqual(a, b), "length \(n), byte \(i)")
+            }
+        }
     }
 
     @Test("public random bytes: the asked length, never the same bytes twice, across many 4 KiB blocks")
