@@ -156,10 +156,9 @@ public enum AppChannelCrypto {
         return XChaCha20Poly1305.open(body[XChaCha20Poly1305.nonceBytes...], key: keys.request, nonce: nonce, aad: aad)
     }
 
-    /// `openRequest` on the gateway's buffer, where the body lies: when it
-    /// opens, `body` becomes the plaintext between the nonce and the tag and
-    /// this returns true (an empty body stays empty); otherwise false, and
-    /// the body is not to be used.
+    /// `openRequest` on the gateway's buffer: when it opens, `body` becomes
+    /// the plaintext (a new buffer of its size) and this returns true (an
+    /// empty body stays empty); otherwise false, and `body` is unchanged.
     public static func openRequest(_ body: inout ByteBuffer, keys: SessionKeys, aad: [UInt8]) -> Bool {
         aad.withUnsafeBytes { openRequest(&body, keys: keys, aad: $0) }
     }
@@ -169,13 +168,22 @@ public enum AppChannelCrypto {
         let nonceBytes = XChaCha20Poly1305.nonceBytes, tagBytes = XChaCha20Poly1305.tagBytes
         if body.readableBytes == 0 { return true }
         guard body.readableBytes >= nonceBytes + tagBytes else { return false }
-        let authentic = body.withUnsafeMutableReadableBytes { raw in
-            XChaCha20Poly1305.openInPlace(UnsafeMutableRawBufferPointer(rebasing: raw[nonceBytes...]), key: keys.request,
-                                          nonce: UnsafeRawBufferPointer(rebasing: raw[..<nonceBytes]), aad: aad)
+        // Into a new buffer of the plaintext's size: the body usually shares
+        // the storage it was read into, and opening it in place first copied
+        // all of it into a buffer rounded up to the next power of two.
+        let count = body.readableBytes - nonceBytes - tagBytes
+        var plaintext = ByteBufferAllocator().buffer(capacity: count)
+        var authentic = false
+        body.withUnsafeReadableBytes { raw in
+            plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
+                authentic = XChaCha20Poly1305.open(into: UnsafeMutableRawBufferPointer(rebasing: out[..<count]),
+                                                   UnsafeRawBufferPointer(rebasing: raw[nonceBytes...]), key: keys.request,
+                                                   nonce: UnsafeRawBufferPointer(rebasing: raw[..<nonceBytes]), aad: aad)
+                return authentic ? count : 0
+            }
         }
         guard authentic else { return false }
-        body.moveReaderIndex(forwardBy: nonceBytes)
-        body.moveWriterIndex(to: body.writerIndex - tagBytes)
+        body = plaintext
         return true
     }
 

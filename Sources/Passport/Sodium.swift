@@ -358,6 +358,21 @@ public enum XChaCha20Poly1305 {
                                                           nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), key) == 0
     }
 
+    /// Opens `ciphertext || tag` into `out` (exactly `count - tagBytes`
+    /// bytes): true when it is authentic; otherwise false, and `out` holds
+    /// nothing to use (libsodium checks the tag before it decrypts).
+    public static func open(into out: UnsafeMutableRawBufferPointer, _ sealed: UnsafeRawBufferPointer, key: [UInt8],
+                            nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer) -> Bool {
+        guard Sodium.isReady, key.count == keyBytes, nonce.count == nonceBytes, sealed.count >= tagBytes,
+              out.count == sealed.count - tagBytes, let c = sealed.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return false }
+        var outLength: UInt64 = 0
+        // An empty plaintext has no address: libsodium then checks the tag only.
+        return crypto_aead_xchacha20poly1305_ietf_decrypt(out.baseAddress?.assumingMemoryBound(to: UInt8.self), &outLength, nil,
+                                                          c, UInt64(sealed.count),
+                                                          aad.baseAddress?.assumingMemoryBound(to: UInt8.self), UInt64(aad.count),
+                                                          nonce.baseAddress!.assumingMemoryBound(to: UInt8.self), key) == 0
+    }
+
     /// The plaintext, or nil when the ciphertext or its tag is not authentic.
     public static func open(_ ciphertext: ArraySlice<UInt8>, key: [UInt8], nonce: [UInt8], aad: [UInt8]) -> [UInt8]? {
         guard nonce.count == nonceBytes, ciphertext.count >= tagBytes else { return nil }

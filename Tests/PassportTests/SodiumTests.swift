@@ -97,6 +97,17 @@ struct SodiumTests {
             var opened = out
             let ok = opened.withUnsafeMutableBytes { b in nonce.withUnsafeBytes { XChaCha20Poly1305.openInPlace(b, key: key, nonce: $0, aad: aad) } }
             #expect(ok && Array(opened.prefix(n)) == plaintext)
+            // Opened into a separate buffer of the plaintext's size.
+            var into = [UInt8](repeating: 0xAA, count: n)
+            let okInto = into.withUnsafeMutableBytes { o in
+                out.withUnsafeBytes { s in nonce.withUnsafeBytes { nb in aad.withUnsafeBytes { XChaCha20Poly1305.open(into: o, s, key: key, nonce: nb, aad: $0) } } }
+            }
+            #expect(okInto && into == plaintext, "length \(n)")
+            var flipped = out
+            flipped[n / 2] ^= 0x80
+            #expect(!into.withUnsafeMutableBytes { o in
+                flipped.withUnsafeBytes { s in nonce.withUnsafeBytes { nb in aad.withUnsafeBytes { XChaCha20Poly1305.open(into: o, s, key: key, nonce: nb, aad: $0) } } }
+            }, "length \(n)")
             var tampered = out
             tampered[tampered.count - 1] ^= 1
             #expect(!tampered.withUnsafeMutableBytes { b in nonce.withUnsafeBytes { XChaCha20Poly1305.openInPlace(b, key: key, nonce: $0, aad: aad) } })
