@@ -98,7 +98,11 @@ public final class MemoryNonceStore: Sendable {
             if let b = shard.buckets.firstIndex(where: { $0.index == current }) {
                 shard.buckets[b].keys.insert(key, hash: hash)
             } else {
-                var keys = KeyTable()
+                // Sized for as many keys as the newest bucket got: buckets
+                // of one width fill alike, and a table grown by doubling
+                // rehashed every key it held (at 2 million live keys, each
+                // a cache miss) about once for each key it ended with.
+                var keys = KeyTable(expected: shard.buckets.last?.keys.count ?? 0)
                 keys.insert(key, hash: hash)
                 shard.buckets.append((current, keys))
             }
@@ -115,9 +119,16 @@ public final class MemoryNonceStore: Sendable {
 /// at most half full, doubled when it would be more. The all-zero key marks
 /// an empty slot, so that key itself is kept in a flag.
 struct KeyTable {
-    private var slots = [MemoryNonceStore.Key](repeating: .init(high: 0, low: 0), count: 16)
+    private var slots: [MemoryNonceStore.Key]
     private var hasZero = false
     private(set) var count = 0
+
+    /// Room for `expected` keys before the first doubling (at least 16 slots).
+    init(expected: Int = 0) {
+        var size = 16
+        while size < expected * 2 + 2 && size < 1 << 30 { size <<= 1 }
+        slots = [MemoryNonceStore.Key](repeating: .init(high: 0, low: 0), count: size)
+    }
 
     /// Whether `key` is in the table; `hash` is `key.hashValue` (SipHash-1-3
     /// with the process's random seed, so that where a key lands cannot be

@@ -75,9 +75,15 @@ struct MemoryNonceStoreTests {
         #expect(store.count == 2_000)
     }
 
-    @Test("a bucket's table: every key inserted is found, none other, through growth; keys sharing their high or low bits; the all-zero key")
+    @Test("a bucket's table: every key inserted is found, none other, through growth or sized beforehand; keys sharing their high or low bits; the all-zero key")
     func keyTable() {
-        var table = KeyTable()
+        // Grown from the smallest size, and sized beforehand for fewer, as
+        // many and more keys than it gets (a new bucket sized after the last).
+        for expected in [0, 100, 5_082, 20_000] { keyTable(expected: expected) }
+    }
+
+    func keyTable(expected: Int) {
+        var table = KeyTable(expected: expected)
         var inserted: [MemoryNonceStore.Key] = []
         var generator = SystemRandomNumberGenerator()
         // Keys equal in their high bits, or in their low bits (what a client
