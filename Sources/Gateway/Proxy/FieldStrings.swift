@@ -70,6 +70,9 @@ enum FieldStrings {
 
     @inline(__always)
     private static func equal(_ b: UnsafeRawBufferPointer, _ literal: StaticString) -> Bool {
-        memcmp(b.baseAddress!, literal.utf8Start, b.count) == 0
+        // Each literal sits under its own length's case (the tests compare
+        // with every one: they try every length).
+        assert(literal.utf8CodeUnitCount == b.count, "a literal under the wrong length")
+        return memcmp(b.baseAddress!, literal.utf8Start, b.count) == 0
     }
 }
