@@ -3,7 +3,7 @@ public enum ASCII {
     /// `body` over `text`'s UTF-8 bytes where they lie: a native string's
     /// storage is read in place, with no copy of the string (`var` and
     /// `withUTF8`, which retains it); others (bridged) are made contiguous.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func withUTF8<R>(_ text: String, _ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         if let r = try text.utf8.withContiguousStorageIfAvailable({ try body(UnsafeRawBufferPointer($0)) }) { return r }
         var copy = text
@@ -11,7 +11,7 @@ public enum ASCII {
     }
 
     /// The value of a hexadecimal digit, either case.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func hexValue(_ b: UInt8) -> UInt8? {
         switch b {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): return b - UInt8(ascii: "0")
@@ -25,7 +25,7 @@ public enum ASCII {
     /// For header names (tokens) against literals of letters, digits and `-`:
     /// each byte of `name` is lowercased by setting bit 5, which maps no other
     /// token byte onto a letter, a digit or `-`.
-    @inline(__always)
+    @inlinable @inline(__always)
     public static func equalsLowercase(_ name: String, _ lower: StaticString) -> Bool {
         let n = lower.utf8CodeUnitCount
         guard name.utf8.count == n else { return false }
@@ -35,7 +35,7 @@ public enum ASCII {
     }
 
     /// `count` bytes of `name` against `lower`, eight at a time.
-    @inline(__always)
+    @inlinable @inline(__always)
     static func equalsLowercase(_ name: UnsafeRawBufferPointer, _ lower: UnsafeRawPointer, count: Int) -> Bool {
         var i = 0
         while i + 8 <= count {
@@ -51,6 +51,7 @@ public enum ASCII {
     }
 
     /// The byte loop, for a string without contiguous UTF-8 (a bridged one).
+    @usableFromInline
     static func equalsLowercaseByBytes(_ name: String, _ lower: StaticString) -> Bool {
         let l = lower.utf8Start
         var i = 0
@@ -60,4 +61,23 @@ public enum ASCII {
         }
         return true
     }
+
+    /// Whether `a` and `b` are equal with ASCII letters folded (what header
+    /// names need; other bytes compare exactly), without allocating.
+    @inlinable
+    public static func equalsIgnoringCase<A: StringProtocol, B: StringProtocol>(_ a: A, _ b: B) -> Bool {
+        guard a.utf8.count == b.utf8.count else { return false }
+        let fast = a.utf8.withContiguousStorageIfAvailable { x in
+            b.utf8.withContiguousStorageIfAvailable { y in
+                for i in 0..<x.count where x[i] != y[i] && (foldCase(x[i]) != foldCase(y[i])) { return false }
+                return true
+            }
+        }
+        if let fast, let fast { return fast }
+        return zip(a.utf8, b.utf8).allSatisfy { foldCase($0) == foldCase($1) }
+    }
+
+    /// An ASCII capital as its small letter; any other byte as is.
+    @inlinable
+    public static func foldCase(_ b: UInt8) -> UInt8 { b &- 0x41 < 26 ? b | 0x20 : b }
 }

@@ -122,8 +122,8 @@ public struct AuthenticateFilter: Filter {
     let keySource: KeySource?
     let introspector: Introspector?
     static let authUnavailable = GatewayError.rejection("auth_unavailable", status: .serviceUnavailable)
-    let unauthorizedHeaders: HTTPHeaders = ["www-authenticate": "Bearer error=\"invalid_token\""]
-    let insufficientScopeHeaders: HTTPHeaders
+    let unauthorizedHeaders: HeaderFields = ["www-authenticate": "Bearer error=\"invalid_token\""]
+    let insufficientScopeHeaders: HeaderFields
     var unauthorized: FilterAction { .reject(.invalidToken, headers: unauthorizedHeaders) }
     var insufficientScope: FilterAction { .reject(.forbidden, headers: insufficientScopeHeaders) }
 

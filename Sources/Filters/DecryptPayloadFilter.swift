@@ -101,15 +101,18 @@ public struct DecryptPayloadFilter: Filter {
         var acceptEncoding = false
     }
 
-    static func channelHeaders(_ headers: HTTPHeaders) -> ChannelHeaders {
+    static func channelHeaders(_ headers: HeaderFields) -> ChannelHeaders {
+        // Indices while reading (a loop that keeps values copies every field).
         var found = ChannelHeaders()
-        for (name, value) in headers {
+        var markerAt = -1, typeAt = -1
+        for i in headers.indices {
+            let name = headers[i].name
             switch name.utf8.count {
             case 14 where ASCII.equalsLowercase(name, "x-gw-encrypted"):
-                found.marker = value
+                markerAt = i
                 found.encrypted += 1
             case 17 where ASCII.equalsLowercase(name, "x-gw-content-type"):
-                found.type = value
+                typeAt = i
                 found.types += 1
             case 15 where ASCII.equalsLowercase(name, "accept-encoding"):
                 found.acceptEncoding = true
@@ -117,6 +120,8 @@ public struct DecryptPayloadFilter: Filter {
                 break
             }
         }
+        if markerAt >= 0 { found.marker = headers[markerAt].value }
+        if typeAt >= 0 { found.type = headers[typeAt].value }
         return found
     }
 
@@ -129,9 +134,8 @@ public struct DecryptPayloadFilter: Filter {
                 AppChannelCrypto.openRequest(&body, keys: request.keys, aad: aad)
             }
             guard opened else { return .reject(Self.undecryptable) }
-            // One new list: `replaceOrAdd` edits the list in place, which
-            // copies it first while the request's head still shares it.
-            exchange.request.headers = exchange.request.headers.replacing("content-type", with: ("content-type", contentType))
+            // In place: the proxy's upstream head is this request's own list.
+            exchange.request.headers.replace("content-type", with: ("content-type", contentType))
         } else {
             exchange.request.headers.remove(name: "content-type")
         }
@@ -145,11 +149,11 @@ public struct DecryptPayloadFilter: Filter {
                 }
                 let sealedType = ("content-type", "application/octet-stream")
                 if let upstreamType = headers.first(name: "content-type") {
-                    headers = headers.replacing("content-type", "x-gw-content-type", "x-gw-encrypted", "content-encoding",
-                                                with: sealedType, ("x-gw-content-type", upstreamType), ("x-gw-encrypted", "1"))
+                    headers.replace("content-type", "x-gw-content-type", "x-gw-encrypted", "content-encoding",
+                                    with: sealedType, ("x-gw-content-type", upstreamType), ("x-gw-encrypted", "1"))
                 } else {
-                    headers = headers.replacing("content-type", "x-gw-content-type", "x-gw-encrypted", "content-encoding",
-                                                with: sealedType, ("x-gw-encrypted", "1"))
+                    headers.replace("content-type", "x-gw-content-type", "x-gw-encrypted", "content-encoding",
+                                    with: sealedType, ("x-gw-encrypted", "1"))
                 }
                 return sealed
             }

@@ -9,7 +9,7 @@ import NIOHTTP1
 public final class Exchange {
     /// The request as it will be sent upstream. Filters may change method,
     /// `uri` (path and query) and headers.
-    public var request: HTTPRequestHead
+    public var request: RequestHead
     /// The request target exactly as the client sent it, before the gateway
     /// canonicalized its path or any rewrite (what PROTOCOL 2.2 signs).
     public let originalTarget: String
@@ -68,12 +68,12 @@ public final class Exchange {
     /// never a response that has no body by HTTP's rules), calls this once
     /// with the status, the headers to adjust and the whole body, and sends
     /// the result with a `Content-Length`.
-    public var responseBodyTransform: ((_ status: HTTPResponseStatus, _ headers: inout HTTPHeaders, _ body: ByteBuffer) -> ByteBuffer)?
+    public var responseBodyTransform: ((_ status: HTTPResponseStatus, _ headers: inout HeaderFields, _ body: ByteBuffer) -> ByteBuffer)?
     /// The largest upstream body the transform accepts; larger ones get 502.
     public var responseBodyLimit = 10 << 20
 
     public init(
-        request: HTTPRequestHead,
+        request: RequestHead,
         requestID: String,
         listener: String,
         route: String = "",

@@ -14,7 +14,7 @@ public enum FilterAction {
     case suspend(EventLoopFuture<FilterAction>)
 
     /// Answers with the gateway's JSON error for `error`.
-    public static func reject(_ error: GatewayError, headers: HTTPHeaders = [:]) -> FilterAction {
+    public static func reject(_ error: GatewayError, headers: HeaderFields = [:]) -> FilterAction {
         .respond(FilterResponse(error: error, headers: headers))
     }
 }
@@ -23,12 +23,12 @@ public enum FilterAction {
 /// upstream's.
 public struct FilterResponse {
     public var status: HTTPResponseStatus
-    public var headers: HTTPHeaders
+    public var headers: HeaderFields
     public var body: ByteBuffer?
     /// The error code when this is one of the gateway's errors.
     public var errorCode: String?
 
-    public init(status: HTTPResponseStatus, headers: HTTPHeaders = [:], body: ByteBuffer? = nil) {
+    public init(status: HTTPResponseStatus, headers: HeaderFields = [:], body: ByteBuffer? = nil) {
         self.status = status
         self.headers = headers
         self.body = body
@@ -37,7 +37,7 @@ public struct FilterResponse {
 
     /// The body is filled in with the request id when the response is sent:
     /// `{"error":"<code>","request_id":"<id>"}`.
-    public init(error: GatewayError, headers: HTTPHeaders = [:]) {
+    public init(error: GatewayError, headers: HeaderFields = [:]) {
         self.status = error.status
         self.headers = headers
         self.body = nil
@@ -49,12 +49,12 @@ public struct FilterResponse {
 /// reverse order of the request filters that passed the request on.
 public struct ResponseHead {
     public var status: HTTPResponseStatus
-    public var headers: HTTPHeaders
+    public var headers: HeaderFields
     /// True when the gateway (a filter or the proxy) produced this response
     /// rather than the upstream.
     public let isLocal: Bool
 
-    public init(status: HTTPResponseStatus, headers: HTTPHeaders, isLocal: Bool) {
+    public init(status: HTTPResponseStatus, headers: HeaderFields, isLocal: Bool) {
         self.status = status
         self.headers = headers
         self.isLocal = isLocal

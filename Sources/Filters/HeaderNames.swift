@@ -55,23 +55,48 @@ extension StringProtocol {
     }
 }
 
-extension HTTPHeaders {
-    /// The fields not named `n1` ... `n4` (ASCII case-insensitive; give them
-    /// in lowercase), then `a1` ... `a3`: what `remove(name:)` and
-    /// `replaceOrAdd` do for several names, in one pass and one new list,
-    /// without the ASCII check `add` makes of each name. The added names must
-    /// be lowercase tokens. (Fixed arities: variadic arrays would be allocated.)
-    public func replacing(_ n1: StaticString, _ n2: StaticString? = nil, _ n3: StaticString? = nil, _ n4: StaticString? = nil,
-                          with a1: (String, String), _ a2: (String, String)? = nil, _ a3: (String, String)? = nil) -> HTTPHeaders {
-        func named(_ name: String, _ n: StaticString?) -> Bool { n.map { ASCII.equalsLowercase(name, $0) } ?? false }
-        var fields: [(String, String)] = []
-        fields.reserveCapacity(count + 3)
-        for (name, value) in self where !(ASCII.equalsLowercase(name, n1) || named(name, n2) || named(name, n3) || named(name, n4)) {
-            fields.append((name, value))
+extension HeaderFields {
+    /// Removes the fields named `n1` ... `n4` (ASCII case-insensitive; give
+    /// them in lowercase), then appends `a1` ... `a3`: what `remove(name:)`
+    /// and `replaceOrAdd` do for several names, in one pass, without the
+    /// ASCII check `add` makes of each name. The added names must be
+    /// lowercase tokens. (Fixed arities: variadic arrays would be allocated.)
+    ///
+    /// In place: when the list is not shared (a filter's edit after the
+    /// proxy's own), no field is copied; a shared list is copied once, as
+    /// any edit would.
+    @inlinable
+    public mutating func replace(_ n1: StaticString, _ n2: StaticString? = nil, _ n3: StaticString? = nil, _ n4: StaticString? = nil,
+                                 with a1: (String, String), _ a2: (String, String)? = nil, _ a3: (String, String)? = nil) {
+        // Backwards by index, each name compared where it lies (passing a
+        // field to a predicate that is not inlined would copy it): a match
+        // is removed in place, the fields after it moved, none copied.
+        var i = fields.count - 1
+        while i >= 0 {
+            if Self.named(fields[i].name, n1, n2, n3, n4) { fields.remove(at: i) }
+            i -= 1
         }
+        fields.reserveCapacity(fields.count + 3)
         fields.append(a1)
         if let a2 { fields.append(a2) }
         if let a3 { fields.append(a3) }
-        return HTTPHeaders(fields)
+    }
+
+    @inlinable @inline(__always)
+    static func named(_ name: String, _ n1: StaticString, _ n2: StaticString?, _ n3: StaticString?, _ n4: StaticString?) -> Bool {
+        if ASCII.equalsLowercase(name, n1) { return true }
+        if let n2, ASCII.equalsLowercase(name, n2) { return true }
+        if let n3, ASCII.equalsLowercase(name, n3) { return true }
+        if let n4, ASCII.equalsLowercase(name, n4) { return true }
+        return false
+    }
+
+    /// `replace` on a copy.
+    @inlinable
+    public func replacing(_ n1: StaticString, _ n2: StaticString? = nil, _ n3: StaticString? = nil, _ n4: StaticString? = nil,
+                          with a1: (String, String), _ a2: (String, String)? = nil, _ a3: (String, String)? = nil) -> HeaderFields {
+        var copy = self
+        copy.replace(n1, n2, n3, n4, with: a1, a2, a3)
+        return copy
     }
 }

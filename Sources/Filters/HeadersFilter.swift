@@ -87,7 +87,7 @@ public struct HeadersFilter: Filter {
 
         var isEmpty: Bool { remove.isEmpty && set.isEmpty && add.isEmpty }
 
-        func apply(to headers: inout HTTPHeaders) {
+        func apply(to headers: inout HeaderFields) {
             for name in remove { headers.remove(name: name) }
             for (name, value) in set { headers.replaceOrAdd(name: name, value: value) }
             for (name, value) in add { headers.add(name: name, value: value) }

@@ -119,8 +119,7 @@ public struct PassportFilter: Filter {
         } else {
             level = 2
         }
-        let headers = exchange.request.headers
-        let device = Self.device(headers)
+        let device = Self.device(exchange.request.headers)
         // The cache key names the credential by its hash, never the credential.
         // Built with one allocation: no interpolation, room reserved.
         var key = ""
@@ -146,9 +145,12 @@ public struct PassportFilter: Filter {
             token = signer.mint(claims)
             cache.put(key, MintedPassport(token: token, expiresAt: expiresAt))
         }
-        exchange.request.headers = keepAuthorization
-            ? headers.replacing("x-passport", with: ("x-passport", token))
-            : headers.replacing("x-passport", "authorization", with: ("x-passport", token))
+        // In place (no copy held above): the proxy's upstream head is this request's own list.
+        if keepAuthorization {
+            exchange.request.headers.replace("x-passport", with: ("x-passport", token))
+        } else {
+            exchange.request.headers.replace("x-passport", "authorization", with: ("x-passport", token))
+        }
     }
 
     static func newID() -> String {
@@ -157,18 +159,24 @@ public struct PassportFilter: Filter {
 
     /// `dev` from the device headers, each only when it is one value of 1 to
     /// 128 printable ASCII characters. One pass over the head.
-    static func device(_ headers: HTTPHeaders) -> PassportClaims.Device? {
-        var id: String?, platform: String?, appVersion: String?
+    static func device(_ headers: HeaderFields) -> PassportClaims.Device? {
+        // Indices while reading (a loop that keeps values copies every field).
+        var at = (-1, -1, -1)
         var counts = (0, 0, 0)
-        for (name, value) in headers where name.utf8.count >= 10 {
+        for i in headers.indices where headers[i].name.utf8.count >= 10 {
+            let name = headers[i].name
             if ASCII.equalsLowercase(name, "x-device-id") {
-                id = value; counts.0 += 1
+                at.0 = i; counts.0 += 1
             } else if ASCII.equalsLowercase(name, "x-platform") {
-                platform = value; counts.1 += 1
+                at.1 = i; counts.1 += 1
             } else if ASCII.equalsLowercase(name, "x-app-version") {
-                appVersion = value; counts.2 += 1
+                at.2 = i; counts.2 += 1
             }
         }
+        if at == (-1, -1, -1) { return nil }
+        let id = at.0 < 0 ? nil : headers[at.0].value
+        let platform = at.1 < 0 ? nil : headers[at.1].value
+        let appVersion = at.2 < 0 ? nil : headers[at.2].value
         func valid(_ v: String?, _ count: Int) -> String? {
             guard count == 1, let v, !v.isEmpty, v.utf8.count <= 128, v.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
             return v

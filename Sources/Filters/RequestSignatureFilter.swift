@@ -241,7 +241,7 @@ public struct RequestSignatureFilter: Filter {
     }
 
     /// One pass over the headers instead of a lookup (and an array) per name.
-    static func signatureHeaders(_ headers: HTTPHeaders) -> SignatureHeaders {
+    static func signatureHeaders(_ headers: HeaderFields) -> SignatureHeaders {
         var found = SignatureHeaders()
         var seen = (kid: 0, clientKey: 0, timestamp: 0, nonce: 0, signature: 0)
         for (name, value) in headers {

@@ -268,12 +268,16 @@ public struct SanitizeFilter: Filter {
         var refusedName: GatewayError?
     }
 
-    func scan(_ headers: HTTPHeaders) -> HeaderScan {
+    func scan(_ headers: HeaderFields) -> HeaderScan {
+        // Indices, not values, while the fields are read: a loop that only
+        // reads them borrows them, one that keeps a value copies every field.
         var found = HeaderScan()
-        for (name, value) in headers {
+        var lengthAt = -1, typeAt = -1
+        for i in headers.indices {
+            let name = headers[i].name
             switch name.utf8.count {
-            case 14 where found.length == nil && ASCII.equalsLowercase(name, "content-length"): found.length = value
-            case 12 where found.contentType == nil && ASCII.equalsLowercase(name, "content-type"): found.contentType = value
+            case 14 where lengthAt < 0 && ASCII.equalsLowercase(name, "content-length"): lengthAt = i
+            case 12 where typeAt < 0 && ASCII.equalsLowercase(name, "content-type"): typeAt = i
             case 17 where ASCII.equalsLowercase(name, "transfer-encoding"): found.transferEncoding = true
             default: break
             }
@@ -285,6 +289,8 @@ public struct SanitizeFilter: Filter {
                 }
             }
         }
+        if lengthAt >= 0 { found.length = headers[lengthAt].value }
+        if typeAt >= 0 { found.contentType = headers[typeAt].value }
         return found
     }
 

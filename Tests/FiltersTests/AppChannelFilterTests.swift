@@ -40,10 +40,10 @@ struct AppChannelFilterFixture {
 
     func exchange(_ c: AppChannelVectors.Case, headers override: [String: String?] = [:], method: String? = nil,
                   target: String? = nil) -> Exchange {
-        var headers = HTTPHeaders()
+        var headers = HeaderFields()
         for (name, value) in c.headers where override[name] == nil { headers.add(name: name, value: value) }
         for (name, value) in override { if let value = value ?? nil { headers.add(name: name, value: value) } }
-        let head = HTTPRequestHead(version: .http1_1, method: HTTPMethod(rawValue: method ?? c.method), uri: target ?? c.target, headers: headers)
+        let head = RequestHead(version: .http1_1, method: HTTPMethod(rawValue: method ?? c.method), uri: target ?? c.target, headers: headers)
         return Exchange(request: head, requestID: "rid", listener: "app", clientAddress: nil, isTLS: true, eventLoop: EmbeddedEventLoop(),
                         logger: Logger(label: "test"))
     }
@@ -89,7 +89,7 @@ struct AppChannelFilterTests {
                 if !c.plaintext_hex.isEmpty { #expect(exchange.request.headers["content-type"] == ["application/json"]) }
                 // The sealed response opens with K_resp and the request's nonce, bound to the status.
                 if let r = c.response {
-                    var headers: HTTPHeaders = ["content-type": "application/json"]
+                    var headers: HeaderFields = ["content-type": "application/json"]
                     let sealed = Array(transform(.ok, &headers, ByteBuffer(bytes: hex(r.upstream_body_hex))).readableBytesView)
                     let keys = try #require(AppChannelCrypto.SessionKeys.app(
                         publicKey: hex(f.v.client.public_key_hex), secretKey: hex(f.v.client.secret_key_hex), gatewayKey: hex(f.v.gateway.public_key_hex)))

@@ -91,7 +91,7 @@ func makeAuthenticate(_ state: String, _ extra: String = "") throws -> Authentic
 struct AuthenticateFilterTests {
     static let idp = TestIssuer()
 
-    func bearer(_ token: String, _ extra: HTTPHeaders = [:]) -> Exchange {
+    func bearer(_ token: String, _ extra: HeaderFields = [:]) -> Exchange {
         var h = extra
         h.add(name: "authorization", value: "Bearer \(token)")
         return request(.GET, "/x", h)
@@ -130,7 +130,7 @@ struct AuthenticateFilterTests {
         let filter = try makeAuthenticate(try idp.stateFolder())
         let now = PassportVerifier.currentTime()
         var c = idp.claims()
-        var headers: HTTPHeaders = [:]
+        var headers: HeaderFields = [:]
         switch kind {
         case "missing": break
         case "not bearer": headers.add(name: "authorization", value: "Basic dXNlcjpwYXNz")
@@ -186,8 +186,8 @@ struct AuthenticateFilterTests {
             #expect(verdict(filter.onRequest(e)) == "next", "\(value.prefix(10))")
             #expect(e[PrincipalKey.self]?.subject == "cached-user")
         }
-        let twice: HTTPHeaders = ["authorization": "Bearer \(token)", "Authorization": "Bearer \(token)"]
-        for headers in [twice, ["authorization": "Bearer \(token),x"], ["authorization": "Basic \(token)"]] as [HTTPHeaders] {
+        let twice: HeaderFields = ["authorization": "Bearer \(token)", "Authorization": "Bearer \(token)"]
+        for headers in [twice, ["authorization": "Bearer \(token),x"], ["authorization": "Basic \(token)"]] as [HeaderFields] {
             let e = request(.GET, "/x", headers)
             #expect(verdict(filter.onRequest(e)) == "invalid_token")
             #expect(e[PrincipalKey.self] == nil)
@@ -264,7 +264,7 @@ struct AuthenticateFilterTests {
 
     @Test("passport: dev takes each device header only when it is one printable value of 1 to 128 characters, names in any case")
     func deviceHeaders() {
-        func device(_ fields: [(String, String)]) -> PassportClaims.Device? { PassportFilter.device(HTTPHeaders(fields)) }
+        func device(_ fields: [(String, String)]) -> PassportClaims.Device? { PassportFilter.device(HeaderFields(fields)) }
         #expect(device([("X-Device-Id", "d1"), ("x-PLATFORM", "ios"), ("x-app-version", "5.1")])
                 == .init(id: "d1", platform: "ios", appVersion: "5.1"))
         #expect(device([("x-device-id", "d1"), ("x-device-id", "d2"), ("x-platform", "ios")]) == .init(id: nil, platform: "ios", appVersion: nil),

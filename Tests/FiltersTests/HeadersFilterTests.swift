@@ -7,8 +7,8 @@ import Testing
 
 @testable import Filters
 
-func makeExchange(_ headers: HTTPHeaders = [:]) -> Exchange {
-    Exchange(request: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/x", headers: headers), requestID: "rid",
+func makeExchange(_ headers: HeaderFields = [:]) -> Exchange {
+    Exchange(request: RequestHead(version: .http1_1, method: .GET, uri: "/x", headers: headers), requestID: "rid",
              listener: "public", clientAddress: nil, isTLS: true, eventLoop: EmbeddedEventLoop(), logger: Logger(label: "test"))
 }
 
@@ -106,7 +106,7 @@ struct FilterRegistryTests {
 
     @Test("replacing: every field of the named names goes (any case), the added ones come last, the rest keep their order")
     func replacing() {
-        let h: HTTPHeaders = ["Content-Type": "a/b", "x-a": "1", "CONTENT-TYPE": "c/d", "Authorization": "t", "x-b": "2"]
+        let h: HeaderFields = ["Content-Type": "a/b", "x-a": "1", "CONTENT-TYPE": "c/d", "Authorization": "t", "x-b": "2"]
         let r = h.replacing("content-type", "authorization", with: ("content-type", "e/f"), ("x-c", "3"))
         #expect(r.map { "\($0.name)=\($0.value)" } == ["x-a=1", "x-b=2", "content-type=e/f", "x-c=3"])
         #expect(h.replacing("x-none", with: ("x-a", "9")).map(\.value) == ["a/b", "1", "c/d", "t", "2", "9"])

@@ -12,8 +12,8 @@ func decodeSanitize(_ json: String) throws -> SanitizeFilter {
     return try SanitizeFilter(configuration: configuration)
 }
 
-func request(_ method: HTTPMethod = .GET, _ uri: String = "/x", _ headers: HTTPHeaders = [:]) -> Exchange {
-    Exchange(request: HTTPRequestHead(version: .http1_1, method: method, uri: uri, headers: headers), requestID: "rid",
+func request(_ method: HTTPMethod = .GET, _ uri: String = "/x", _ headers: HeaderFields = [:]) -> Exchange {
+    Exchange(request: RequestHead(version: .http1_1, method: method, uri: uri, headers: headers), requestID: "rid",
              listener: "public", clientAddress: nil, isTLS: true, eventLoop: EmbeddedEventLoop(), logger: Logger(label: "test"))
 }
 
@@ -64,8 +64,8 @@ struct SanitizeFilterTests {
         ("GET", "/x?page=2&sort=asc&id=123e4567-e89b-12d3-a456-426614174000&q=abc", [:], "next"),
         ("POST", "/x", ["content-length": "2", "content-type": "Application/JSON; charset=utf-8"], "next"),
         ("GET", "/x", [:], "next"),
-    ] as [(String, String, HTTPHeaders, String)])
-    func rules(method: String, uri: String, headers: HTTPHeaders, expected: String) throws {
+    ] as [(String, String, HeaderFields, String)])
+    func rules(method: String, uri: String, headers: HeaderFields, expected: String) throws {
         let filter = try decodeSanitize(Self.config)
         let exchange = request(HTTPMethod(rawValue: method), uri, headers)
         #expect(verdict(filter.onRequest(exchange)) == expected)

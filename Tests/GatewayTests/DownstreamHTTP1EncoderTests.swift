@@ -8,7 +8,7 @@ import Testing
 @Suite("downstream HTTP/1.1 response encoder")
 struct DownstreamHTTP1EncoderTests {
     /// Encodes a whole response (head, `bodies`, end) and returns the wire bytes.
-    func wire(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, bodies: [String] = [], head: Bool = false,
+    func wire(_ status: HTTPResponseStatus, _ headers: HeaderFields, bodies: [String] = [], head: Bool = false,
               encoder: inout DownstreamHTTP1Encoder) throws -> String {
         var out = ByteBuffer()
         try encoder.head(ResponseHead.local(status, headers), answeringHEAD: head, into: &out)
@@ -19,7 +19,7 @@ struct DownstreamHTTP1EncoderTests {
         return String(buffer: out)
     }
 
-    func wire(_ status: HTTPResponseStatus, _ headers: HTTPHeaders, bodies: [String] = [], head: Bool = false) throws -> String {
+    func wire(_ status: HTTPResponseStatus, _ headers: HeaderFields, bodies: [String] = [], head: Bool = false) throws -> String {
         var e = DownstreamHTTP1Encoder()
         return try wire(status, headers, bodies: bodies, head: head, encoder: &e)
     }
@@ -59,7 +59,7 @@ struct DownstreamHTTP1EncoderTests {
         var e = DownstreamHTTP1Encoder()
         var out = ByteBuffer()
         #expect(throws: DownstreamHTTP1Encoder.InvalidResponse.self) {
-            try e.head(ResponseHead.local(.ok, HTTPHeaders([(name, value)])), answeringHEAD: false, into: &out)
+            try e.head(ResponseHead.local(.ok, HeaderFields([(name, value)])), answeringHEAD: false, into: &out)
         }
         #expect(out.readableBytes == 0)
     }
@@ -100,6 +100,6 @@ struct H2ResponseHeadTests {
 
     @Test("a field that could not be sent makes no block", arguments: [("x-a", "b\r\nc"), ("x a", "b"), ("", "b")])
     func refused(name: String, value: String) {
-        #expect(H2ResponseHead.block(ResponseHead.local(.ok, HTTPHeaders([(name, value)]))) == nil)
+        #expect(H2ResponseHead.block(ResponseHead.local(.ok, HeaderFields([(name, value)]))) == nil)
     }
 }

@@ -13,7 +13,7 @@ import Testing
 @Suite("HPACK encoder for response heads")
 struct HPACKResponseEncoderTests {
     static func head(_ status: Int, _ fields: [(String, String)]) -> ResponseHead {
-        ResponseHead(status: HTTPResponseStatus(statusCode: status), headers: HTTPHeaders(fields), isLocal: false)
+        ResponseHead(status: HTTPResponseStatus(statusCode: status), headers: HeaderFields(fields), isLocal: false)
     }
 
     /// What a client must decode: `:status`, then the fields with lowercase

@@ -21,7 +21,7 @@ struct HeaderRulesTests {
 
     @Test("upstream request headers: client's minus hop-by-hop, Connection-named, Expect and gateway-set; plus the gateway's")
     func upstreamHeaders() {
-        let client: HTTPHeaders = [
+        let client: HeaderFields = [
             "Host": "api.example.com", "Connection": "keep-alive, X-Secret", "X-Secret": "s", "Keep-Alive": "5",
             "Expect": "100-Continue", "X-Request-Id": "forged", "X-Forwarded-For": "6.6.6.6", "Forwarded": "for=6.6.6.6",
             "Accept": "a", "Transfer-Encoding": "chunked",
@@ -42,20 +42,20 @@ struct HeaderRulesTests {
 
     @Test("response headers: hop-by-hop and Connection-named removed, one X-Request-Id")
     func responseHeaders() {
-        var h: HTTPHeaders = ["Connection": "close, X-Internal", "X-Internal": "1", "Transfer-Encoding": "chunked",
+        var h: HeaderFields = ["Connection": "close, X-Internal", "X-Internal": "1", "Transfer-Encoding": "chunked",
                               "X-Request-Id": "upstream's", "Content-Type": "text/plain"]
         HeaderRules.prepareResponseHeaders(&h, requestID: "rid", policy: SanitizePolicy())
         #expect(h["x-request-id"] == ["rid"])
         #expect(h["x-internal"].isEmpty && h["connection"].isEmpty && h["transfer-encoding"].isEmpty)
         #expect(h["content-type"] == ["text/plain"])
-        var plain: HTTPHeaders = ["Content-Type": "text/plain"]
+        var plain: HeaderFields = ["Content-Type": "text/plain"]
         HeaderRules.prepareResponseHeaders(&plain, requestID: "rid", policy: SanitizePolicy())
         #expect(plain.count == 2)
     }
 
     @Test("owned request headers: X-Passport, X-Gw-* (unless the route reads them), XFCC (unless trusted), the configured list")
     func ownedRequestHeaders() {
-        let client: HTTPHeaders = [
+        let client: HeaderFields = [
             "Host": "a", "X-Passport": "forged", "X-Gw-Kid": "k1", "X-Forwarded-Client-Cert": "Hash=1", "X-User-Id": "7",
             "X-Internal-Role": "admin", "X-Internals": "kept? no: prefix x-internal-", "Accept": "a",
         ]
@@ -84,19 +84,19 @@ struct HeaderRulesTests {
         policy.stripResponse = HeaderNameSet(["server", "x-powered-by"])
         policy.hsts = "max-age=1"
         policy.contentTypeOptions = true
-        var h: HTTPHeaders = ["X-Passport": "leak", "X-Gw-Debug": "1", "Server": "tomcat", "X-Powered-By": "PHP",
+        var h: HeaderFields = ["X-Passport": "leak", "X-Gw-Debug": "1", "Server": "tomcat", "X-Powered-By": "PHP",
                               "Content-Type": "text/plain", "X-Content-Type-Options": "other"]
         HeaderRules.prepareResponseHeaders(&h, requestID: "rid", policy: policy)
         for gone in ["x-passport", "x-gw-debug", "server", "x-powered-by"] { #expect(h[gone].isEmpty, "\(gone)") }
         #expect(h["content-type"] == ["text/plain"])
         #expect(h["strict-transport-security"] == ["max-age=1"])
         #expect(h["x-content-type-options"] == ["nosniff"])
-        var own: HTTPHeaders = ["Strict-Transport-Security": "max-age=99; preload"]
+        var own: HeaderFields = ["Strict-Transport-Security": "max-age=99; preload"]
         HeaderRules.prepareResponseHeaders(&own, requestID: "rid", policy: policy)
         #expect(own["strict-transport-security"] == ["max-age=99; preload"])
         #expect(own["x-content-type-options"] == ["nosniff"] && own["x-request-id"] == ["rid"])
         // An upstream's own X-Content-Type-Options alone (nothing else to drop) is still replaced, once.
-        var typed: HTTPHeaders = ["Content-Type": "text/plain", "x-content-type-options": "other"]
+        var typed: HeaderFields = ["Content-Type": "text/plain", "x-content-type-options": "other"]
         HeaderRules.prepareResponseHeaders(&typed, requestID: "rid", policy: policy)
         #expect(typed["x-content-type-options"] == ["nosniff"])
         #expect(typed.map { $0.name.lowercased() } == ["content-type", "x-request-id", "strict-transport-security", "x-content-type-options"])

@@ -44,7 +44,7 @@ struct ReadmeExamplesTests {
         let config = try folder.load()
         let filter = try #require(config.routes[0].filters.first)
         let exchange = Exchange(
-            request: HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["x-debug": "1", "host": "h"]),
+            request: RequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["x-debug": "1", "host": "h"]),
             requestID: "r", listener: "public", clientAddress: nil, isTLS: true,
             eventLoop: MultiThreadedEventLoopGroup.singleton.next(), logger: Logger(label: "test"))
         guard case .next = filter.onRequest(exchange) else {

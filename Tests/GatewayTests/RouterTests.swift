@@ -1,3 +1,4 @@
+import Filters
 import NIOHTTP1
 import Testing
 
@@ -11,7 +12,7 @@ struct RouterTests {
     }
 
     func match(_ r: Router, _ target: String, method: String = "GET", host: String = "localhost", headers: [(String, String)] = []) -> String {
-        var h = HTTPHeaders(headers)
+        var h = HeaderFields(headers)
         h.add(name: "host", value: host)
         switch r.match(method: method, host: Substring(host), target: Substring(target), headers: h) {
         case .matched(let route): return route.name

@@ -142,7 +142,7 @@ struct UpstreamHTTP1CodecTests {
         #expect(throws: UpstreamResponseParser.ParseError.self) { try parse(big) }
     }
 
-    private func encode(_ head: HTTPRequestHead, _ edits: UpstreamHeadEdits = UpstreamHeadEdits()) throws -> (String, Bool) {
+    private func encode(_ head: RequestHead, _ edits: UpstreamHeadEdits = UpstreamHeadEdits()) throws -> (String, Bool) {
         var b = ByteBuffer()
         let chunked = try UpstreamRequestEncoder.writeHead(head, edits: edits, into: &b)
         return (String(buffer: b), chunked)
@@ -150,42 +150,42 @@ struct UpstreamHTTP1CodecTests {
 
     @Test("wire edits: the upstream's Host in place of every Host, a collected body's length in place of its framing, no X-Gw-* ever; the head's own copy gets the same")
     func wireEdits() throws {
-        let headers = HTTPHeaders([("X-Gw-Kid", "k1"), ("Host", "client.example"), ("x-a", "1"), ("host", "again"),
+        let headers = HeaderFields([("X-Gw-Kid", "k1"), ("Host", "client.example"), ("x-a", "1"), ("host", "again"),
                                    ("Transfer-Encoding", "chunked"), ("x-gw-nonce", "n"), ("X-GW-", "e")])
-        var h = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/p", headers: headers)
+        var h = RequestHead(version: .http1_1, method: .POST, uri: "/p", headers: headers)
         let edits = UpstreamHeadEdits(host: "svc.internal:7001", contentLength: 12)
         #expect(try encode(h, edits) == ("POST /p HTTP/1.1\r\nHost: svc.internal:7001\r\nx-a: 1\r\ncontent-length: 12\r\n\r\n", false))
         // No edits: only the X-Gw-* headers go, and the body's framing stays the client's.
-        h.headers = HTTPHeaders([("Host", "c"), ("x-gw-signature", "s"), ("Content-Length", "3"), ("x-gwz", "kept")])
+        h.headers = HeaderFields([("Host", "c"), ("x-gw-signature", "s"), ("Content-Length", "3"), ("x-gwz", "kept")])
         #expect(try encode(h) == ("POST /p HTTP/1.1\r\nHost: c\r\nContent-Length: 3\r\nx-gwz: kept\r\n\r\n", false))
         // A head without Host gets it at the end; a TRACE never gets a length.
-        h = HTTPRequestHead(version: .http1_1, method: .TRACE, uri: "/", headers: ["x-a": "1"])
+        h = RequestHead(version: .http1_1, method: .TRACE, uri: "/", headers: ["x-a": "1"])
         #expect(try encode(h, UpstreamHeadEdits(host: "u", contentLength: 0)) == ("TRACE / HTTP/1.1\r\nx-a: 1\r\nhost: u\r\n\r\n", false))
         // A Host the edits bring is checked like any field.
         #expect(throws: UpstreamRequestEncoder.InvalidRequest.self) { try encode(h, UpstreamHeadEdits(host: "a\r\nx: y")) }
         // The HTTP/2 upstream codec encodes the head itself: the same edits, on a copy.
-        var copy = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/p", headers: headers)
+        var copy = RequestHead(version: .http1_1, method: .POST, uri: "/p", headers: headers)
         edits.apply(to: &copy)
         #expect(copy.headers.map { "\($0.name.lowercased())=\($0.value)" }.sorted() == ["content-length=12", "host=svc.internal:7001", "x-a=1"])
     }
 
     @Test("request heads: the framing the proxy gives them, and NIO's for a body without length")
     func requestFraming() throws {
-        var h = HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a?b=c", headers: ["Host": "x", "Content-Length": "3"])
+        var h = RequestHead(version: .http1_1, method: .POST, uri: "/a?b=c", headers: ["Host": "x", "Content-Length": "3"])
         #expect(try encode(h) == ("POST /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", false))
         h.headers = ["Host": "x"]
         #expect(try encode(h) == ("POST /a?b=c HTTP/1.1\r\nHost: x\r\ntransfer-encoding: chunked\r\n\r\n", true))
         h.headers = ["Host": "x", "Transfer-Encoding": "chunked", "Content-Length": "3"]
         #expect(try encode(h) == ("POST /a?b=c HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n", false))
-        h = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Host": "x"])
+        h = RequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["Host": "x"])
         #expect(try encode(h) == ("GET / HTTP/1.1\r\nHost: x\r\n\r\n", false))
         h.headers.add(name: "Transfer-Encoding", value: "chunked")
         #expect(try encode(h) == ("GET / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n", true))
         h.headers.add(name: "Content-Length", value: "3")
         #expect(throws: UpstreamRequestEncoder.InvalidRequest.self) { try encode(h) }
-        h = HTTPRequestHead(version: .http1_1, method: .DELETE, uri: "/", headers: ["Transfer-Encoding": "gzip"])
+        h = RequestHead(version: .http1_1, method: .DELETE, uri: "/", headers: ["Transfer-Encoding": "gzip"])
         #expect(try encode(h) == ("DELETE / HTTP/1.1\r\n\r\n", false))
-        h = HTTPRequestHead(version: .http1_1, method: .TRACE, uri: "/", headers: ["Content-Length": "3", "Transfer-Encoding": "chunked"])
+        h = RequestHead(version: .http1_1, method: .TRACE, uri: "/", headers: ["Content-Length": "3", "Transfer-Encoding": "chunked"])
         #expect(try encode(h) == ("TRACE / HTTP/1.1\r\n\r\n", false))
     }
 
@@ -200,7 +200,7 @@ struct UpstreamHTTP1CodecTests {
         ("CRLF in the target", "/a\r\nX: y", "x-a", "b"),
     ])
     func splitting(name: String, uri: String, header: String, value: String) {
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri, headers: HTTPHeaders([("host", "x"), (header, value)]))
+        let head = RequestHead(version: .http1_1, method: .GET, uri: uri, headers: HeaderFields([("host", "x"), (header, value)]))
         var b = ByteBuffer(string: "earlier")
         #expect(throws: UpstreamRequestEncoder.InvalidRequest.self, "\(name)") { try UpstreamRequestEncoder.writeHead(head, into: &b) }
         #expect(String(buffer: b) == "earlier", "a refused head left bytes behind")
@@ -249,7 +249,7 @@ struct UpstreamHTTP1CodecTests {
             weakProbe = probe
             connection.delegate = probe
             // A whole exchange reaches the request through the strong reference.
-            connection.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "a"])))
+            connection.write(.head(RequestHead(version: .http1_1, method: .GET, uri: "/", headers: ["host": "a"])))
             connection.write(.end(nil))
             connection.flush()
             channel.embeddedEventLoop.run()
@@ -257,7 +257,7 @@ struct UpstreamHTTP1CodecTests {
             try channel.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))
             #expect(probe.heads == 1 && probe.ends == 1)
             // A second exchange is in flight when the channel closes: its request hears of it.
-            connection.write(.head(HTTPRequestHead(version: .http1_1, method: .GET, uri: "/2", headers: ["host": "a"])))
+            connection.write(.head(RequestHead(version: .http1_1, method: .GET, uri: "/2", headers: ["host": "a"])))
             _ = try channel.finish(acceptAlreadyClosed: true)
             #expect(probe.failures == 1)
             #expect(connection.delegate == nil)
@@ -282,7 +282,7 @@ struct UpstreamHTTP1CodecTests {
         let counter = FlushCounter()
         try channel.pipeline.syncOperations.addHandler(counter)
         let connection = try UpstreamConnection.configure(channel: channel, id: 1, endpoint: "test") { _ in }
-        connection.write(.head(HTTPRequestHead(version: .http1_1, method: .POST, uri: "/a", headers: ["host": "a", "content-length": "2"])))
+        connection.write(.head(RequestHead(version: .http1_1, method: .POST, uri: "/a", headers: ["host": "a", "content-length": "2"])))
         connection.flush()
         connection.write(.body(.byteBuffer(ByteBuffer(string: "hi"))))
         connection.write(.end(nil))

@@ -78,20 +78,20 @@ extension MicroBenchmarks {
         guard let client = AppChannelClient(kid: "k1", gatewayKey: gateway.publicKey) else { return [] }
         let json = Array(String(repeating: #"{"amount":1000,"to":"acct-42"},"#, count: 33).utf8.prefix(1024))
         // Distinct nonces in each set (one store serves both benchmarks).
-        func requests(encrypt: Bool) -> [(HTTPRequestHead, ByteBuffer)] {
+        func requests(encrypt: Bool) -> [(RequestHead, ByteBuffer)] {
             (0..<1000).map { i in
                 let prepared = client.prepare(method: "POST", target: "/full", body: json, encrypt: encrypt, contentType: "application/json",
                                               timestamp: t, nonce: withUnsafeBytes(of: UInt64(i) << 8 | (encrypt ? 2 : 1)) { Array($0) + Array($0) })
-                var headers: HTTPHeaders = ["Host": "localhost:18445", "Content-Type": encrypt ? "application/octet-stream" : "application/json",
+                var headers: HeaderFields = ["Host": "localhost:18445", "Content-Type": encrypt ? "application/octet-stream" : "application/json",
                                             "Content-Length": String(prepared.body.count)]
                 for (name, value) in prepared.headers { headers.add(name: name, value: value) }
-                return (HTTPRequestHead(version: .http1_1, method: .POST, uri: "/full", headers: headers), ByteBuffer(bytes: prepared.body))
+                return (RequestHead(version: .http1_1, method: .POST, uri: "/full", headers: headers), ByteBuffer(bytes: prepared.body))
             }
         }
         let logger = Logger(label: "bench")
         let response = ByteBuffer(repeating: 0x61, count: 200)
         var sink = 0
-        func run(_ name: String, _ filters: [any Filter], _ prepared: [(HTTPRequestHead, ByteBuffer)]) -> Result {
+        func run(_ name: String, _ filters: [any Filter], _ prepared: [(RequestHead, ByteBuffer)]) -> Result {
             var op = 0, refused = 0
             let result = measure(name) {
                 let (head, sent) = prepared[op % prepared.count]
@@ -106,7 +106,7 @@ extension MicroBenchmarks {
                 for f in filters { guard case .next = f.onRequestBody(e, &body) else { refused += 1; return } }
                 sink &+= body.readableBytes
                 if let seal = e.responseBodyTransform {
-                    var headers: HTTPHeaders = ["content-type": "application/json", "content-length": "200"]
+                    var headers: HeaderFields = ["content-type": "application/json", "content-length": "200"]
                     sink &+= seal(.ok, &headers, response).readableBytes
                 }
             }

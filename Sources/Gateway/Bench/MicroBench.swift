@@ -93,7 +93,7 @@ struct MicroBenchmarks {
         var results: [Result] = []
         let config = try Self.config(routes: 1000, filtersPerRoute: 0)
         let router = config.listeners[0].router
-        var headers = HTTPHeaders()
+        var headers = HeaderFields()
         headers.add(name: "host", value: "api.example.com")
         headers.add(name: "user-agent", value: "bench")
         var sink = 0
@@ -112,7 +112,7 @@ struct MicroBenchmarks {
         for n in [0, 1, 5] {
             let chained = try Self.config(routes: 1, filtersPerRoute: n)
             let route = chained.routes[0]
-            let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/svc0/x", headers: headers)
+            let head = RequestHead(version: .http1_1, method: .GET, uri: "/svc0/x", headers: headers)
             results.append(measure("exchange + chain of \(n) headers filters") {
                 let exchange = Exchange(request: head, requestID: "r", listener: "l", clientAddress: nil, isTLS: true,
                                         eventLoop: loop, logger: Logger(label: "bench"))
@@ -228,7 +228,7 @@ struct MicroBenchmarks {
                                         context: FilterContext(stateDirectory: dir))
         let principal = Principal(subject: "user-42", session: "s-9", scopes: ["accounts:read"], method: "jwt", expiresAt: nil,
                                   rawClaims: [], confirmation: nil, credentialID: Principal.credentialID("token"))
-        let head = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/x", headers: ["authorization": "Bearer token", "x-device-id": "dev-7"])
+        let head = RequestHead(version: .http1_1, method: .GET, uri: "/x", headers: ["authorization": "Bearer token", "x-device-id": "dev-7"])
         let logger = Logger(label: "bench")
         var sink = 0
         var results: [Result] = []
@@ -250,7 +250,7 @@ struct MicroBenchmarks {
         let jwtHeader = Base64URL.encode(Array(#"{"alg":"EdDSA","kid":"idp","typ":"JWT"}"#.utf8))
         let jwtClaims = Base64URL.encode(Array(#"{"aud":"api","exp":\#(t + 3600),"iat":\#(t),"iss":"idp","scope":"accounts:read","sid":"s-1","sub":"user-42"}"#.utf8))
         let jwt = jwtHeader + "." + jwtClaims + "." + Base64URL.encode(issuer.signature(for: Array((jwtHeader + "." + jwtClaims).utf8)))
-        let authHead = HTTPRequestHead(version: .http1_1, method: .GET, uri: "/x", headers: ["authorization": "Bearer \(jwt)"])
+        let authHead = RequestHead(version: .http1_1, method: .GET, uri: "/x", headers: ["authorization": "Bearer \(jwt)"])
         results.append(measure("authenticate filter, cached JWT") {
             let e = Exchange(request: authHead, requestID: "r", listener: "l", upstream: "accounts", clientAddress: nil, isTLS: true,
                              eventLoop: loop, logger: logger)

@@ -1,3 +1,4 @@
+import Filters
 import NIOHTTP1
 
 /// Runs the `tests:` of every route against the compiled routers, as
@@ -27,7 +28,7 @@ struct RouteTestRunner {
     }
 
     func check(_ test: RouteTestConfig, owner: CompiledRoute, router: Router, paths: PathCanonicalizer) -> [String] {
-        var headers = HTTPHeaders()
+        var headers = HeaderFields()
         headers.add(name: "host", value: test.request.host ?? "localhost")
         for (k, v) in test.request.headers.sorted(by: { $0.key < $1.key }) { headers.add(name: k, value: v) }
         let method = test.request.method.uppercased()

@@ -36,14 +36,14 @@ struct HTTP1RequestParser {
     }
 
     /// The next part from `buffer`, consuming its bytes; nil when more bytes are needed.
-    mutating func next(_ buffer: inout ByteBuffer) throws -> HTTPServerRequestPart? {
+    mutating func next(_ buffer: inout ByteBuffer) throws -> InboundRequestPart? {
         switch state {
         case .head:
             guard let (head, body) = try parseHead(&buffer) else { return nil }
             state = .body(body)
             return .head(head)
         case .body(var reader):
-            var fields: [(String, String)] = []
+            var fields: [(name: String, value: String)] = []
             let event = try reader.next(&buffer, trailerLimit: maxHeadBytes) { name, value in
                 // A trailer cannot frame the body it ends (llhttp refuses it too).
                 if HTTPBytes.equalsLowercase(name, "content-length") || HTTPBytes.equalsLowercase(name, "transfer-encoding") {
@@ -57,7 +57,7 @@ struct HTTP1RequestParser {
                 return .body(bytes)
             case .end?:
                 state = .head
-                return .end(fields.isEmpty ? nil : HTTPHeaders(fields))
+                return .end(fields.isEmpty ? nil : HeaderFields(fields: fields))
             case nil:
                 state = .body(reader)
                 return nil
@@ -67,7 +67,7 @@ struct HTTP1RequestParser {
 
     // MARK: - Head
 
-    private mutating func parseHead(_ buffer: inout ByteBuffer) throws -> (HTTPRequestHead, HTTP1BodyReader)? {
+    private mutating func parseHead(_ buffer: inout ByteBuffer) throws -> (RequestHead, HTTP1BodyReader)? {
         // Empty lines before the request line are skipped (a client's stray
         // CRLF after a body); a lone LF is not.
         while buffer.readableBytes >= 2, buffer.getInteger(at: buffer.readerIndex, as: UInt16.self) == 0x0D0A {
@@ -94,7 +94,7 @@ struct HTTP1RequestParser {
 
     /// Parses a request line and its field lines, each ending in CRLF (the
     /// final empty line already cut off).
-    private static func parseHeadBytes(_ p: UnsafeRawBufferPointer) throws -> (HTTPRequestHead, HTTP1BodyReader) {
+    private static func parseHeadBytes(_ p: UnsafeRawBufferPointer) throws -> (RequestHead, HTTP1BodyReader) {
         func fail(_ what: String) -> HTTP1ParseError { HTTP1ParseError(description: what) }
         // method SP request-target SP HTTP-version CRLF
         var i = 0
@@ -115,7 +115,7 @@ struct HTTP1RequestParser {
         let version: HTTPVersion = p[i + 7] == UInt8(ascii: "1") ? .http1_1 : .http1_0
         i += 10
 
-        var fields: [(String, String)] = []
+        var fields: [(name: String, value: String)] = []
         fields.reserveCapacity(12)
         var length: Int?
         var chunked = false
@@ -140,7 +140,7 @@ struct HTTP1RequestParser {
         } else {
             framing = HTTP1BodyReader(length: length ?? 0)
         }
-        return (HTTPRequestHead(version: version, method: method, uri: uri, headers: HTTPHeaders(fields)), framing)
+        return (RequestHead(version: version, method: method, uri: uri, headers: HeaderFields(fields: fields)), framing)
     }
 
     /// The method: the common ones without making a string.

@@ -115,7 +115,7 @@ struct UpstreamHeadEdits {
     var contentLength: Int?
 
     /// The same edits on a head (for the HTTP/2 upstream codec, which encodes it itself).
-    func apply(to head: inout HTTPRequestHead) {
+    func apply(to head: inout RequestHead) {
         if let host { head.headers.replaceOrAdd(name: "host", value: host) }
         if let contentLength {
             head.headers.remove(name: "transfer-encoding")
@@ -138,7 +138,7 @@ enum UpstreamRequestEncoder {
     /// TRACE carries no framing; a head with both framings (which the proxy
     /// never builds) is refused. One pass; on a refusal `buffer` is left as
     /// it was.
-    static func writeHead(_ head: HTTPRequestHead, edits: UpstreamHeadEdits = UpstreamHeadEdits(),
+    static func writeHead(_ head: RequestHead, edits: UpstreamHeadEdits = UpstreamHeadEdits(),
                           into buffer: inout ByteBuffer) throws -> Bool {
         let start = buffer.writerIndex
         func refuse(_ what: String) -> InvalidRequest {
@@ -204,7 +204,7 @@ enum UpstreamRequestEncoder {
     }
 
     /// The last chunk and the trailers of a chunked body.
-    static func writeChunkedEnd(_ trailers: HTTPHeaders?, into buffer: inout ByteBuffer) throws {
+    static func writeChunkedEnd(_ trailers: HeaderFields?, into buffer: inout ByteBuffer) throws {
         let start = buffer.writerIndex
         buffer.writeStaticString("0\r\n")
         for (name, value) in trailers ?? [:] where !HTTPBytes.writeField(name, value, into: &buffer) {

@@ -38,9 +38,9 @@ enum HeaderRules {
 
     /// Removes every `X-Gw-*` header in one pass (the app channel's seven
     /// would otherwise cost seven scans of the list).
-    static func removeAppChannelHeaders(_ headers: inout HTTPHeaders) {
+    static func removeAppChannelHeaders(_ headers: inout HeaderFields) {
         guard headers.contains(where: { kind($0.name) == .appChannel }) else { return }
-        var kept = HTTPHeaders()
+        var kept = HeaderFields()
         kept.reserveCapacity(headers.count)
         for (name, value) in headers where kind(name) != .appChannel { kept.add(name: name, value: value) }
         headers = kept
@@ -131,13 +131,13 @@ enum HeaderRules {
     /// `strip_request_headers`; plus the gateway's own. Returns whether the
     /// client sent `Expect: 100-continue`.
     static func upstreamRequestHeaders(
-        from client: HTTPHeaders, requestID: String, clientIP: String?, isTLS: Bool, originalHost: String, chunked: Bool,
+        from client: HeaderFields, requestID: String, clientIP: String?, isTLS: Bool, originalHost: String, chunked: Bool,
         policy: SanitizePolicy, keepAppChannel: Bool
-    ) -> (HTTPHeaders, expectsContinue: Bool) {
-        // Built as a list and wrapped once: `HTTPHeaders.add` checks each
+    ) -> (HeaderFields, expectsContinue: Bool) {
+        // Built as a list and wrapped once: `HeaderFields.add` checks each
         // name for ASCII, byte by byte, and these names are checked tokens.
-        var out: [(String, String)] = []
-        out.reserveCapacity(client.count + 5)
+        var out: [(name: String, value: String)] = []
+        out.reserveCapacity(client.count + 8)  // and room for the filters' edits (passport, decrypt_payload)
         var expectsContinue = false
         var connectionValues: [String] = []
         let strip = policy.stripRequest
@@ -158,7 +158,7 @@ enum HeaderRules {
         out.append(("x-forwarded-proto", isTLS ? "https" : "http"))
         if !originalHost.isEmpty { out.append(("x-forwarded-host", originalHost)) }
         if chunked { out.append(("transfer-encoding", "chunked")) }
-        return (HTTPHeaders(out), expectsContinue)
+        return (HeaderFields(fields: out), expectsContinue)
     }
 
     /// Request trailers a route may forward: none that frames, routes,
@@ -181,7 +181,7 @@ enum HeaderRules {
     /// the gateway owns (`X-Passport`, `X-Gw-*`) and the listener's
     /// `strip_response_headers` from an upstream response; sets `X-Request-Id`
     /// and the listener's security headers. Usually a single scan.
-    static func prepareResponseHeaders(_ headers: inout HTTPHeaders, requestID: String, policy: SanitizePolicy) {
+    static func prepareResponseHeaders(_ headers: inout HeaderFields, requestID: String, policy: SanitizePolicy) {
         var slow = false
         var hasHSTS = false
         let strip = policy.stripResponse
@@ -208,7 +208,7 @@ enum HeaderRules {
         for (name, value) in headers where kind(name) == .connection { connectionValues.append(value) }
         let named = connectionTokens(connectionValues)
         // A new list, wrapped once (no per-field ASCII check of `add`).
-        var kept: [(String, String)] = []
+        var kept: [(name: String, value: String)] = []
         kept.reserveCapacity(headers.count + 3)
         for (name, value) in headers {
             switch kind(name) {
@@ -222,6 +222,6 @@ enum HeaderRules {
         kept.append(("x-request-id", requestID))
         if let hsts { kept.append(("strict-transport-security", hsts)) }
         if policy.contentTypeOptions { kept.append(("x-content-type-options", "nosniff")) }
-        headers = HTTPHeaders(kept)
+        headers = HeaderFields(fields: kept)
     }
 }

@@ -1,3 +1,4 @@
+import Filters
 import NIOCore
 import NIOHTTP1
 import NIOHTTP2
@@ -24,7 +25,7 @@ extension ProxyHandler {
     func receivedHeaders(_ frame: HTTP2Frame.FramePayload.Headers) {
         switch h2Request {
         case .awaitingHead:
-            let head: HTTPRequestHead
+            let head: RequestHead
             do {
                 head = try H2Request.head(frame.headers, endStream: frame.endStream)
             } catch {

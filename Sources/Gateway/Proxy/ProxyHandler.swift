@@ -169,7 +169,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         // A response that ended inside `dispatch` may have closed the
         // connection (`parserFailed`): nothing more is parsed then.
         while !parserFailed, !(request != nil && requestEnded) {
-            let part: HTTPServerRequestPart?
+            let part: InboundRequestPart?
             do {
                 part = try parser.next(&inbound)
             } catch {
@@ -187,7 +187,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         if inbound.readableBytes == 0 { inbound = noBytes }
     }
 
-    func dispatch(_ part: HTTPServerRequestPart) {
+    func dispatch(_ part: InboundRequestPart) {
         switch part {
         case .head(let head):
             discardingBody = false
@@ -262,7 +262,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         guard let context else { return }
         let requestID = loop.newRequestID()
         let body = "{\"error\":\"\(error.errorCode)\",\"request_id\":\"\(requestID)\"}"
-        var headers = HTTPHeaders()
+        var headers = HeaderFields()
         headers.add(name: "content-type", value: "application/json")
         headers.add(name: "content-length", value: String(body.utf8.count))
         headers.add(name: "x-request-id", value: requestID)
@@ -303,7 +303,7 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     // MARK: - Requests
 
-    private func startRequest(_ head: HTTPRequestHead) {
+    private func startRequest(_ head: RequestHead) {
         guard let context else { return }
         let r = ProxyRequest(handler: self, head: head, env: env, isHTTP2: isHTTP2, isTLS: isTLS,
                              clientAddress: remoteAddress, eventLoop: context.eventLoop)

@@ -66,8 +66,7 @@ extension ProxyRequest {
             heldHead = nil
             heldBody = nil
             let sealed = transform(head.status, &head.headers, body)
-            head.headers = head.headers.replacing("transfer-encoding", "content-length",
-                                                  with: ("content-length", String(sealed.readableBytes)))
+            head.headers.replace("transfer-encoding", "content-length", with: ("content-length", String(sealed.readableBytes)))
             responseBytes = sealed.readableBytes
             handler.write(.head(head))
             handler.write(.body(sealed))
@@ -144,7 +143,7 @@ extension ProxyRequest {
 
     // MARK: - Local responses and completion
 
-    func respondLocally(_ error: GatewayError, headers: HTTPHeaders = [:], close: Bool = false) {
+    func respondLocally(_ error: GatewayError, headers: HeaderFields = [:], close: Bool = false) {
         respondLocally(FilterResponse(error: error, headers: headers), close: close)
     }
 
@@ -207,5 +206,21 @@ extension ProxyRequest {
             bytesOut: responseBytes, durationNanos: duration.nanoseconds,
             upstreamNanos: upstreamHeadAt.map { ($0 - startedAt).nanoseconds }, client: handler.clientIP,
             protocolName: isHTTP2 ? "HTTP/2" : "HTTP/1.1", error: errorCode))
+    }
+}
+
+extension ProxyRequest {
+    static let gatewayKeysPath = "/.well-known/gateway-keys.json"
+
+    /// The app-channel public keys (PROTOCOL 2.1), on every public listener of
+    /// a config that uses them; never a private half.
+    func serveGatewayKeys(_ keys: AppChannelKeyRing) {
+        guard method == .GET || method == .HEAD else {
+            return respondLocally(.methodNotAllowed, headers: ["allow": "GET, HEAD"])
+        }
+        var headers = HeaderFields()
+        headers.add(name: "content-type", value: "application/json")
+        headers.add(name: "cache-control", value: "public, max-age=300")
+        respondLocally(FilterResponse(status: .ok, headers: headers, body: ByteBuffer(string: keys.publishedJSON(now: AppChannelKeyRing.now()))))
     }
 }

@@ -35,7 +35,7 @@ final class ProxyRequest: UpstreamDelegate {
 
     /// Request parts that arrived before the upstream connection was ready.
     /// (An array: no allocation for the usual request, which has none.)
-    var pending: [HTTPClientRequestPart] = []
+    var pending: [UpstreamRequestPart] = []
     var pendingBytes = 0
     static let pendingLimit = 256 << 10
     var requestBodyBytes = 0
@@ -63,7 +63,7 @@ final class ProxyRequest: UpstreamDelegate {
     /// `client_body_timeout`, restarted by every part of it that arrives.
     var awaitingClientBody = false
 
-    init(handler: ProxyHandler, head: HTTPRequestHead, env: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool,
+    init(handler: ProxyHandler, head: RequestHead, env: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool,
          clientAddress: SocketAddress?, eventLoop: EventLoop) {
         self.handler = handler
         self.env = env
@@ -100,25 +100,35 @@ final class ProxyRequest: UpstreamDelegate {
         let limits = env.listener.limits
         // One pass over the head: its size, and the framing and Host fields.
         var size = head.method.rawValue.utf8.count + head.uri.utf8.count + 12
-        var length: String?, lengths = 0
-        var coding: String?, codings = 0
-        var host: String?, hosts = 0
-        for (name, value) in head.headers {
-            size += name.utf8.count + value.utf8.count + 4
-            switch HTTPBytes.framingField(name) {
+        // Indices, not values: a loop whose fields are only read borrows
+        // them; keeping a value would copy every field's strings.
+        var lengthAt = -1, lengths = 0
+        var codingAt = -1, codings = 0
+        var hostAt = -1, hosts = 0
+        let fields = head.headers
+        for i in fields.indices {
+            let n = fields[i].name.utf8.count
+            size += n + fields[i].value.utf8.count + 4
+            // Only names of a framing field's length go to the comparison (a
+            // field passed to a call is copied).
+            guard n == 4 || n == 14 || n == 17 else { continue }
+            switch HTTPBytes.framingField(fields[i].name) {
             case .host:
-                host = value
+                hostAt = i
                 hosts += 1
             case .contentLength:
-                length = value
+                lengthAt = i
                 lengths += 1
             case .transferEncoding:
-                coding = value
+                codingAt = i
                 codings += 1
             default:
                 break
             }
         }
+        let length = lengthAt < 0 ? nil : fields[lengthAt].value
+        let coding = codingAt < 0 ? nil : fields[codingAt].value
+        let host = hostAt < 0 ? nil : fields[hostAt].value
         if head.headers.count > limits.maxHeaders || size > limits.maxHeadSize {
             return respondLocally(.headTooLarge, close: true)
         }
@@ -191,20 +201,6 @@ final class ProxyRequest: UpstreamDelegate {
             if !expectsContinue { awaitClientBody() }
             runFilters(from: 0)
         }
-    }
-
-    static let gatewayKeysPath = "/.well-known/gateway-keys.json"
-
-    /// The app-channel public keys (PROTOCOL 2.1), on every public listener of
-    /// a config that uses them; never a private half.
-    func serveGatewayKeys(_ keys: AppChannelKeyRing) {
-        guard method == .GET || method == .HEAD else {
-            return respondLocally(.methodNotAllowed, headers: ["allow": "GET, HEAD"])
-        }
-        var headers = HTTPHeaders()
-        headers.add(name: "content-type", value: "application/json")
-        headers.add(name: "cache-control", value: "public, max-age=300")
-        respondLocally(FilterResponse(status: .ok, headers: headers, body: ByteBuffer(string: keys.publishedJSON(now: AppChannelKeyRing.now()))))
     }
 
     /// `Content-Length`: 1 to 18 digits and nothing else (no sign, no
@@ -340,7 +336,7 @@ final class ProxyRequest: UpstreamDelegate {
         }
     }
 
-    func receivedEnd(_ trailers: HTTPHeaders? = nil) {
+    func receivedEnd(_ trailers: HeaderFields? = nil) {
         guard phase != .finished else { return }
         clientEnded = true
         if awaitingClientBody {
@@ -353,9 +349,9 @@ final class ProxyRequest: UpstreamDelegate {
         }
         // Trailers only where the route allows them, only on a chunked
         // upstream request, and never one that frames, routes or is owned.
-        var forwarded: HTTPHeaders?
+        var forwarded: HeaderFields?
         if let trailers, !trailers.isEmpty, route?.allowTrailers == true, framing == .chunked {
-            var kept = HTTPHeaders()
+            var kept = HeaderFields()
             for (name, value) in trailers where HeaderRules.isForwardableTrailer(name) { kept.add(name: name, value: value) }
             if !kept.isEmpty { forwarded = kept }
         }

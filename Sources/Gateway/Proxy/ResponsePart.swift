@@ -15,7 +15,7 @@ enum ResponsePart {
 
 extension ResponseHead {
     /// A head the gateway writes on its own (100 Continue, its answers).
-    static func local(_ status: HTTPResponseStatus, _ headers: HTTPHeaders = [:]) -> ResponseHead {
+    static func local(_ status: HTTPResponseStatus, _ headers: HeaderFields = [:]) -> ResponseHead {
         ResponseHead(status: status, headers: headers, isLocal: true)
     }
 }

@@ -24,7 +24,7 @@ struct SanitizePolicy: Sendable {
     var contentTypeOptions = false
 
     /// Adds the listener's security headers to a response about to be sent.
-    func addSecurityHeaders(_ headers: inout HTTPHeaders) {
+    func addSecurityHeaders(_ headers: inout HeaderFields) {
         if let hsts, !headers.contains(name: "strict-transport-security") {
             headers.add(name: "strict-transport-security", value: hsts)
         }

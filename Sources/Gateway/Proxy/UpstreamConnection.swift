@@ -60,21 +60,21 @@ final class UpstreamConnection {
     var isActive: Bool { channel.isActive }
 
     /// Writes a request's head, with the edits it gets on the wire.
-    func writeHead(_ head: HTTPRequestHead, edits: UpstreamHeadEdits) {
+    func writeHead(_ head: RequestHead, edits: UpstreamHeadEdits) {
         if let h1 {
             h1.sendHead(head, edits: edits)
         } else {
             var head = head
             edits.apply(to: &head)
-            channel.write(HTTPClientRequestPart.head(head), promise: nil)
+            channel.write(UpstreamRequestPart.head(head).nio, promise: nil)
         }
     }
 
-    func write(_ part: HTTPClientRequestPart) {
+    func write(_ part: UpstreamRequestPart) {
         if let h1 {
             h1.send(part)
         } else {
-            channel.write(part, promise: nil)
+            channel.write(part.nio, promise: nil)
         }
     }
 
@@ -196,7 +196,7 @@ final class UpstreamHandler: ChannelDuplexHandler {
             return
         }
         switch unwrapInboundIn(data) {
-        case .head(let head): delegate.upstreamResponseHead(ResponseHead(status: head.status, headers: head.headers, isLocal: false))
+        case .head(let head): delegate.upstreamResponseHead(ResponseHead(status: head.status, headers: HeaderFields(head.headers), isLocal: false))
         case .body(let buffer): delegate.upstreamResponseBody(buffer)
         case .end: delegate.upstreamResponseEnd()
         }

@@ -48,7 +48,7 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
 
     // MARK: - Requests
 
-    func sendHead(_ head: HTTPRequestHead, edits: UpstreamHeadEdits) {
+    func sendHead(_ head: RequestHead, edits: UpstreamHeadEdits) {
         guard let context, !broken else { return }
         do {
             var buffer = context.channel.allocator.buffer(capacity: 512)
@@ -61,7 +61,7 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
         }
     }
 
-    func send(_ part: HTTPClientRequestPart) {
+    func send(_ part: UpstreamRequestPart) {
         guard let context, !broken else { return }
         do {
             switch part {

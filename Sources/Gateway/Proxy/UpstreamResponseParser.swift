@@ -114,7 +114,7 @@ struct UpstreamResponseParser {
         }
         buffer.moveReaderIndex(forwardBy: end)
         let status = HTTPResponseStatus(statusCode: parsed.status)
-        let head = ResponseHead(status: status, headers: HTTPHeaders(parsed.headers), isLocal: false)
+        let head = ResponseHead(status: status, headers: HeaderFields(fields: parsed.headers), isLocal: false)
         // RFC 9112 6.3: how the body ends.
         var framing: State
         if method == .HEAD || parsed.status < 200 || parsed.status == 204 || parsed.status == 304 {
@@ -139,7 +139,7 @@ struct UpstreamResponseParser {
     private struct ParsedHead {
         var version: HTTPVersion
         var status: Int
-        var headers: [(String, String)]
+        var headers: [(name: String, value: String)]
         var length: Int?
         var finalCoding: Coding?
         /// `close` / `keep-alive` among the `Connection` tokens.

@@ -53,7 +53,7 @@ final class CompiledRoute: @unchecked Sendable {
     }
 
     /// Everything but the method.
-    func matchesIgnoringMethod(host hostValue: Substring, path pathValue: Substring, query queryValue: Substring?, headers requestHeaders: HTTPHeaders) -> Bool {
+    func matchesIgnoringMethod(host hostValue: Substring, path pathValue: Substring, query queryValue: Substring?, headers requestHeaders: HeaderFields) -> Bool {
         if let host, !host.matches(hostValue) { return false }
         if !path.matches(pathValue) { return false }
         for h in headers where !h.matches(requestHeaders[h.name]) { return false }
@@ -184,12 +184,12 @@ struct UpstreamTargets: Sendable {
     }
 
     /// The forced upstream if the request carries the header with a known value.
-    func forcedUpstream(_ headers: HTTPHeaders) -> String? {
+    func forcedUpstream(_ headers: HeaderFields) -> String? {
         guard let forceHeader, let value = headers.first(name: forceHeader) else { return nil }
         return forced[value]
     }
 
-    func pick<R: RandomNumberGenerator>(_ headers: HTTPHeaders, using rng: inout R) -> String {
+    func pick<R: RandomNumberGenerator>(_ headers: HeaderFields, using rng: inout R) -> String {
         if let f = forcedUpstream(headers) { return f }
         if weighted.count == 1 { return weighted[0].0 }
         let roll = Int.random(in: 0..<total, using: &rng)

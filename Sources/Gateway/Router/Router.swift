@@ -35,7 +35,7 @@ struct Router: Sendable {
         case methodNotAllowed(allow: [String])
     }
 
-    func match(method: String, host: Substring, target: Substring, headers: HTTPHeaders) -> Result {
+    func match(method: String, host: Substring, target: Substring, headers: HeaderFields) -> Result {
         let (path, query) = Router.split(target)
         let indexed = bySegment[Router.firstSegment(path)] ?? []
         // Candidates in declaration order: merge the two ascending index lists.

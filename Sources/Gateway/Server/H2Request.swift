@@ -43,8 +43,8 @@ enum H2Request {
     }
 
     /// A trailer section: the regular fields of a HEADERS frame after the body.
-    static func trailers(_ block: HPACKHeaders) throws -> HTTPHeaders {
-        var trailers = HTTPHeaders()
+    static func trailers(_ block: HPACKHeaders) throws -> HeaderFields {
+        var trailers = HeaderFields()
         for (name, value, _) in block {
             guard name.utf8.first != UInt8(ascii: ":") else { throw Malformed(reset: true, description: "a pseudo-header in trailers") }
             try checkField(name, value)
@@ -53,11 +53,11 @@ enum H2Request {
         return trailers
     }
 
-    static func head(_ block: HPACKHeaders, endStream: Bool) throws -> HTTPRequestHead {
+    static func head(_ block: HPACKHeaders, endStream: Bool) throws -> RequestHead {
         var method: String?, path: String?, scheme: String?, authority: String?
         var hosts: [String] = []
         var hasLength = false
-        var headers: [(String, String)] = []
+        var headers: [(name: String, value: String)] = []
         headers.reserveCapacity(block.count + 1)
         for (name, value, _) in block {
             guard name.utf8.first == UInt8(ascii: ":") else {
@@ -100,7 +100,7 @@ enum H2Request {
             throw Malformed(reset: true, description: "a request without :scheme or a non-empty :path")
         }
         guard let authority else { throw Malformed(reset: false, description: "a request without :authority") }
-        var synthesized: [(String, String)] = []
+        var synthesized: [(name: String, value: String)] = []
         if hosts.isEmpty { synthesized.append(("host", authority)) }
         let httpMethod = HTTPMethod(rawValue: method)
         switch httpMethod {
@@ -114,7 +114,7 @@ enum H2Request {
             let lowerAuthority = authority.lowercased()
             if hosts.contains(where: { $0.lowercased() != lowerAuthority }) { headers.append(("host", authority)) }
         }
-        return HTTPRequestHead(version: .http2, method: httpMethod, uri: path, headers: HTTPHeaders(headers))
+        return RequestHead(version: .http2, method: httpMethod, uri: path, headers: HeaderFields(fields: headers))
     }
 
     /// A regular field of a request or trailer block (RFC 9113 8.2.1, 8.2.2).
