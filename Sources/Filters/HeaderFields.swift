@@ -46,6 +46,15 @@ public struct HeaderFields: Sendable {
         fields.append((name, value))
     }
 
+    /// Appends a field whose name is known to be an ASCII token (the
+    /// gateway's own names), without `add`'s check.
+    @inlinable
+    package mutating func append(_ field: (String, String)) { fields.append(field) }
+
+    /// Removes the field at `index`; the fields after it move up, none is copied.
+    @inlinable
+    package mutating func remove(at index: Int) { fields.remove(at: index) }
+
     @inlinable
     public mutating func add(contentsOf other: HeaderFields) {
         fields.append(contentsOf: other.fields)

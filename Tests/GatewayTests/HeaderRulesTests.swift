@@ -40,6 +40,25 @@ struct HeaderRulesTests {
         #expect(out["transfer-encoding"] == ["chunked"])
     }
 
+    @Test("upstream request headers in place: kept fields in their order, the gateway's last, the last Expect decides")
+    func upstreamHeadersInPlace() {
+        var h: HeaderFields = ["A": "1", "Connection": "close", "B": "2", "Expect": "100-continue", "TE": "x", "C": "3",
+                               "Expect": "nothing"]
+        let original = h
+        var expects = HeaderRules.prepareUpstreamRequestHeaders(
+            &h, requestID: "rid", clientIP: nil, isTLS: false, originalHost: "", chunked: false, policy: SanitizePolicy(),
+            keepAppChannel: false)
+        #expect(!expects, "the last Expect is not 100-continue")
+        #expect(h.map { "\($0.name)=\($0.value)" } == ["A=1", "B=2", "C=3", "x-request-id=rid", "x-forwarded-proto=http"])
+        #expect(original.count == 7, "a copy of the list keeps its fields")
+        #expect(h.capacity >= h.count + 3, "room for the filters' edits")
+        var last: HeaderFields = ["Expect": "nothing", "Expect": "100-Continue"]
+        expects = HeaderRules.prepareUpstreamRequestHeaders(
+            &last, requestID: "rid", clientIP: nil, isTLS: false, originalHost: "", chunked: false, policy: SanitizePolicy(),
+            keepAppChannel: false)
+        #expect(expects)
+    }
+
     @Test("response headers: hop-by-hop and Connection-named removed, one X-Request-Id")
     func responseHeaders() {
         var h: HeaderFields = ["Connection": "close, X-Internal", "X-Internal": "1", "Transfer-Encoding": "chunked",

@@ -116,7 +116,10 @@ struct HTTP1RequestParser {
         i += 10
 
         var fields: [(name: String, value: String)] = []
-        fields.reserveCapacity(12)
+        // Room for a usual head's fields and what the proxy and the filters
+        // add to the list in place (X-Request-Id, X-Forwarded-*, X-Passport):
+        // one allocation for the request's list, no growth.
+        fields.reserveCapacity(20)
         var length: Int?
         var chunked = false
         try HTTP1Parsing.fieldLines(p, from: i) { name, value in

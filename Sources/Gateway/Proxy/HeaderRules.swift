@@ -134,31 +134,53 @@ enum HeaderRules {
         from client: HeaderFields, requestID: String, clientIP: String?, isTLS: Bool, originalHost: String, chunked: Bool,
         policy: SanitizePolicy, keepAppChannel: Bool
     ) -> (HeaderFields, expectsContinue: Bool) {
-        // Built as a list and wrapped once: `HeaderFields.add` checks each
-        // name for ASCII, byte by byte, and these names are checked tokens.
-        var out: [(name: String, value: String)] = []
-        out.reserveCapacity(client.count + 8)  // and room for the filters' edits (passport, decrypt_payload)
-        var expectsContinue = false
+        var headers = client
+        let expectsContinue = prepareUpstreamRequestHeaders(
+            &headers, requestID: requestID, clientIP: clientIP, isTLS: isTLS, originalHost: originalHost, chunked: chunked,
+            policy: policy, keepAppChannel: keepAppChannel)
+        return (headers, expectsContinue)
+    }
+
+    /// `upstreamRequestHeaders` in place: the fields that go are removed from
+    /// the list, the others keep their order, the gateway's own come last.
+    /// The proxy's list is the request's own (nobody else holds it), so no
+    /// field is copied; room is made for the filters' edits as well.
+    static func prepareUpstreamRequestHeaders(
+        _ headers: inout HeaderFields, requestID: String, clientIP: String?, isTLS: Bool, originalHost: String, chunked: Bool,
+        policy: SanitizePolicy, keepAppChannel: Bool
+    ) -> Bool {
+        var expectsContinue = false, expectSeen = false
         var connectionValues: [String] = []
         let strip = policy.stripRequest
-        for (name, value) in client {
-            switch kind(name) {
-            case .other: if !strip.contains(name) { out.append((name, value)) }
-            case .hopByHop, .gatewaySet, .requestID, .passport: break
-            case .appChannel: if keepAppChannel { out.append((name, value)) }
-            case .clientCert: break  // read (on a trusting listener) before routing; never forwarded
-            case .connection: connectionValues.append(value)
-            case .expect: expectsContinue = value.lowercased() == "100-continue"
+        let checksStrip = !strip.isEmpty
+        var i = headers.count - 1
+        while i >= 0 {
+            let keep: Bool
+            switch kind(headers[i].name) {
+            case .other: keep = !checksStrip || !strip.contains(headers[i].name)
+            case .hopByHop, .gatewaySet, .requestID, .passport, .clientCert: keep = false  // a client cert is read (on a trusting listener) before routing; never forwarded
+            case .appChannel: keep = keepAppChannel
+            case .connection:
+                connectionValues.append(headers[i].value)
+                keep = false
+            case .expect:
+                // The last `Expect` decides (this loop runs backwards).
+                if !expectSeen { expectsContinue = headers[i].value.lowercased() == "100-continue" }
+                expectSeen = true
+                keep = false
             }
+            if !keep { headers.remove(at: i) }
+            i -= 1
         }
         let named = connectionTokens(connectionValues)
-        if !named.isEmpty { out.removeAll { named.contains($0.0.lowercased()) } }
-        out.append(("x-request-id", requestID))
-        if let clientIP { out.append(("x-forwarded-for", clientIP)) }
-        out.append(("x-forwarded-proto", isTLS ? "https" : "http"))
-        if !originalHost.isEmpty { out.append(("x-forwarded-host", originalHost)) }
-        if chunked { out.append(("transfer-encoding", "chunked")) }
-        return (HeaderFields(fields: out), expectsContinue)
+        if !named.isEmpty { headers.removeAll { named.contains($0.name.lowercased()) } }
+        headers.reserveCapacity(headers.count + 8)  // the gateway's five, and the filters' edits (passport, decrypt_payload)
+        headers.append(("x-request-id", requestID))
+        if let clientIP { headers.append(("x-forwarded-for", clientIP)) }
+        headers.append(("x-forwarded-proto", isTLS ? "https" : "http"))
+        if !originalHost.isEmpty { headers.append(("x-forwarded-host", originalHost)) }
+        if chunked { headers.append(("transfer-encoding", "chunked")) }
+        return expectsContinue
     }
 
     /// Request trailers a route may forward: none that frames, routes,

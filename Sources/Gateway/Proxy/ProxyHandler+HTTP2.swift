@@ -34,7 +34,7 @@ extension ProxyHandler {
                 return
             }
             h2Request = frame.endStream ? .ended : .body
-            dispatch(.head(head))
+            dispatch(.head(consume head))
             if frame.endStream { dispatch(.end(nil)) }
         case .body:
             h2Request = .ended

@@ -169,9 +169,9 @@ final class ProxyHandler: ChannelDuplexHandler {
         // A response that ended inside `dispatch` may have closed the
         // connection (`parserFailed`): nothing more is parsed then.
         while !parserFailed, !(request != nil && requestEnded) {
-            let part: InboundRequestPart?
+            let next: InboundRequestPart?
             do {
-                part = try parser.next(&inbound)
+                next = try parser.next(&inbound)
             } catch {
                 // Nothing after the bytes the parser refused is read; requests
                 // before them were answered first (they were parsed first).
@@ -181,19 +181,22 @@ final class ProxyHandler: ChannelDuplexHandler {
                 protocolError((error as? HTTP1ParseError)?.tooLarge == true ? .headTooLarge : .badRequest)
                 return
             }
-            guard let part else { break }
-            dispatch(part)
+            guard let part = consume next else { break }
+            dispatch(consume part)
         }
         if inbound.readableBytes == 0 { inbound = noBytes }
     }
 
-    func dispatch(_ part: InboundRequestPart) {
-        switch part {
+    /// Takes the part (`consuming`): a head handed on rather than copied
+    /// leaves the request the only holder of its header list, which the
+    /// proxy and the filters then edit in place.
+    func dispatch(_ part: consuming InboundRequestPart) {
+        switch consume part {
         case .head(let head):
             discardingBody = false
             requestEnded = false
             clearDeadline()
-            startRequest(head)
+            startRequest(consume head)
         case .body(let buffer):
             if discardingBody { return }
             request?.receivedBody(buffer)
@@ -303,9 +306,9 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     // MARK: - Requests
 
-    private func startRequest(_ head: RequestHead) {
+    private func startRequest(_ head: consuming RequestHead) {
         guard let context else { return }
-        let r = ProxyRequest(handler: self, head: head, env: env, isHTTP2: isHTTP2, isTLS: isTLS,
+        let r = ProxyRequest(handler: self, head: consume head, env: env, isHTTP2: isHTTP2, isTLS: isTLS,
                              clientAddress: remoteAddress, eventLoop: context.eventLoop)
         request = r
         env.inFlight.increment()

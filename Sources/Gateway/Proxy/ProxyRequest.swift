@@ -63,7 +63,7 @@ final class ProxyRequest: UpstreamDelegate {
     /// `client_body_timeout`, restarted by every part of it that arrives.
     var awaitingClientBody = false
 
-    init(handler: ProxyHandler, head: RequestHead, env: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool,
+    init(handler: ProxyHandler, head: consuming RequestHead, env: ProxyEnvironment, isHTTP2: Bool, isTLS: Bool,
          clientAddress: SocketAddress?, eventLoop: EventLoop) {
         self.handler = handler
         self.env = env
@@ -78,7 +78,7 @@ final class ProxyRequest: UpstreamDelegate {
            SanitizePolicy.isAcceptableRequestID(given) {
             requestID = given
         }
-        self.exchange = Exchange(request: head, requestID: requestID ?? handler.loop.newRequestID(), listener: env.listener.name,
+        self.exchange = Exchange(request: consume head, requestID: requestID ?? handler.loop.newRequestID(), listener: env.listener.name,
                                  clientAddress: clientAddress, isTLS: isTLS, eventLoop: eventLoop, logger: env.logger)
     }
 
@@ -96,6 +96,18 @@ final class ProxyRequest: UpstreamDelegate {
     // MARK: - Request side
 
     func start() {
+        guard admit(), let route else { return }
+        // After `admit`, which held a copy of the head: the request's header
+        // list is its own again, and is edited in place.
+        prepareUpstreamHead(route)
+        // A client that asked for 100-continue sends nothing before it.
+        if !expectsContinue { awaitClientBody() }
+        runFilters(from: 0)
+    }
+
+    /// The head's checks and routing; false when the request was answered
+    /// here (refused, or the gateway's keys).
+    private func admit() -> Bool {
         let head = exchange.request
         let limits = env.listener.limits
         // One pass over the head: its size, and the framing and Host fields.
@@ -130,7 +142,7 @@ final class ProxyRequest: UpstreamDelegate {
         let coding = codingAt < 0 ? nil : fields[codingAt].value
         let host = hostAt < 0 ? nil : fields[hostAt].value
         if head.headers.count > limits.maxHeaders || size > limits.maxHeadSize {
-            return respondLocally(.headTooLarge, close: true)
+            return answered(respondLocally(.headTooLarge, close: true))
         }
         // Framing: exactly one way to read where the body ends, or nothing is
         // forwarded (PROTOCOL 4; RFC 9112 6.1-6.3). The parser already refused
@@ -139,30 +151,30 @@ final class ProxyRequest: UpstreamDelegate {
             // Only `chunked`, spelled exactly so, once, on HTTP/1.1 (HTTP/2
             // streams arrive here with `chunked` added by the codec).
             guard codings == 1, coding == "chunked", lengths == 0, isHTTP2 || head.version == .http1_1 else {
-                return respondLocally(.badRequest, close: true)
+                return answered(respondLocally(.badRequest, close: true))
             }
             framing = .chunked
         } else if let length {
-            guard lengths == 1, Self.isPlainLength(length) else { return respondLocally(.badRequest, close: true) }
+            guard lengths == 1, Self.isPlainLength(length) else { return answered(respondLocally(.badRequest, close: true)) }
             framing = .contentLength
         }
         // Host: one, well-formed; required on HTTP/1.1 (RFC 9112 3.2).
-        if hosts > 1 { return respondLocally(.invalidHost, close: true) }
+        if hosts > 1 { return answered(respondLocally(.invalidHost, close: true)) }
         if let host {
-            guard HostSyntax.isValid(host) else { return respondLocally(.invalidHost, close: true) }
+            guard HostSyntax.isValid(host) else { return answered(respondLocally(.invalidHost, close: true)) }
         } else if !isHTTP2 && head.version.minor >= 1 {
-            return respondLocally(.badRequest, close: true)
+            return answered(respondLocally(.badRequest, close: true))
         }
         // One canonical path for routing and the upstream; the raw target stays in `originalTarget`.
         let (rawPath, query) = Router.split(Substring(head.uri))
-        guard rawPath.hasPrefix("/") else { return respondLocally(.badRequest, close: true) }
-        if let query, !Self.isCleanQuery(query) { return respondLocally(.badRequest, close: true) }
+        guard rawPath.hasPrefix("/") else { return answered(respondLocally(.badRequest, close: true)) }
+        if let query, !Self.isCleanQuery(query) { return answered(respondLocally(.badRequest, close: true)) }
         switch env.listener.sanitize.paths.canonicalTarget(path: rawPath, query: query) {
         case .success(let target):
             if let target { exchange.setCanonicalTarget(target) }
         case .failure(.invalid(let reason)):
             exchange.logger.debug("path refused", metadata: ["reason": "\(reason)"])
-            return respondLocally(.invalidPath, close: true)
+            return answered(respondLocally(.invalidPath, close: true))
         }
 
         // The caller's certificate: from a trusted hop's XFCC, else from the handshake.
@@ -172,36 +184,37 @@ final class ProxyRequest: UpstreamDelegate {
             if !forwarded.isEmpty {
                 do { identity = try XFCC.identity(forwarded.joined(separator: ",")) } catch {
                     exchange.logger.debug("X-Forwarded-Client-Cert refused", metadata: ["reason": "\(error)"])
-                    return respondLocally(.rejection("malformed_xfcc"))
+                    return answered(respondLocally(.rejection("malformed_xfcc")))
                 }
             }
         }
         if let identity { exchange[ClientIdentityKey.self] = identity }
 
         if let keys = env.listener.gatewayKeys, Router.split(Substring(exchange.canonicalTarget)).0 == Self.gatewayKeysPath {
-            return serveGatewayKeys(keys)
+            return answered(serveGatewayKeys(keys))
         }
 
         switch env.listener.router.match(method: head.method.rawValue, host: Substring(exchange.originalHost),
                                          target: Substring(exchange.canonicalTarget), headers: head.headers) {
         case .noRoute:
-            return respondLocally(.noRoute)
+            return answered(respondLocally(.noRoute))
         case .methodNotAllowed(let allow):
-            return respondLocally(.methodNotAllowed, headers: ["allow": allow.joined(separator: ", ")])
+            return answered(respondLocally(.methodNotAllowed, headers: ["allow": allow.joined(separator: ", ")]))
         case .matched(let route):
             self.route = route
             exchange.setRoute(route.name, buffersBody: route.buffersBody)
             if framing == .contentLength, let length, let n = Int(length), n > route.maxBody {
-                return respondLocally(.bodyTooLarge)
+                return answered(respondLocally(.bodyTooLarge))
             }
             var rng = SystemRandomNumberGenerator()
             exchange.upstream = route.targets.pick(head.headers, using: &rng)
-            prepareUpstreamHead(route)
-            // A client that asked for 100-continue sends nothing before it.
-            if !expectsContinue { awaitClientBody() }
-            runFilters(from: 0)
+            return true
         }
     }
+
+    /// For `return answered(respondLocally(...))` in `admit`: the response
+    /// is on its way; the request goes no further.
+    private func answered(_: Void) -> Bool { false }
 
     /// `Content-Length`: 1 to 18 digits and nothing else (no sign, no
     /// spaces, no list), so that every parser reads the same number.
@@ -226,11 +239,12 @@ final class ProxyRequest: UpstreamDelegate {
             if newPath != path { exchange.request.uri = query.map { newPath + "?" + $0 } ?? newPath }
         }
         if exchange.request.version != .http1_1 { exchange.request.version = .http1_1 }
-        let (headers, expectsContinue) = HeaderRules.upstreamRequestHeaders(
-            from: exchange.request.headers, requestID: exchange.requestID, clientIP: handler.clientIP, isTLS: exchange.isTLS,
+        // In place: the request's list is its own (the parser's value was
+        // handed on, not copied), so no field is copied.
+        let expectsContinue = HeaderRules.prepareUpstreamRequestHeaders(
+            &exchange.request.headers, requestID: exchange.requestID, clientIP: handler.clientIP, isTLS: exchange.isTLS,
             originalHost: exchange.originalHost, chunked: framing == .chunked, policy: env.listener.sanitize,
             keepAppChannel: route.keepsAppChannelHeaders)
-        exchange.request.headers = headers
         self.expectsContinue = expectsContinue && !isHTTP2
     }
 
