@@ -159,6 +159,7 @@ extension HeaderFields: ExpressibleByDictionaryLiteral {
     @inlinable
     public init(dictionaryLiteral elements: (String, String)...) {
         self.init()
+        fields.reserveCapacity(elements.count)
         for (name, value) in elements { add(name: name, value: value) }
     }
 }

@@ -71,12 +71,14 @@ extension HeaderFields {
         // Backwards by index, each name compared where it lies (passing a
         // field to a predicate that is not inlined would copy it): a match
         // is removed in place, the fields after it moved, none copied.
+        // Room first: a shared list is copied here once, into room for the
+        // additions (removing first would copy it, and adding grow it again).
+        fields.reserveCapacity(fields.count + 3)
         var i = fields.count - 1
         while i >= 0 {
             if Self.named(fields[i].name, n1, n2, n3, n4) { fields.remove(at: i) }
             i -= 1
         }
-        fields.reserveCapacity(fields.count + 3)
         fields.append(a1)
         if let a2 { fields.append(a2) }
         if let a3 { fields.append(a3) }
