@@ -41,23 +41,30 @@ struct DownstreamHTTP1Encoder {
         buffer.writeStaticString("\r\n")
         var hasLength = false
         var saysClose = false
-        for (name, value) in head.headers {
-            switch HTTPBytes.framingField(name) {
+        let written = HTTPBytes.writeFields(head.headers, replacement: nil, into: &buffer) { n, v in
+            switch HTTPBytes.framingField(n) {
             case .contentLength:
-                if bodiless { continue }
+                if bodiless { return .skip }
                 hasLength = true
             case .transferEncoding:
                 // Framing is the encoder's: chunked is added below when needed.
-                continue
+                return .skip
             case .connection:
-                saysClose = saysClose || ASCII.equalsLowercase(value, "close")
+                saysClose = saysClose || HTTPBytes.equalsLowercase(UnsafeRawBufferPointer(v), "close")
             default:
                 break
             }
-            guard HTTPBytes.writeField(name, value, into: &buffer) else {
-                buffer.moveWriterIndex(to: start)
-                throw InvalidResponse(description: "invalid response header field")
-            }
+            return .write
+        }
+        guard let written else {
+            buffer.moveWriterIndex(to: start)
+            var native = head
+            native.headers = head.headers.contiguous
+            return try self.head(native, answeringHEAD: answeringHEAD, toHTTP10: toHTTP10, into: &buffer)
+        }
+        guard written else {
+            buffer.moveWriterIndex(to: start)
+            throw InvalidResponse(description: "invalid response header field")
         }
         let untilClose = !bodiless && !hasLength && !answeringHEAD && toHTTP10
         let addChunked = !bodiless && !hasLength && !toHTTP10

@@ -162,32 +162,42 @@ enum UpstreamRequestEncoder {
         buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
         var hasLength = false
         var chunked = false
-        var hostPending = edits.host
-        for (name, value) in head.headers {
-            switch HTTPBytes.framingField(name) {
+        let host = edits.host
+        var hostWritten = false
+        let written = HTTPBytes.writeFields(head.headers, replacement: host, into: &buffer) { n, v in
+            switch HTTPBytes.framingField(n) {
             case .host:
-                if edits.host != nil {
-                    guard let host = hostPending else { continue }
-                    hostPending = nil
-                    guard HTTPBytes.writeField(name, host, into: &buffer) else { throw refuse("invalid header field") }
-                    continue
+                // The edit's value where the first `Host` was; no other.
+                if host != nil {
+                    if hostWritten { return .skip }
+                    hostWritten = true
+                    return .writeReplacement
                 }
             case .contentLength:
-                if isTrace || lengthSet { continue }
+                if isTrace || lengthSet { return .skip }
                 hasLength = true
             case .transferEncoding:
                 // Only the proxy's own `chunked` on a method without a body of
                 // course; the others get theirs below when they need it.
-                guard !isTrace, !lengthSet, !bodyExpected, value == "chunked" else { continue }
+                guard !isTrace, !lengthSet, !bodyExpected, HTTPBytes.equals(v, "chunked") else { return .skip }
                 chunked = true
             case .connection:
                 break
             case nil:
-                if HeaderRules.isAppChannel(name) { continue }
+                if n.count >= 5 && HeaderRules.isAppChannelPrefix(n) { return .skip }
             }
-            guard HTTPBytes.writeField(name, value, into: &buffer) else { throw refuse("invalid header field") }
+            return .write
         }
-        if let host = hostPending, !HTTPBytes.writeField("host", host, into: &buffer) { throw refuse("invalid header field") }
+        guard let written else {
+            buffer.moveWriterIndex(to: start)
+            var native = head
+            native.headers = head.headers.contiguous
+            var edits = edits
+            edits.host?.makeContiguousUTF8()
+            return try writeHead(native, edits: edits, into: &buffer)
+        }
+        guard written else { throw refuse("invalid header field") }
+        if let host, !hostWritten, !HTTPBytes.writeField("host", host, into: &buffer) { throw refuse("invalid header field") }
         if let length = edits.contentLength, !isTrace {
             buffer.writeStaticString("content-length: ")
             buffer.writeString(String(length))

@@ -53,7 +53,7 @@ enum HeaderRules {
     }
 
     @inline(__always)
-    private static func isAppChannelPrefix(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
+    static func isAppChannelPrefix(_ b: UnsafeBufferPointer<UInt8>) -> Bool {
         b.count >= 5 && b[0] | 0x20 == UInt8(ascii: "x") && b[1] == UInt8(ascii: "-") && b[2] | 0x20 == UInt8(ascii: "g")
             && b[3] | 0x20 == UInt8(ascii: "w") && b[4] == UInt8(ascii: "-")
     }
