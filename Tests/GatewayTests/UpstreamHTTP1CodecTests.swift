@@ -300,4 +300,66 @@ struct UpstreamHTTP1CodecTests {
         #expect(counter.flushes == 2)
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
+    final class WriteRecorder: ChannelOutboundHandler {
+        typealias OutboundIn = ByteBuffer
+        var writes: [String] = []
+        func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+            writes.append(String(buffer: unwrapOutboundIn(data)))
+            context.write(data, promise: promise)
+        }
+    }
+
+    /// A connection with a recorder of what its codec writes to the channel.
+    private func recorded() throws -> (EmbeddedChannel, UpstreamConnection, WriteRecorder) {
+        let channel = EmbeddedChannel()
+        let recorder = WriteRecorder()
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        return (channel, try UpstreamConnection.configure(channel: channel, id: 1, endpoint: "test") { _ in }, recorder)
+    }
+
+    @Test("a head and a small body go to the channel as one write; a large body after the head, as it is; nothing of a request that fails to encode")
+    func joinedWrites() throws {
+        // Head and a small body: one buffer.
+        var (channel, connection, recorder) = try recorded()
+        connection.write(.head(RequestHead(version: .http1_1, method: .POST, uri: "/a", headers: ["host": "a", "content-length": "2"])))
+        connection.write(.body(.byteBuffer(ByteBuffer(string: "hi"))))
+        connection.write(.end(nil))
+        connection.flush()
+        channel.embeddedEventLoop.run()
+        #expect(recorder.writes == ["POST /a HTTP/1.1\r\nhost: a\r\ncontent-length: 2\r\n\r\nhi"])
+        _ = try channel.finish(acceptAlreadyClosed: true)
+
+        // A body past the join limit is not copied: the head, then the body.
+        (channel, connection, recorder) = try recorded()
+        let large = String(repeating: "x", count: 9 << 10)
+        connection.write(.head(RequestHead(version: .http1_1, method: .POST, uri: "/b", headers: ["host": "a", "content-length": "\(large.utf8.count)"])))
+        connection.write(.body(.byteBuffer(ByteBuffer(string: large))))
+        connection.write(.end(nil))
+        connection.flush()
+        channel.embeddedEventLoop.run()
+        #expect(recorder.writes == ["POST /b HTTP/1.1\r\nhost: a\r\ncontent-length: \(large.utf8.count)\r\n\r\n", large])
+        _ = try channel.finish(acceptAlreadyClosed: true)
+
+        // Chunks join the head, the last chunk and trailers too; a second request's head follows in the same buffer.
+        (channel, connection, recorder) = try recorded()
+        connection.write(.head(RequestHead(version: .http1_1, method: .POST, uri: "/c", headers: ["host": "a"])))
+        connection.write(.body(.byteBuffer(ByteBuffer(string: "abc"))))
+        connection.write(.end(["x-sum": "1"]))
+        connection.write(.head(RequestHead(version: .http1_1, method: .GET, uri: "/d", headers: ["host": "a"])))
+        connection.flush()
+        channel.embeddedEventLoop.run()
+        #expect(recorder.writes == ["POST /c HTTP/1.1\r\nhost: a\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nx-sum: 1\r\n\r\n"
+            + "GET /d HTTP/1.1\r\nhost: a\r\n\r\n"])
+        _ = try channel.finish(acceptAlreadyClosed: true)
+
+        // Trailers that could split the request: the held head and body are dropped, not sent.
+        (channel, connection, recorder) = try recorded()
+        connection.write(.head(RequestHead(version: .http1_1, method: .POST, uri: "/e", headers: ["host": "a"])))
+        connection.write(.body(.byteBuffer(ByteBuffer(string: "abc"))))
+        connection.write(.end(["x-sum": "1\r\nx-injected: 1"]))
+        connection.flush()
+        channel.embeddedEventLoop.run()
+        #expect(recorder.writes.isEmpty)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
 }

@@ -39,11 +39,11 @@ enum HeaderRules {
     /// Removes every `X-Gw-*` header in one pass (the app channel's seven
     /// would otherwise cost seven scans of the list).
     static func removeAppChannelHeaders(_ headers: inout HeaderFields) {
-        guard headers.contains(where: { kind($0.name) == .appChannel }) else { return }
-        var kept = HeaderFields()
-        kept.reserveCapacity(headers.count)
-        for (name, value) in headers where kind(name) != .appChannel { kept.add(name: name, value: value) }
-        headers = kept
+        var i = headers.count - 1
+        while i >= 0 {
+            if isAppChannel(headers[i].name) { headers.remove(at: i) }
+            i -= 1
+        }
     }
 
     /// Whether `name` is an app-channel header (`X-Gw-*`), ASCII case-insensitively.
@@ -59,39 +59,45 @@ enum HeaderRules {
     }
 
     /// Classifies `name` ASCII case-insensitively, without allocating.
+    /// Inlined, so that a loop over a list borrows each name instead of
+    /// copying it for the call (the classification proper works on bytes).
+    @inline(__always)
     static func kind(_ name: String) -> Kind {
-        name.utf8.withContiguousStorageIfAvailable { b -> Kind in
-            func equals(_ lower: StaticString) -> Bool {
-                let l = lower.utf8Start
-                for i in 0..<b.count where b[i] | 0x20 != l[i] { return false }
-                return true
-            }
-            func equalsPrefix(_ lower: StaticString) -> Bool {
-                let l = lower.utf8Start
-                for i in 0..<lower.utf8CodeUnitCount where b[i] | 0x20 != l[i] { return false }
-                return true
-            }
-            if isAppChannelPrefix(b) { return .appChannel }
-            if b.count > 12 && equalsPrefix("x-forwarded-") {
-                return b.count == 23 && equals("x-forwarded-client-cert") ? .clientCert : .gatewaySet
-            }
-            switch b.count {
-            case 2: return equals("te") ? .hopByHop : .other
-            case 6: return equals("expect") ? .expect : .other
-            case 7: return equals("trailer") || equals("upgrade") ? .hopByHop : .other
-            case 9: return equals("forwarded") ? .gatewaySet : .other
-            case 10:
-                if equals("x-passport") { return .passport }
-                if equals("connection") { return .connection }
-                return equals("keep-alive") ? .hopByHop : .other
-            case 12: return equals("x-request-id") ? .requestID : .other
-            case 16: return equals("proxy-connection") ? .hopByHop : .other
-            case 17: return equals("transfer-encoding") ? .hopByHop : .other
-            case 18: return equals("proxy-authenticate") ? .hopByHop : .other
-            case 19: return equals("proxy-authorization") ? .hopByHop : .other
-            default: return .other
-            }
-        } ?? slowKind(name.lowercased())
+        name.utf8.withContiguousStorageIfAvailable(kind(bytes:)) ?? slowKind(name.lowercased())
+    }
+
+    /// `kind` over a name's bytes.
+    static func kind(bytes b: UnsafeBufferPointer<UInt8>) -> Kind {
+        func equals(_ lower: StaticString) -> Bool {
+            let l = lower.utf8Start
+            for i in 0..<b.count where b[i] | 0x20 != l[i] { return false }
+            return true
+        }
+        func equalsPrefix(_ lower: StaticString) -> Bool {
+            let l = lower.utf8Start
+            for i in 0..<lower.utf8CodeUnitCount where b[i] | 0x20 != l[i] { return false }
+            return true
+        }
+        if isAppChannelPrefix(b) { return .appChannel }
+        if b.count > 12 && equalsPrefix("x-forwarded-") {
+            return b.count == 23 && equals("x-forwarded-client-cert") ? .clientCert : .gatewaySet
+        }
+        switch b.count {
+        case 2: return equals("te") ? .hopByHop : .other
+        case 6: return equals("expect") ? .expect : .other
+        case 7: return equals("trailer") || equals("upgrade") ? .hopByHop : .other
+        case 9: return equals("forwarded") ? .gatewaySet : .other
+        case 10:
+            if equals("x-passport") { return .passport }
+            if equals("connection") { return .connection }
+            return equals("keep-alive") ? .hopByHop : .other
+        case 12: return equals("x-request-id") ? .requestID : .other
+        case 16: return equals("proxy-connection") ? .hopByHop : .other
+        case 17: return equals("transfer-encoding") ? .hopByHop : .other
+        case 18: return equals("proxy-authenticate") ? .hopByHop : .other
+        case 19: return equals("proxy-authorization") ? .hopByHop : .other
+        default: return .other
+        }
     }
 
     private static func slowKind(_ lower: String) -> Kind {
@@ -207,10 +213,11 @@ enum HeaderRules {
         var slow = false
         var hasHSTS = false
         let strip = policy.stripResponse
+        let checksStrip = !strip.isEmpty
         for (name, _) in headers {
             switch kind(name) {
             case .other, .expect:
-                if strip.contains(name) { slow = true }
+                if checksStrip && strip.contains(name) { slow = true }
                 switch name.utf8.count {
                 case 22 where policy.contentTypeOptions: if ASCII.equalsLowercase(name, "x-content-type-options") { slow = true }
                 case 25 where policy.hsts != nil: if ASCII.equalsLowercase(name, "strict-transport-security") { hasHSTS = true }

@@ -34,6 +34,14 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
     private var chunked = false
     /// Set once a request could not be encoded: nothing more is written.
     private var broken = false
+    /// The request bytes written since the last flush, held to go as one
+    /// buffer: a head and a small body are one write to the channel, not
+    /// two (each write is a trip through the channel's checks and its
+    /// queue of pending writes, and two buffers a vectored write).
+    private var held: ByteBuffer?
+    /// Bytes up to this size join the held ones (a copy); larger pieces go
+    /// as they are.
+    private static let joinLimit = 8 << 10
 
     init(connection: UpstreamConnection, onClose: @escaping (UpstreamConnection) -> Void) {
         self.connection = connection
@@ -51,14 +59,42 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
     func sendHead(_ head: RequestHead, edits: UpstreamHeadEdits) {
         guard let context, !broken else { return }
         do {
-            var buffer = context.channel.allocator.buffer(capacity: 512)
+            // Room for a usual head, and for a collected body that will join it.
+            let body = edits.contentLength.map { $0 <= Self.joinLimit ? $0 : 0 } ?? 0
+            var buffer = context.channel.allocator.buffer(capacity: 1024 + body)
             chunked = try UpstreamRequestEncoder.writeHead(head, edits: edits, into: &buffer)
             parser.requestSent(head.method)
-            context.write(wrapOutboundOut(buffer), promise: nil)
+            emit(buffer, context: context)
         } catch {
-            broken = true
-            errorCaught(context: context, error: error)
+            fail(error, context: context)
         }
+    }
+
+    /// Queues request bytes: joined to the held ones when small, else
+    /// written after them.
+    private func emit(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        if held == nil {
+            held = bytes
+        } else if bytes.readableBytes <= Self.joinLimit, held!.readableBytes <= Self.joinLimit {
+            held!.writeImmutableBuffer(bytes)
+        } else {
+            writeHeld(context)
+            held = bytes
+        }
+    }
+
+    private func writeHeld(_ context: ChannelHandlerContext) {
+        guard let bytes = held else { return }
+        held = nil
+        context.write(wrapOutboundOut(bytes), promise: nil)
+    }
+
+    /// A request that could not be encoded: what was held of it is dropped
+    /// (never half a request on the wire), and the connection fails.
+    private func fail(_ error: Error, context: ChannelHandlerContext) {
+        broken = true
+        held = nil
+        errorCaught(context: context, error: error)
     }
 
     func send(_ part: UpstreamRequestPart) {
@@ -76,21 +112,24 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
                 guard chunked else { return }
                 var buffer = context.channel.allocator.buffer(capacity: 8)
                 try UpstreamRequestEncoder.writeChunkedEnd(trailers, into: &buffer)
-                context.write(wrapOutboundOut(buffer), promise: nil)
+                emit(buffer, context: context)
             }
         } catch {
-            broken = true
-            errorCaught(context: context, error: error)
+            fail(error, context: context)
         }
     }
 
     private func writeBody(_ body: ByteBuffer, context: ChannelHandlerContext) {
         guard body.readableBytes > 0 else { return }
-        guard chunked else { return context.write(wrapOutboundOut(body), promise: nil) }
-        HTTPBytes.writeChunk(body, allocator: context.channel.allocator) { context.write(wrapOutboundOut($0), promise: nil) }
+        guard chunked else { return emit(body, context: context) }
+        HTTPBytes.writeChunk(body, allocator: context.channel.allocator) { emit($0, context: context) }
     }
 
-    func flush() { context?.flush() }
+    func flush() {
+        guard let context else { return }
+        writeHeld(context)
+        context.flush()
+    }
 
     // MARK: - Responses
 
