@@ -335,7 +335,7 @@ struct AppChannelEndToEndTests {
         }
     }
 
-    @Test("an upstream answer larger than max_response_body cannot be sealed: 502 upstream_response_too_large, unsealed, nothing of it sent; a smaller one is sealed")
+    @Test("an upstream answer larger than max_response_body cannot be sealed: 502 upstream_response_too_large, unsealed, nothing of it sent; a smaller one is sealed, and so is one read in many pieces")
     func responseTooLargeToSeal() async throws {
         let f = try await AppChannelFixture.start()
         defer { Task { await f.stop() } }
@@ -348,6 +348,12 @@ struct AppChannelEndToEndTests {
         let ok = try await f.send(small, "GET", "/small/y", headers: [("x-demo-response-bytes", "1000")])
         #expect(ok.status == 200 && ok.headers["x-gw-encrypted"] == "1")
         #expect(client.openResponse(status: 200, body: ok.body, request: small) == [UInt8](repeating: UInt8(ascii: "x"), count: 1000))
+        // An answer that arrives in many reads: its first piece is held as
+        // read, the others joined after it, and the whole is sealed.
+        let many = client.prepare(method: "GET", target: "/enc/z", body: [], encrypt: true)
+        let m = try await f.send(many, "GET", "/enc/z", headers: [("x-demo-response-bytes", "200000")])
+        #expect(m.status == 200 && m.headers["x-gw-encrypted"] == "1")
+        #expect(client.openResponse(status: 200, body: m.body, request: many) == [UInt8](repeating: UInt8(ascii: "x"), count: 200_000))
         let metrics = try await TestSupport.run("/usr/bin/curl", ["-s", "http://127.0.0.1:\(f.gateway.adminPort)/metrics"]).stdout
         #expect(metrics.contains("upstream_response_too_large"))
     }

@@ -46,8 +46,14 @@ extension ProxyRequest {
                 exchange.logger.warning("upstream response too large to seal", metadata: ["limit": "\(exchange.responseBodyLimit)"])
                 return fail(.rejection("upstream_response_too_large", status: .badGateway))
             }
-            var b = buffer
-            heldBody!.writeBuffer(&b)
+            // The first part is kept as it is (usually the whole body, read
+            // with the head); later ones are copied after it.
+            if heldBody!.readableBytes == 0 {
+                heldBody = buffer
+            } else {
+                var b = buffer
+                heldBody!.writeBuffer(&b)
+            }
             return
         }
         handler.write(.body(buffer))
