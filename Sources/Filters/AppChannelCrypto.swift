@@ -13,12 +13,20 @@ public enum AppChannelCrypto {
         public let mac: [UInt8]
         public let request: [UInt8]
         public let response: [UInt8]
+        /// `mac` with its HMAC pads hashed once (the session's keys are
+        /// cached, and each signed request is one MAC under them).
+        public let macKey: HMACSHA256Key
 
         /// From the app → gateway key (`c_tx`, `g_rx`) and the gateway → app key (`c_rx`, `g_tx`).
         public init(appToGateway: [UInt8], gatewayToApp: [UInt8]) {
             mac = Sodium.blake2b(Array("GW1 mac".utf8), key: appToGateway)
             request = Sodium.blake2b(Array("GW1 request".utf8), key: appToGateway)
             response = Sodium.blake2b(Array("GW1 response".utf8), key: gatewayToApp)
+            macKey = HMACSHA256Key(mac)
+        }
+
+        public static func == (a: SessionKeys, b: SessionKeys) -> Bool {
+            a.mac == b.mac && a.request == b.request && a.response == b.response
         }
 
         /// The gateway's side: from its key pair and the app's public key.
@@ -55,7 +63,7 @@ public enum AppChannelCrypto {
 
     /// `HMAC-SHA-256(K_mac, canonical)`.
     public static func signature(canonical: [UInt8], keys: SessionKeys) -> [UInt8] {
-        Digest.hmacSHA256(key: keys.mac, message: canonical)
+        keys.macKey.mac(canonical)
     }
 
     /// Whether `expected` (32 bytes) is the signature of a request with this
@@ -69,7 +77,7 @@ public enum AppChannelCrypto {
         let bodyHash = SHA256.hash(data: body)
         return withUnsafeTemporaryAllocation(byteCount: 48, alignment: 1) { encoded in
             let hashText = bodyHash.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: encoded[..<Base64URL.encode($0, into: encoded)]) }
-            return Digest.hmacSHA256(key: keys.mac, { mac in
+            return keys.macKey.mac({ mac in
                 func add(_ text: String) { ASCII.withUTF8(text) { mac.update(bufferPointer: $0) } }
                 func newline() { withUnsafeBytes(of: UInt8(0x0A)) { mac.update(bufferPointer: $0) } }
                 withUnsafeBytes(of: (UInt8(ascii: "G"), UInt8(ascii: "W"), UInt8(ascii: "1"), UInt8(0x0A))) { mac.update(bufferPointer: $0) }

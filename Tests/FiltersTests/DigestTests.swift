@@ -16,6 +16,35 @@ struct DigestTests {
         }
     }
 
+    @Test("a key with its pads hashed once gives the same MACs as libsodium, message after message, and from threads at once")
+    func precomputedKey() async {
+        var rng = SystemRandomNumberGenerator()
+        for keyLength in [0, 1, 32, 63, 64, 65, 130] {
+            let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            let hmac = HMACSHA256Key(key)
+            for n in [0, 1, 55, 56, 64, 150, 1000] {
+                let data = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                #expect(hmac.mac(data) == Sodium.hmacSHA256(key: key, message: data), "key \(keyLength), message \(n)")
+                #expect(hmac.mac(data) == hmac.mac(data), "the key's states are not used up")
+            }
+        }
+        // One key shared by tasks on several threads: each MAC copies the
+        // states it starts from, none sees another's message.
+        let key = HMACSHA256Key(Array("K_mac".utf8))
+        let results = await withTaskGroup(of: Bool.self) { group in
+            for t in 0..<8 {
+                group.addTask {
+                    (0..<500).allSatisfy { i in
+                        let message = Array("task \(t) message \(i)".utf8)
+                        return key.mac(message) == Sodium.hmacSHA256(key: Array("K_mac".utf8), message: message)
+                    }
+                }
+            }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results == Array(repeating: true, count: 8))
+    }
+
     @Test("RFC 4231 test case 2 and the empty string's SHA-256")
     func knownAnswers() {
         let mac = Digest.hmacSHA256(key: Array("Jefe".utf8), message: Array("what do ya want for nothing?".utf8))

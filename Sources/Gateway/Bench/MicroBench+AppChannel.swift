@@ -32,6 +32,9 @@ extension MicroBenchmarks {
         results.append(measure("HMAC-SHA-256, 150 B (swift-crypto)") {
             sink &+= Int(Digest.hmacSHA256(key: keys.mac, message: canonicalSample)[0])
         })
+        results.append(measure("HMAC-SHA-256, 150 B (session key, pads hashed once)") {
+            sink &+= Int(keys.macKey.mac(canonicalSample)[0])
+        })
         results.append(measure("request signature verify, 1 KiB body") {
             let canonical = AppChannelCrypto.canonical(method: "POST", target: "/api/v1/transfers", timestamp: "1764250000123",
                                                        nonce: "ZGVmZ2hpamtsbW5vcHFycw", kid: "k1", bodySHA256: Digest.sha256(body))
