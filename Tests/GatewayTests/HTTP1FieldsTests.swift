@@ -79,6 +79,19 @@ struct HTTP1FieldsTests {
         #expect(buffer.readableBytes == 0)
     }
 
+    @Test("the room counts one replacement: a second is refused, never written past the room made")
+    func oneReplacement() {
+        let fields = HeaderFields([("host", "a"), ("host", "b"), ("x-a", "1")])
+        var buffer = ByteBufferAllocator().buffer(capacity: 0)
+        let long = String(repeating: "r", count: 300)
+        let once = HTTPBytes.writeFields(fields, replacement: long, into: &buffer) { n, _ in n.count == 4 ? .skip : .writeReplacement }
+        #expect(once == true)
+        #expect(String(buffer: buffer) == "x-a: \(long)\r\n")
+        buffer.clear()
+        let twice = HTTPBytes.writeFields(fields, replacement: long, into: &buffer) { _, _ in .writeReplacement }
+        #expect(twice == false)
+    }
+
     @Test("contiguous: the same fields, in order")
     func contiguousCopy() {
         var r = Rand(state: 7)

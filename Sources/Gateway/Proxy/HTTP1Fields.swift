@@ -25,7 +25,7 @@ extension HTTPBytes {
 
     /// Writes the fields of `headers` that `action` (given each field's
     /// name and value bytes) keeps, as `name: value` CRLF lines. `action`
-    /// should say `writeReplacement` at most once. Returns false when
+    /// says `writeReplacement` at most once (a second time refuses). Returns false when
     /// `action` refused or a field is not valid (part of the fields may be
     /// written: the caller resets the buffer), nil when a string has no
     /// contiguous UTF-8 (none of Swift's native strings; the caller then
@@ -39,6 +39,7 @@ extension HTTPBytes {
         buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: room) { out in
             let base = out.baseAddress!
             var at = 0
+            var replaced = false
             for (name, value) in headers {
                 let step = name.utf8.withContiguousStorageIfAvailable { n -> Int in
                     value.utf8.withContiguousStorageIfAvailable { v -> Int in
@@ -47,11 +48,14 @@ extension HTTPBytes {
                         if what == .refuse || n.isEmpty { return -1 }
                         for b in n where !HTTPToken.isTokenByte(b) { return -1 }
                         if what == .writeReplacement {
+                            // The room counted one replacement.
+                            if replaced { return -1 }
+                            replaced = true
                             return replacement?.utf8.withContiguousStorageIfAvailable { r in
-                                line(n, r, at: base + at)
+                                line(n, r, at: base + at, room: out.count - at)
                             } ?? -2
                         }
-                        return line(n, v, at: base + at)
+                        return line(n, v, at: base + at, room: out.count - at)
                     } ?? -2
                 } ?? -2
                 if step < 0 {
@@ -66,11 +70,13 @@ extension HTTPBytes {
     }
 
     /// `name: value` CRLF at `o` (the name already checked), or -1 when the
-    /// value holds a control byte.
+    /// value holds a control byte (or, which the room counted beforehand
+    /// rules out, the line would not fit in `room` bytes).
     @inline(__always)
-    private static func line(_ n: UnsafeBufferPointer<UInt8>, _ v: UnsafeBufferPointer<UInt8>, at o: UnsafeMutableRawPointer) -> Int {
-        guard HTTPToken.isValidFieldValue(UnsafeRawBufferPointer(v)) else { return -1 }
+    private static func line(_ n: UnsafeBufferPointer<UInt8>, _ v: UnsafeBufferPointer<UInt8>, at o: UnsafeMutableRawPointer,
+                             room: Int) -> Int {
         let total = n.count &+ v.count &+ 4
+        guard total <= room, HTTPToken.isValidFieldValue(UnsafeRawBufferPointer(v)) else { return -1 }
         o.copyMemory(from: n.baseAddress!, byteCount: n.count)
         o.storeBytes(of: UInt16(0x3A20).bigEndian, toByteOffset: n.count, as: UInt16.self)  // ": "
         if !v.isEmpty { (o + n.count + 2).copyMemory(from: v.baseAddress!, byteCount: v.count) }
