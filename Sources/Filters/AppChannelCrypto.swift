@@ -9,7 +9,11 @@ public enum AppChannelCrypto {
     /// The keys of one session, derived from the `crypto_kx` session keys
     /// (PROTOCOL 2.1): `K_mac` and `K_req` from the app → gateway key,
     /// `K_resp` from the gateway → app key.
-    public struct SessionKeys: Sendable, Equatable {
+    ///
+    /// A class: the keys are immutable, cached per app session and handed
+    /// from the cache to each signed request's two filters; as a struct each
+    /// hand-over copied all five of its references.
+    public final class SessionKeys: Sendable, Equatable {
         public let mac: [UInt8]
         public let request: [UInt8]
         public let response: [UInt8]
