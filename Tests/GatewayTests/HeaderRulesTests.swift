@@ -78,8 +78,7 @@ struct HeaderRulesTests {
             "Host": "a", "X-Passport": "forged", "X-Gw-Kid": "k1", "X-Forwarded-Client-Cert": "Hash=1", "X-User-Id": "7",
             "X-Internal-Role": "admin", "X-Internals": "kept? no: prefix x-internal-", "Accept": "a",
         ]
-        var policy = SanitizePolicy()
-        policy.stripRequest = HeaderNameSet(["x-user-id", "x-internal-*"])
+        let policy = SanitizePolicy(stripRequest: HeaderNameSet(["x-user-id", "x-internal-*"]))
         let (out, _) = HeaderRules.upstreamRequestHeaders(
             from: client, requestID: "rid", clientIP: nil, isTLS: true, originalHost: "a", chunked: false, policy: policy,
             keepAppChannel: false)
@@ -88,9 +87,9 @@ struct HeaderRulesTests {
         }
         #expect(out["x-internals"].count == 1)
         #expect(out["accept"] == ["a"])
-        policy.xfccTrust = XFCCTrust(ranges: [])
+        let trusting = SanitizePolicy(stripRequest: policy.stripRequest, xfccTrust: XFCCTrust(ranges: []))
         let (kept, _) = HeaderRules.upstreamRequestHeaders(
-            from: client, requestID: "rid", clientIP: nil, isTLS: true, originalHost: "a", chunked: false, policy: policy,
+            from: client, requestID: "rid", clientIP: nil, isTLS: true, originalHost: "a", chunked: false, policy: trusting,
             keepAppChannel: true)
         #expect(kept["x-gw-kid"] == ["k1"])
         #expect(kept["x-forwarded-client-cert"].isEmpty, "read on a trusting listener, never forwarded")
@@ -99,10 +98,8 @@ struct HeaderRulesTests {
 
     @Test("owned response headers and security headers")
     func ownedResponseHeaders() {
-        var policy = SanitizePolicy()
-        policy.stripResponse = HeaderNameSet(["server", "x-powered-by"])
-        policy.hsts = "max-age=1"
-        policy.contentTypeOptions = true
+        let policy = SanitizePolicy(stripResponse: HeaderNameSet(["server", "x-powered-by"]), hsts: "max-age=1",
+                                    contentTypeOptions: true)
         var h: HeaderFields = ["X-Passport": "leak", "X-Gw-Debug": "1", "Server": "tomcat", "X-Powered-By": "PHP",
                               "Content-Type": "text/plain", "X-Content-Type-Options": "other"]
         HeaderRules.prepareResponseHeaders(&h, requestID: "rid", policy: policy)

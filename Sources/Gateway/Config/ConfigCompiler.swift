@@ -131,21 +131,20 @@ struct ConfigCompiler {
     }
 
     static func sanitizePolicy(_ l: ListenerConfig) -> SanitizePolicy {
-        var p = SanitizePolicy()
-        p.paths.duplicateSlashes = PathCanonicalizer.DuplicateSlashes(rawValue: l.sanitize.duplicateSlashes) ?? .reject
-        p.paths.allowSemicolons = l.sanitize.allowSemicolons
-        p.stripRequest = HeaderNameSet(l.sanitize.stripRequestHeaders)
-        p.stripResponse = HeaderNameSet(l.sanitize.stripResponseHeaders)
-        p.trustRequestID = l.trustRequestID
+        var paths = PathCanonicalizer()
+        paths.duplicateSlashes = PathCanonicalizer.DuplicateSlashes(rawValue: l.sanitize.duplicateSlashes) ?? .reject
+        paths.allowSemicolons = l.sanitize.allowSemicolons
+        var xfccTrust: XFCCTrust?
         if let trust = l.trustXFCC, trust.enabled {
-            p.xfccTrust = XFCCTrust(ranges: trust.from.compactMap(CIDR.init))
+            xfccTrust = XFCCTrust(ranges: trust.from.compactMap(CIDR.init))
         }
         let security = l.securityHeaders ?? SecurityHeadersConfig(enabled: l.tls != nil)
-        if security.enabled {
-            p.hsts = l.tls != nil ? security.hsts : nil  // HSTS means nothing over plain HTTP (RFC 6797 8.1)
-            p.contentTypeOptions = security.contentTypeOptions
-        }
-        return p
+        return SanitizePolicy(
+            paths: paths, stripRequest: HeaderNameSet(l.sanitize.stripRequestHeaders),
+            stripResponse: HeaderNameSet(l.sanitize.stripResponseHeaders), trustRequestID: l.trustRequestID, xfccTrust: xfccTrust,
+            // HSTS means nothing over plain HTTP (RFC 6797 8.1).
+            hsts: security.enabled && l.tls != nil ? security.hsts : nil,
+            contentTypeOptions: security.enabled && security.contentTypeOptions)
     }
 
     private mutating func validateSanitize(_ l: ListenerConfig, _ src: Source) {

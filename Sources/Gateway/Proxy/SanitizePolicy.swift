@@ -6,22 +6,38 @@ import NIOHTTP1
 /// version: how paths are canonicalized, which headers the gateway removes in
 /// each direction beyond the ones it always owns, and the security headers it
 /// adds to responses.
-struct SanitizePolicy: Sendable {
-    var paths = PathCanonicalizer()
+///
+/// A class of constants: every request reads it (admission, both header
+/// passes), and a struct of arrays and strings read out of the listener was
+/// copied per read, each reference retained and released (12 a request).
+final class SanitizePolicy: Sendable {
+    let paths: PathCanonicalizer
     /// Client headers removed before routing and filters (`strip_request_headers`).
-    var stripRequest = HeaderNameSet([])
+    let stripRequest: HeaderNameSet
     /// Upstream response headers removed before the client sees them (`strip_response_headers`).
-    var stripResponse = HeaderNameSet([])
+    let stripResponse: HeaderNameSet
     /// Whether a client's `X-Request-Id` (if well-formed) becomes the request's id.
-    var trustRequestID = false
+    let trustRequestID: Bool
     /// From which peers `X-Forwarded-Client-Cert` is read as the caller's
     /// identity (nil: from none). It is never forwarded upstream either way:
     /// the identity travels in the passport's `cert`.
-    var xfccTrust: XFCCTrust?
+    let xfccTrust: XFCCTrust?
     /// `Strict-Transport-Security`, added to responses that do not carry their own.
-    var hsts: String?
+    let hsts: String?
     /// `X-Content-Type-Options: nosniff` on every response.
-    var contentTypeOptions = false
+    let contentTypeOptions: Bool
+
+    init(paths: PathCanonicalizer = PathCanonicalizer(), stripRequest: HeaderNameSet = HeaderNameSet([]),
+         stripResponse: HeaderNameSet = HeaderNameSet([]), trustRequestID: Bool = false, xfccTrust: XFCCTrust? = nil,
+         hsts: String? = nil, contentTypeOptions: Bool = false) {
+        self.paths = paths
+        self.stripRequest = stripRequest
+        self.stripResponse = stripResponse
+        self.trustRequestID = trustRequestID
+        self.xfccTrust = xfccTrust
+        self.hsts = hsts
+        self.contentTypeOptions = contentTypeOptions
+    }
 
     /// Adds the listener's security headers to a response about to be sent.
     func addSecurityHeaders(_ headers: inout HeaderFields) {
