@@ -25,7 +25,9 @@ extension ProxyRequest {
             // Only names of a framing field's length go to the comparison (a
             // field passed to a call is copied).
             guard n == 4 || n == 14 || n == 17 else { continue }
-            switch HTTPBytes.framingField(fields[i].name) {
+            // Over the name's bytes: the optimizer keeps `framingField(String)`
+            // out of line, and a name passed to it was retained.
+            switch fields[i].name.utf8.withContiguousStorageIfAvailable({ HTTPBytes.framingField($0) }) ?? HTTPBytes.framingField(fields[i].name) {
             case .host:
                 hostAt = i
                 hosts += 1
