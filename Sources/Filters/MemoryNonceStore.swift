@@ -1,4 +1,3 @@
-import Crypto
 import Passport
 import Synchronization
 
@@ -13,11 +12,13 @@ import Synchronization
 /// - A hard cap: when a shard is full it refuses (`full`, which the filter
 ///   turns into 503 `replay_store_unavailable`) rather than forget a nonce
 ///   early and let its replay through.
-/// - Keys are 128 bits of SHA-256(client key ‖ nonce), not the nonces. Each
-///   time bucket is an open-addressed table (`KeyTable`); a key is hashed
-///   once (SipHash, seeded per process) and that hash probes every live
-///   bucket. Not the key's own bits: a client could grind nonces whose
-///   SHA-256 shares them and pile its keys into one run of slots.
+/// - Keys are 128 bits of a keyed hash of (client key ‖ nonce), not the
+///   nonces: SipHash-2-4-128 under a random key of the store's own, so that
+///   no client can choose or predict where its keys land (grinding nonces
+///   to pile keys into one shard or one run of slots gets nowhere). Each
+///   time bucket is an open-addressed table (`KeyTable`) indexed by the
+///   key's low bits; the shard comes from its high bits. (The Redis store
+///   keys by SHA-256 instead: every replica must compute the same key.)
 public final class MemoryNonceStore: Sendable {
     public enum Answer: Equatable, Sendable {
         case recorded
@@ -28,6 +29,10 @@ public final class MemoryNonceStore: Sendable {
     struct Key: Hashable {
         let high: UInt64
         let low: UInt64
+
+        /// Where the key probes a bucket's table: its low bits, already
+        /// unpredictable from outside (the key is a keyed hash).
+        var slotHash: Int { Int(truncatingIfNeeded: low) }
     }
 
     struct Shard {
@@ -47,13 +52,23 @@ public final class MemoryNonceStore: Sendable {
     private let bucketWidth: Int64
     private let perShard: Int
     private let shards: [ShardLock]
+    /// The key of the keyed hash that makes nonce keys (random per store).
+    let hashKey: (UInt64, UInt64)
     static let shardBits = 4
     static let shardCount = 1 << shardBits
 
     /// - Parameters:
     ///   - windowMilliseconds: how long a nonce is remembered (`max_age + max_skew`).
     ///   - capacity: the most nonces remembered at once, over all shards.
-    public init(windowMilliseconds: Int64, capacity: Int) {
+    public convenience init(windowMilliseconds: Int64, capacity: Int) {
+        var key: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &key) { Sodium.fillRandom($0) }
+        self.init(windowMilliseconds: windowMilliseconds, capacity: capacity, hashKey: key)
+    }
+
+    /// With a given hash key (tests pin it to check the keys against vectors).
+    init(windowMilliseconds: Int64, capacity: Int, hashKey: (UInt64, UInt64)) {
+        self.hashKey = hashKey
         window = max(windowMilliseconds, 1)
         self.capacity = max(capacity, Self.shardCount)
         bucketWidth = max(window / 4, 1)
@@ -61,29 +76,27 @@ public final class MemoryNonceStore: Sendable {
         shards = (0..<Self.shardCount).map { _ in ShardLock() }
     }
 
-    /// The first 128 bits of SHA-256(client key || nonce), big-endian,
-    /// hashed in two parts (no joined copy, no digest array).
-    static func key(clientKey: [UInt8], nonce: [UInt8]) -> Key {
-        var hash = SHA256()
-        clientKey.withUnsafeBytes { hash.update(bufferPointer: $0) }
-        nonce.withUnsafeBytes { hash.update(bufferPointer: $0) }
-        return hash.finalize().withUnsafeBytes { digest in
-            Key(high: UInt64(bigEndian: digest.loadUnaligned(fromByteOffset: 0, as: UInt64.self)),
-                low: UInt64(bigEndian: digest.loadUnaligned(fromByteOffset: 8, as: UInt64.self)))
+    /// SipHash-2-4-128 of (client key ‖ nonce) under the store's key, as two
+    /// little-endian words (one short keyed hash: no SHA-256 context, which
+    /// swift-crypto allocates, and no second hash for the tables).
+    func key(clientKey: [UInt8], nonce: [UInt8]) -> Key {
+        let (high, low) = clientKey.withUnsafeBytes { c in
+            nonce.withUnsafeBytes { n in Sodium.sipHash128(key: hashKey, c, n) }
         }
+        return Key(high: high, low: low)
     }
 
     /// Records the nonce at `now` (Unix milliseconds) unless it was seen within the window.
     public func record(clientKey: [UInt8], nonce: [UInt8], now: Int64) -> Answer {
-        let key = Self.key(clientKey: clientKey, nonce: nonce)
+        let key = key(clientKey: clientKey, nonce: nonce)
         let current = now / bucketWidth
         // A bucket is live while any of its keys can be inside the window.
         let oldestLive = (now - window) / bucketWidth
-        // The shard from the hash's top bits (the tables index by its low
-        // ones), not from the key: a client grinding nonces into one shard
-        // would fill it, and its cap refuses everyone's nonces there.
-        let hash = key.hashValue
-        return shards[Int(UInt(bitPattern: hash) >> (UInt.bitWidth - Self.shardBits))].state.withLock { shard in
+        // The shard from the key's high bits (the tables index by its low
+        // ones); both are a keyed hash's, so a client cannot grind nonces
+        // into one shard (to fill it: its cap refuses everyone's nonces there).
+        let hash = key.slotHash
+        return shards[Int(truncatingIfNeeded: key.high >> UInt64(64 - Self.shardBits))].state.withLock { shard in
             var i = 0
             while i < shard.buckets.count {
                 if shard.buckets[i].index < oldestLive {
@@ -130,9 +143,8 @@ struct KeyTable {
         slots = [MemoryNonceStore.Key](repeating: .init(high: 0, low: 0), count: size)
     }
 
-    /// Whether `key` is in the table; `hash` is `key.hashValue` (SipHash-1-3
-    /// with the process's random seed, so that where a key lands cannot be
-    /// chosen from outside), computed once by the caller for all the buckets it asks.
+    /// Whether `key` is in the table; `hash` is `key.slotHash` (bits of a
+    /// keyed hash, so that where a key lands cannot be chosen from outside).
     func contains(_ key: MemoryNonceStore.Key, hash: Int) -> Bool {
         if key.high == 0 && key.low == 0 { return hasZero }
         return slots.withUnsafeBufferPointer { slots in
@@ -157,7 +169,7 @@ struct KeyTable {
         if count * 2 > slots.count {
             let old = slots
             slots = [MemoryNonceStore.Key](repeating: .init(high: 0, low: 0), count: old.count * 2)
-            for k in old where k.high != 0 || k.low != 0 { place(k, hash: k.hashValue) }
+            for k in old where k.high != 0 || k.low != 0 { place(k, hash: k.slotHash) }
         }
         place(key, hash: hash)
     }

@@ -61,6 +61,28 @@ public enum Sodium {
         randombytes_buf(base, buffer.count)
     }
 
+    /// SipHash-2-4 with a 128-bit output (libsodium's
+    /// `crypto_shorthash_siphashx24`) of `a ‖ b` under the 16 bytes of `key`,
+    /// as two little-endian words: a keyed hash whose values cannot be chosen
+    /// or predicted without the key. The parts are joined on the stack.
+    public static func sipHash128(key: (UInt64, UInt64), _ a: UnsafeRawBufferPointer,
+                                  _ b: UnsafeRawBufferPointer) -> (UInt64, UInt64) {
+        var key = (key.0.littleEndian, key.1.littleEndian)
+        var out: (UInt64, UInt64) = (0, 0)
+        withUnsafeTemporaryAllocation(byteCount: max(a.count + b.count, 1), alignment: 8) { joined in
+            if let base = a.baseAddress, !a.isEmpty { joined.baseAddress!.copyMemory(from: base, byteCount: a.count) }
+            if let base = b.baseAddress, !b.isEmpty { (joined.baseAddress! + a.count).copyMemory(from: base, byteCount: b.count) }
+            withUnsafeMutableBytes(of: &out) { o in
+                withUnsafeBytes(of: &key) { k in
+                    _ = crypto_shorthash_siphashx24(o.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                                    joined.baseAddress!.assumingMemoryBound(to: UInt8.self),
+                                                    UInt64(a.count + b.count), k.baseAddress!.assumingMemoryBound(to: UInt8.self))
+                }
+            }
+        }
+        return (UInt64(littleEndian: out.0), UInt64(littleEndian: out.1))
+    }
+
     /// Compares two byte strings in time independent of their contents.
     public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
         a.withUnsafeBytes { pa in b.withUnsafeBytes { pb in constantTimeEqual(pa, pb) } }

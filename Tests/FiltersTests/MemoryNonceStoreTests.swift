@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import Filters
+import Passport
 
 @Suite("in-process nonce store")
 struct MemoryNonceStoreTests {
@@ -17,18 +18,30 @@ struct MemoryNonceStoreTests {
         #expect(store.record(clientKey: [UInt8](repeating: 2, count: 32), nonce: nonce, now: 1_000_002) == .recorded)
     }
 
-    @Test("the key is the first 128 bits of SHA-256(client key || nonce), big-endian")
+    @Test("the key is SipHash-2-4-128 of client key || nonce under the store's key (vectors from PyNaCl's siphashx24); each store draws its own key")
     func key() {
-        for (clientKey, nonce) in [(client, Array("nonce-0123456789".utf8)), ([UInt8](repeating: 9, count: 32), [UInt8](0..<32)),
-                                   ([UInt8](), [UInt8]())] {
-            let digest = Digest.sha256(clientKey + nonce)
-            let high = digest[0..<8].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            let low = digest[8..<16].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-            #expect(MemoryNonceStore.key(clientKey: clientKey, nonce: nonce) == .init(high: high, low: low))
+        // Key 00..0f, as in the SipHash paper's vectors; the outputs from
+        // `nacl.hash.siphashx24(message, key=bytes(range(16)))`.
+        let pinned = MemoryNonceStore(windowMilliseconds: 12_000, capacity: 1000,
+                                      hashKey: (0x0706_0504_0302_0100, 0x0f0e_0d0c_0b0a_0908))
+        let vectors: [([UInt8], [UInt8], String)] = [
+            ([], [], "a3817f04ba25a8e66df67214c7550293"),
+            (Array(0..<32), Array(32..<48), "f7e5aef549f782cf379055a608269b16"),
+            ([UInt8](repeating: 9, count: 32), Array("nonce-0123456789".utf8), "1dd878afd34ea8eea24aaea402306747"),
+        ]
+        for (clientKey, nonce, hex) in vectors {
+            let key = pinned.key(clientKey: clientKey, nonce: nonce)
+            var bytes: [UInt8] = []
+            withUnsafeBytes(of: key.high.littleEndian) { bytes += $0 }
+            withUnsafeBytes(of: key.low.littleEndian) { bytes += $0 }
+            #expect(Hex.encode(bytes) == hex)
         }
-        // It hashes the concatenation, as before the two parts were hashed
-        // separately; client keys are always 32 bytes, so the split is fixed.
-        #expect(MemoryNonceStore.key(clientKey: [1, 2], nonce: [3]) == MemoryNonceStore.key(clientKey: [1], nonce: [2, 3]))
+        // It hashes the concatenation; client keys are always 32 bytes, so the split is fixed.
+        #expect(pinned.key(clientKey: [1, 2], nonce: [3]) == pinned.key(clientKey: [1], nonce: [2, 3]))
+        // Two stores, two keys: the same nonce lands elsewhere in each.
+        let a = MemoryNonceStore(windowMilliseconds: 12_000, capacity: 1000)
+        let b = MemoryNonceStore(windowMilliseconds: 12_000, capacity: 1000)
+        #expect(a.key(clientKey: client, nonce: [1]) != b.key(clientKey: client, nonce: [1]))
     }
 
     @Test("never forgotten before the window ends; forgotten (bucket by bucket) after it")
@@ -95,22 +108,22 @@ struct MemoryNonceStoreTests {
         inserted.append(.init(high: 0, low: 0))
         inserted.append(.init(high: 0, low: 7))
         for key in inserted {
-            let hash = key.hashValue
+            let hash = key.slotHash
             #expect(!table.contains(key, hash: hash))
             table.insert(key, hash: hash)
             #expect(table.contains(key, hash: hash))
         }
         #expect(table.count == inserted.count)
-        #expect(inserted.allSatisfy { table.contains($0, hash: $0.hashValue) })
+        #expect(inserted.allSatisfy { table.contains($0, hash: $0.slotHash) })
         for other in [MemoryNonceStore.Key(high: 15, low: 41), .init(high: 41 << 40, low: 15), .init(high: 0, low: 8)] {
-            #expect(!table.contains(other, hash: other.hashValue))
+            #expect(!table.contains(other, hash: other.slotHash))
         }
         #expect((0..<1_000).allSatisfy { _ in
             let key = MemoryNonceStore.Key(high: generator.next(), low: generator.next())
-            return !table.contains(key, hash: key.hashValue)
+            return !table.contains(key, hash: key.slotHash)
         })
         let zero = MemoryNonceStore.Key(high: 0, low: 0)
-        #expect(!KeyTable().contains(zero, hash: zero.hashValue))
+        #expect(!KeyTable().contains(zero, hash: zero.slotHash))
     }
 
     @Test("many nonces over several windows: each recorded once, replayed within its window, the count following the live buckets")
