@@ -41,6 +41,11 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
+        // SHA-256 with the x86 SHA extensions and its state on the stack
+        // (swift-crypto's `SHA256` allocates its state, and copies it on
+        // write): the app channel's body hash and HMAC. Filters falls back
+        // to swift-crypto where the CPU lacks them.
+        .target(name: "CSHA256"),
         .target(
             name: "Passport",
             dependencies: ["CSodium"]
@@ -58,6 +63,7 @@ let package = Package(
             name: "Filters",
             dependencies: [
                 "Passport",
+                "CSHA256",
                 "Redis",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),

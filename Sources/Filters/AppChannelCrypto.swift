@@ -78,9 +78,10 @@ public enum AppChannelCrypto {
     public static func signatureMatches(_ expected: UnsafeRawBufferPointer, method: String, target: String, timestamp: String,
                                         nonce: String, kid: String, body: UnsafeRawBufferPointer, keys: SessionKeys) -> Bool {
         guard expected.count == 32 else { return false }
-        let bodyHash = SHA256.hash(data: body)
+        var bodyHash = SHA256Stream()
+        bodyHash.update(bufferPointer: body)
         return withUnsafeTemporaryAllocation(byteCount: 48, alignment: 1) { encoded in
-            let hashText = bodyHash.withUnsafeBytes { UnsafeRawBufferPointer(rebasing: encoded[..<Base64URL.encode($0, into: encoded)]) }
+            let hashText = bodyHash.finalize { UnsafeRawBufferPointer(rebasing: encoded[..<Base64URL.encode($0, into: encoded)]) }
             return keys.macKey.mac({ mac in
                 func add(_ text: String) { ASCII.withUTF8(text) { mac.update(bufferPointer: $0) } }
                 func newline() { withUnsafeBytes(of: UInt8(0x0A)) { mac.update(bufferPointer: $0) } }

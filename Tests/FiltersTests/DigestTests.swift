@@ -3,7 +3,7 @@ import Testing
 
 @testable import Filters
 
-@Suite("SHA-256 and HMAC from swift-crypto")
+@Suite("SHA-256 and HMAC (the SHA extensions, or swift-crypto)")
 struct DigestTests {
     @Test("the same bytes as libsodium for every length up to 2 KiB")
     func sameAsSodium() {
@@ -16,16 +16,48 @@ struct DigestTests {
         }
     }
 
+    @Test("SHA256Stream on both paths (the SHA extensions, swift-crypto) gives libsodium's bytes for every length up to 2,100, fed in random pieces; a copy goes on from where it was")
+    func streamBothPaths() {
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<2_100).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        var paths = [false]
+        if SHA256Stream.nativeAvailable { paths.append(true) }
+        for native in paths {
+            for n in 0...2_100 {
+                var hash = SHA256Stream(native: native)
+                data.withUnsafeBytes { all in
+                    var at = 0
+                    while at < n {
+                        let k = min(Int.random(in: 1...130, using: &rng), n - at)
+                        hash.update(bufferPointer: UnsafeRawBufferPointer(rebasing: all[at..<at + k]))
+                        at += k
+                    }
+                }
+                #expect(hash.finalize { Array($0) } == Sodium.sha256(Array(data[..<n])), "native \(native), length \(n)")
+            }
+            var first = SHA256Stream(native: native)
+            data.withUnsafeBytes { first.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<100])) }
+            var second = first
+            data.withUnsafeBytes { second.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[100..<200])) }
+            #expect(first.finalize { Array($0) } == Sodium.sha256(Array(data[..<100])), "native \(native)")
+            #expect(second.finalize { Array($0) } == Sodium.sha256(Array(data[..<200])), "native \(native)")
+        }
+        // This machine's CI runs the native path: say so if it cannot.
+        #expect(SHA256Stream.nativeAvailable == ((try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" sha_ni") ?? false))
+    }
+
     @Test("a key with its pads hashed once gives the same MACs as libsodium, message after message, and from threads at once")
     func precomputedKey() async {
         var rng = SystemRandomNumberGenerator()
         for keyLength in [0, 1, 32, 63, 64, 65, 130] {
             let key = (0..<keyLength).map { _ in UInt8.random(in: 0...255, using: &rng) }
-            let hmac = HMACSHA256Key(key)
-            for n in [0, 1, 55, 56, 64, 150, 1000] {
-                let data = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
-                #expect(hmac.mac(data) == Sodium.hmacSHA256(key: key, message: data), "key \(keyLength), message \(n)")
-                #expect(hmac.mac(data) == hmac.mac(data), "the key's states are not used up")
+            for native in [true, false] where !native || SHA256Stream.nativeAvailable {
+                let hmac = HMACSHA256Key(key, native: native)
+                for n in [0, 1, 55, 56, 64, 150, 1000] {
+                    let data = (0..<n).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                    #expect(hmac.mac(data) == Sodium.hmacSHA256(key: key, message: data), "key \(keyLength), message \(n), native \(native)")
+                    #expect(hmac.mac(data) == hmac.mac(data), "the key's states are not used up")
+                }
             }
         }
         // One key shared by tasks on several threads: each MAC copies the

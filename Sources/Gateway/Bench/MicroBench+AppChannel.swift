@@ -24,12 +24,12 @@ extension MicroBenchmarks {
         let body = [UInt8](repeating: 7, count: 1024)
         let bodyHash = Sodium.sha256(body)
         results.append(measure("SHA-256, 1 KiB (libsodium)") { sink &+= Int(Sodium.sha256(body)[0]) })
-        results.append(measure("SHA-256, 1 KiB (swift-crypto)") { sink &+= Int(Digest.sha256(body)[0]) })
+        results.append(measure("SHA-256, 1 KiB (Digest)") { sink &+= Int(Digest.sha256(body)[0]) })
         let canonicalSample = [UInt8](repeating: 65, count: 150)
         results.append(measure("HMAC-SHA-256, 150 B (libsodium)") {
             sink &+= Int(Sodium.hmacSHA256(key: keys.mac, message: canonicalSample)[0])
         })
-        results.append(measure("HMAC-SHA-256, 150 B (swift-crypto)") {
+        results.append(measure("HMAC-SHA-256, 150 B (Digest)") {
             sink &+= Int(Digest.hmacSHA256(key: keys.mac, message: canonicalSample)[0])
         })
         results.append(measure("HMAC-SHA-256, 150 B (session key, pads hashed once)") {
