@@ -6,13 +6,17 @@ extension ProxyHandler {
     /// Sets the deadline that applies now: waiting for a request head, or the
     /// current request waiting on its upstream. HTTP/2 streams share their
     /// connection's sweep instead of a timer each.
-    func setDeadline(_ kind: DeadlineTimer.Kind, in amount: TimeAmount) {
+    /// `now`: a reading of `NIODeadline.now()` the caller made in the same
+    /// call (a clock read is 20–45 ns, and a request sets half a dozen
+    /// deadlines); never one from an earlier event.
+    func setDeadline(_ kind: DeadlineTimer.Kind, in amount: TimeAmount, now: NIODeadline? = nil) {
+        let now = now ?? .now()
         if let streamDeadlines {
             if streamDeadline == nil { streamDeadlines.register(self) }
-            streamDeadline = .now() + amount
+            streamDeadline = now + amount
             return
         }
-        if timer.set(kind, at: .now() + amount) { scheduleTimer() }
+        if timer.set(kind, at: now + amount) { scheduleTimer() }
     }
 
     func clearDeadline() {

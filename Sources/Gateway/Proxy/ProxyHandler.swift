@@ -317,7 +317,8 @@ final class ProxyHandler: ChannelDuplexHandler {
 
     /// Writes the response's end; then closes the connection, or goes on with
     /// the next request on it.
-    func endResponse(_ r: ProxyRequest, close: Bool, bodyPending: Bool) {
+    /// `now`: the request's end as it read it, in this same call.
+    func endResponse(_ r: ProxyRequest, close: Bool, bodyPending: Bool, now: NIODeadline? = nil) {
         guard request === r else { return }
         request = nil
         env.inFlight.decrement()
@@ -336,7 +337,7 @@ final class ProxyHandler: ChannelDuplexHandler {
         sendEnd(context: ctx, thenClose: false)
         if bodyPending { discardingBody = true }
         requestEnded = true
-        setDeadline(.awaitingHead, in: env.listener.limits.idleTimeout)
+        setDeadline(.awaitingHead, in: env.listener.limits.idleTimeout, now: now)
         // The next request, if its bytes are here (parsed now, in order).
         parseInbound()
         resumeReadsIfNeeded()

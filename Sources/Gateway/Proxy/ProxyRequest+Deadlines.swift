@@ -17,10 +17,10 @@ extension ProxyRequest {
     /// Starts (or restarts) the wait for the rest of the request body: from
     /// the head, each part that arrives, and each time the gateway takes
     /// reading again after it had stopped.
-    func awaitClientBody() {
+    func awaitClientBody(now: NIODeadline? = nil) {
         guard framing != .none, !clientEnded, !responseStarted, phase != .finished else { return }
         awaitingClientBody = true
-        handler.setDeadline(.upstream, in: env.listener.limits.clientBodyTimeout)
+        handler.setDeadline(.upstream, in: env.listener.limits.clientBodyTimeout, now: now)
     }
 
     func upstreamTimedOut() {

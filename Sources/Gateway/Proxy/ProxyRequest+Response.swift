@@ -11,11 +11,12 @@ extension ProxyRequest {
         guard phase == .forwarding, let pool else { return }
         if head.status.code < 200 { return }  // 1xx are not forwarded
         responseStarted = true
-        upstreamHeadAt = .now()
+        let now = NIODeadline.now()
+        upstreamHeadAt = now
         responseStatus = head.status.code
         // An answer before the whole request: the response's deadlines apply.
         awaitingClientBody = false
-        handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
+        handler.setDeadline(.upstream, in: pool.definition.bodyTimeout, now: now)
         // Edited in place: the parser's list is this head's alone.
         HeaderRules.prepareResponseHeaders(&head.headers, requestID: exchange.requestID, policy: env.listener.sanitize)
         runResponseFilters(&head)
@@ -78,8 +79,8 @@ extension ProxyRequest {
             handler.write(.body(sealed))
         }
         let close = mustCloseDownstream
-        complete(status: responseStatus)
-        handler.endResponse(self, close: close, bodyPending: !clientEnded)
+        let now = complete(status: responseStatus)
+        handler.endResponse(self, close: close, bodyPending: !clientEnded, now: now)
     }
 
     func upstreamReadComplete() {
@@ -180,8 +181,8 @@ extension ProxyRequest {
             responseBytes = body.readableBytes
             handler.write(.body(body))
         }
-        complete(status: responseStatus)
-        handler.endResponse(self, close: close, bodyPending: !clientEnded)
+        let now = complete(status: responseStatus)
+        handler.endResponse(self, close: close, bodyPending: !clientEnded, now: now)
     }
 
     func runResponseFilters(_ head: inout ResponseHead) {
@@ -198,9 +199,12 @@ extension ProxyRequest {
     }
 
     /// Records the request (metrics, access log) once; the handler then ends,
-    /// aborts or forgets the downstream side.
-    func complete(status: UInt) {
-        guard phase != .finished else { return }
+    /// aborts or forgets the downstream side. Returns the time it read (for
+    /// the handler's next deadline, set in the same call), nil when the
+    /// request was already recorded.
+    @discardableResult
+    func complete(status: UInt) -> NIODeadline? {
+        guard phase != .finished else { return nil }
         phase = .finished
         pending.removeAll()
         let end = NIODeadline.now()
@@ -212,6 +216,7 @@ extension ProxyRequest {
             bytesOut: responseBytes, durationNanos: duration.nanoseconds,
             upstreamNanos: upstreamHeadAt.map { ($0 - startedAt).nanoseconds }, client: handler.clientIP,
             protocolName: isHTTP2 ? "HTTP/2" : "HTTP/1.1", error: errorCode))
+        return end
     }
 }
 

@@ -100,8 +100,9 @@ final class ProxyRequest: UpstreamDelegate {
         // After `admit`, which held a copy of the head: the request's header
         // list is its own again, and is edited in place.
         prepareUpstreamHead(route)
-        // A client that asked for 100-continue sends nothing before it.
-        if !expectsContinue { awaitClientBody() }
+        // A client that asked for 100-continue sends nothing before it. The
+        // wait starts with the request (`start` runs in the event that made it).
+        if !expectsContinue { awaitClientBody(now: startedAt) }
         runFilters(from: 0)
     }
 
