@@ -4,9 +4,9 @@ import PackageDescription
 // Release builds of the gateway's own modules let the optimizer end a
 // local value's life at its last use (Swift 5.6's rule) instead of at the
 // end of its scope: fewer retains and releases on the request path (420 ->
-// 394 a full app-route request, counted end to end). Safe for this code: it has no `deinit`, no
-// `Unmanaged` and no pointer that outlives its `withUnsafe...` closure, so
-// no behaviour hangs on when a local object dies. Not for `Passport` (a
+// 394 a full app-route request, counted end to end). Safe for this code:
+// it has no `deinit`, no `Unmanaged` and no pointer that outlives its
+// `withUnsafe...` closure, so no behaviour hangs on when a local object dies. Not for `Passport` (a
 // library other teams build; a package's unsafe flags refuse it as a
 // dependency) nor for the dependencies (their code may rely on it).
 let shortLifetimes: [SwiftSetting] = [.unsafeFlags(["-Xfrontend", "-enable-lexical-lifetimes=false"], .when(configuration: .release))]

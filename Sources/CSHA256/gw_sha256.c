@@ -74,6 +74,7 @@ void gw_sha256_init(gw_sha256_ctx *ctx) {
 }
 
 void gw_sha256_update(gw_sha256_ctx *ctx, const void *data, size_t count) {
+    if (count == 0) return; /* `data` may then be NULL, which memcpy must not see */
     const uint8_t *p = data;
     size_t used = (size_t)(ctx->length & 63);
     ctx->length += count;

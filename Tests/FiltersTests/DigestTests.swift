@@ -35,6 +35,12 @@ struct DigestTests {
                 }
                 #expect(hash.finalize { Array($0) } == Sodium.sha256(Array(data[..<n])), "native \(native), length \(n)")
             }
+            // Empty pieces, from an empty array (no base address) among them.
+            var empty = SHA256Stream(native: native)
+            [UInt8]().withUnsafeBytes { empty.update(bufferPointer: $0) }
+            data.withUnsafeBytes { empty.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<3])) }
+            empty.update(bufferPointer: UnsafeRawBufferPointer(start: nil, count: 0))
+            #expect(empty.finalize { Array($0) } == Sodium.sha256(Array(data[..<3])), "native \(native)")
             var first = SHA256Stream(native: native)
             data.withUnsafeBytes { first.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[..<100])) }
             var second = first
