@@ -362,4 +362,60 @@ struct UpstreamHTTP1CodecTests {
         #expect(recorder.writes.isEmpty)
         _ = try channel.finish(acceptAlreadyClosed: true)
     }
+
+    @Test("a request's buffer is filled again by the next request once the channel let it go, never while a write still holds it")
+    func reusedBuffer() throws {
+        let (channel, connection, _) = try recorded()
+        func send(_ uri: String, _ headers: HeaderFields = ["host": "a"]) {
+            connection.write(.head(RequestHead(version: .http1_1, method: .GET, uri: uri, headers: headers)))
+            connection.write(.end(nil))
+            connection.flush()
+            channel.embeddedEventLoop.run()
+        }
+        // The embedded channel keeps what was written until it is read out,
+        // as a socket that has not taken a write yet: the second request
+        // must not write into the first one's bytes.
+        send("/one")
+        send("/two", ["host": "a", "x-big": String(repeating: "b", count: 5000)])
+        let first = try channel.readOutbound(as: ByteBuffer.self)
+        var second = try channel.readOutbound(as: ByteBuffer.self)
+        #expect(first.map { String(buffer: $0) } == "GET /one HTTP/1.1\r\nhost: a\r\n\r\n")
+        #expect(second.map { String(buffer: $0).hasPrefix("GET /two HTTP/1.1\r\nhost: a\r\nx-big: bbb") } == true)
+        // The second head grew its buffer past 1 KiB (a fresh one has 1 KiB).
+        let grown = second?.capacity ?? 0
+        #expect(grown > 5000)
+        _ = consume first
+        second = nil
+        // Nothing holds that buffer now: the next request fills its storage.
+        send("/three")
+        let third = try channel.readOutbound(as: ByteBuffer.self)
+        #expect(third.map { String(buffer: $0) } == "GET /three HTTP/1.1\r\nhost: a\r\n\r\n")
+        #expect(third?.capacity == grown)
+        _ = try channel.finish(acceptAlreadyClosed: true)
+    }
+
+    @Test("the loop's spare response buffers: one written out is cleared and reused; one still shared is left alone; a few at most, none large")
+    func loopSpareBuffers() {
+        let loop = LoopLocal(pools: [:])
+        let allocator = ByteBufferAllocator()
+        // A fresh buffer has the capacity asked for; a reused one keeps its own (4 KiB here).
+        var a = loop.writeBuffer(capacity: 4096, allocator: allocator)
+        a.writeString("first response")
+        loop.recycle(consume a)
+        var b = loop.writeBuffer(capacity: 64, allocator: allocator)
+        #expect(b.readableBytes == 0 && b.capacity == 4096)
+        // Still held elsewhere (a write the socket has not taken): fresh storage, the held bytes untouched.
+        b.writeString("held by a pending write")
+        let pending = b
+        loop.recycle(b)
+        var c = loop.writeBuffer(capacity: 64, allocator: allocator)
+        c.writeString("other")
+        #expect(String(buffer: pending) == "held by a pending write" && String(buffer: c) == "other")
+        // At most eight kept, and none above 16 KiB.
+        for _ in 0..<20 { loop.recycle(allocator.buffer(capacity: 512)) }
+        loop.recycle(allocator.buffer(capacity: 64 << 10))
+        var kept = 0
+        for _ in 0..<20 where loop.writeBuffer(capacity: 0, allocator: allocator).capacity == 512 { kept += 1 }
+        #expect(kept == 8)
+    }
 }

@@ -9,7 +9,34 @@ final class LoopLocal {
     private var random = [UInt8](repeating: 0, count: 4096)
     private var randomOffset = 4096
 
-    init(pools: [String: any UpstreamPooling]) { self.pools = pools }
+    /// Response buffers the channel has written, kept for the next
+    /// responses on this loop to fill again: a buffer whose bytes went out
+    /// is held by nothing else, so clearing it keeps its storage (a fresh
+    /// `ByteBuffer` is two allocations, its object and its bytes). One
+    /// still shared (a write the socket has not taken yet) is never
+    /// written into: `clear` gives it fresh storage. A few per loop, not
+    /// one per connection, so an idle connection holds none.
+    private var spareBuffers: [ByteBuffer] = []
+    private static let spareLimit = 8
+    private static let spareCapacityLimit = 16 << 10
+
+    init(pools: [String: any UpstreamPooling]) {
+        self.pools = pools
+        spareBuffers.reserveCapacity(Self.spareLimit)
+    }
+
+    /// An empty buffer with room for `capacity` bytes: a kept one when there is one.
+    func writeBuffer(capacity: Int, allocator: ByteBufferAllocator) -> ByteBuffer {
+        guard var buffer = spareBuffers.popLast() else { return allocator.buffer(capacity: capacity) }
+        buffer.clear(minimumCapacity: capacity)
+        return buffer
+    }
+
+    /// Keeps `buffer` (written to the channel already) for `writeBuffer`.
+    func recycle(_ buffer: consuming ByteBuffer) {
+        guard spareBuffers.count < Self.spareLimit, buffer.capacity <= Self.spareCapacityLimit else { return }
+        spareBuffers.append(buffer)
+    }
 
     /// 32 lowercase hex characters from libsodium's CSPRNG, drawn 4 KiB at a
     /// time so that a request costs no system call.

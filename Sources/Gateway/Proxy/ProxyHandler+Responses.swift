@@ -16,7 +16,7 @@ extension ProxyHandler {
         switch part {
         case .head(let head):
             writeUnsent(context)
-            var buffer = context.channel.allocator.buffer(capacity: 1024)
+            var buffer = loop.writeBuffer(capacity: 1024, allocator: context.channel.allocator)
             do {
                 if try encoder!.head(head, answeringHEAD: request?.method == .HEAD, toHTTP10: request?.isHTTP10 ?? false, into: &buffer) {
                     closeAfterResponse = true
@@ -117,6 +117,9 @@ extension ProxyHandler {
             context.writeAndFlush(NIOAny(last ?? ByteBuffer())).whenComplete { _ in context.close(promise: nil) }
         } else if let last {
             context.writeAndFlush(NIOAny(last), promise: nil)
+            // Written by now (TLS has encrypted it, or the socket taken it)
+            // unless the socket is full; `writeBuffer` copes with either.
+            loop.recycle(last)
         } else {
             context.flush()
         }

@@ -42,6 +42,13 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
     /// Bytes up to this size join the held ones (a copy); larger pieces go
     /// as they are.
     private static let joinLimit = 8 << 10
+    /// The last buffer written, cleared and filled again by the next
+    /// request: by then the channel has written it and holds it no more, so
+    /// its storage is reused instead of allocated (a fresh `ByteBuffer` is
+    /// two allocations). If it is still shared, `clear` gives the request
+    /// fresh storage and never writes into the bytes going out.
+    private var spare: ByteBuffer?
+    private var heldIsOurs = false
 
     init(connection: UpstreamConnection, onClose: @escaping (UpstreamConnection) -> Void) {
         self.connection = connection
@@ -61,10 +68,16 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
         do {
             // Room for a usual head, and for a collected body that will join it.
             let body = edits.contentLength.map { $0 <= Self.joinLimit ? $0 : 0 } ?? 0
-            var buffer = context.channel.allocator.buffer(capacity: 1024 + body)
+            var buffer: ByteBuffer
+            if var reused = spare.take() {
+                reused.clear(minimumCapacity: 1024 + body)
+                buffer = reused
+            } else {
+                buffer = context.channel.allocator.buffer(capacity: 1024 + body)
+            }
             chunked = try UpstreamRequestEncoder.writeHead(head, edits: edits, into: &buffer)
             parser.requestSent(head.method)
-            emit(buffer, context: context)
+            emit(buffer, ours: true, context: context)
         } catch {
             fail(error, context: context)
         }
@@ -72,14 +85,18 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
 
     /// Queues request bytes: joined to the held ones when small, else
     /// written after them.
-    private func emit(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    /// `ours`: a buffer `sendHead` allocated, which may be kept as the
+    /// spare once written (a body piece is a slice of another's storage).
+    private func emit(_ bytes: ByteBuffer, ours: Bool = false, context: ChannelHandlerContext) {
         if held == nil {
             held = bytes
+            heldIsOurs = ours
         } else if bytes.readableBytes <= Self.joinLimit, held!.readableBytes <= Self.joinLimit {
             held!.writeImmutableBuffer(bytes)
         } else {
             writeHeld(context)
             held = bytes
+            heldIsOurs = ours
         }
     }
 
@@ -87,6 +104,7 @@ final class UpstreamHTTP1Handler: ChannelDuplexHandler {
         guard let bytes = held else { return }
         held = nil
         context.write(wrapOutboundOut(bytes), promise: nil)
+        if heldIsOurs && bytes.capacity <= 16 << 10 { spare = bytes }
     }
 
     /// A request that could not be encoded: what was held of it is dropped
