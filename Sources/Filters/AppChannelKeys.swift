@@ -39,6 +39,13 @@ public final class AppChannelKeyRing: Sendable {
             return keys
         }
 
+        /// `sessionKeys` with the key inline: an array of it is made only
+        /// when the session is not cached.
+        public func sessionKeys(clientKey: InlineBytes32, cacheKey: String) -> AppChannelCrypto.SessionKeys? {
+            if let cached = sessions.get(cacheKey) { return cached }
+            return sessionKeys(clientKey: clientKey.array, cacheKey: cacheKey)
+        }
+
         /// Cached sessions (tests, metrics).
         public var cachedSessions: Int { sessions.count }
     }

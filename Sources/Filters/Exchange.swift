@@ -50,7 +50,9 @@ public final class Exchange {
     /// key's `Value` type, so reading one is a type-checked-by-construction
     /// downcast instead of a dynamic cast out of an `Any` (which also copied
     /// every entry it walked past).
-    private var values: [Entry] = []
+    private var e0, e1, e2, e3: Entry?
+    private var rest: [Entry] = []
+    private var entryCount = 0
 
     private struct Entry {
         let key: ObjectIdentifier
@@ -102,24 +104,23 @@ public final class Exchange {
     public subscript<Key: ExchangeKey>(key: Key.Type) -> Key.Value? {
         get {
             guard let i = index(of: key) else { return nil }
-            if Self.isReference(Key.Value.self) { return unsafeBitCast(values[i].slot, to: Key.Value.self) }
+            if Self.isReference(Key.Value.self) { return unsafeBitCast(entrySlot(i), to: Key.Value.self) }
             return slot(i, key).value
         }
         set {
             if let i = index(of: key) {
                 if let newValue {
                     if Self.isReference(Key.Value.self) {
-                        values[i] = Entry(key: ObjectIdentifier(key), slot: unsafeBitCast(newValue, to: AnyObject.self))
+                        setEntry(i, Entry(key: ObjectIdentifier(key), slot: unsafeBitCast(newValue, to: AnyObject.self)))
                     } else {
                         slot(i, key).value = newValue
                     }
                 } else {
-                    values.remove(at: i)
+                    removeEntry(i)
                 }
             } else if let newValue {
-                if values.isEmpty { values.reserveCapacity(4) }
                 let boxed: AnyObject = Self.isReference(Key.Value.self) ? unsafeBitCast(newValue, to: AnyObject.self) : Slot(newValue)
-                values.append(Entry(key: ObjectIdentifier(key), slot: boxed))
+                appendEntry(Entry(key: ObjectIdentifier(key), slot: boxed))
             }
         }
     }
@@ -131,11 +132,65 @@ public final class Exchange {
         Value.self is AnyObject.Type && MemoryLayout<Value>.size == MemoryLayout<AnyObject>.size
     }
 
+    // The entries, the first four in the exchange's own fields: a request's
+    // filters store two or three values, and an array for them was an
+    // allocation a request. Unordered (a removal moves the last entry into
+    // the gap); keys are unique. Each is read in place (a copy of an entry
+    // retains its value).
+
+    @inline(__always)
+    private func withEntry<R>(_ i: Int, _ body: (borrowing Entry) -> R) -> R {
+        switch i {
+        case 0: return body(e0.unsafelyUnwrapped)
+        case 1: return body(e1.unsafelyUnwrapped)
+        case 2: return body(e2.unsafelyUnwrapped)
+        case 3: return body(e3.unsafelyUnwrapped)
+        default: return body(rest[i - 4])
+        }
+    }
+
+    @inline(__always)
+    private func entryKey(_ i: Int) -> ObjectIdentifier { withEntry(i) { $0.key } }
+
+    @inline(__always)
+    private func entrySlot(_ i: Int) -> AnyObject { withEntry(i) { $0.slot } }
+
+    @inline(__always)
+    private func setEntry(_ i: Int, _ entry: consuming Entry?) {
+        switch i {
+        case 0: e0 = entry
+        case 1: e1 = entry
+        case 2: e2 = entry
+        case 3: e3 = entry
+        default:
+            if let entry {
+                if i - 4 == rest.count { rest.append(entry) } else { rest[i - 4] = entry }
+            } else {
+                rest.removeLast()  // only the last entry is ever removed from here
+            }
+        }
+    }
+
+    private func appendEntry(_ entry: consuming Entry) {
+        setEntry(entryCount, entry)
+        entryCount += 1
+    }
+
+    private func removeEntry(_ i: Int) {
+        let last = entryCount - 1
+        if i != last {
+            let moved = Entry(key: entryKey(last), slot: entrySlot(last))
+            setEntry(i, moved)
+        }
+        setEntry(last, nil)
+        entryCount = last
+    }
+
     private func index<Key: ExchangeKey>(of key: Key.Type) -> Int? {
         let id = ObjectIdentifier(key)
         var i = 0
-        while i < values.count {
-            if values[i].key == id { return i }
+        while i < entryCount {
+            if entryKey(i) == id { return i }
             i += 1
         }
         return nil
@@ -146,7 +201,7 @@ public final class Exchange {
     /// under its own key type's identifier (a metatype's `ObjectIdentifier`
     /// is unique to the type).
     private func slot<Key: ExchangeKey>(_ i: Int, _ key: Key.Type) -> Slot<Key.Value> {
-        unsafeDowncast(values[i].slot, to: Slot<Key.Value>.self)
+        unsafeDowncast(entrySlot(i), to: Slot<Key.Value>.self)
     }
 
     /// Whether the route buffers the request body: every filter's

@@ -79,15 +79,22 @@ public final class MemoryNonceStore: Sendable {
     /// SipHash-2-4-128 of (client key ‖ nonce) under the store's key, as two
     /// little-endian words (one short keyed hash: no SHA-256 context, which
     /// swift-crypto allocates, and no second hash for the tables).
-    func key(clientKey: [UInt8], nonce: [UInt8]) -> Key {
-        let (high, low) = clientKey.withUnsafeBytes { c in
-            nonce.withUnsafeBytes { n in Sodium.sipHash128(key: hashKey, c, n) }
-        }
+    func key(clientKey: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer) -> Key {
+        let (high, low) = Sodium.sipHash128(key: hashKey, clientKey, nonce)
         return Key(high: high, low: low)
     }
 
-    /// Records the nonce at `now` (Unix milliseconds) unless it was seen within the window.
+    func key(clientKey: [UInt8], nonce: [UInt8]) -> Key {
+        clientKey.withUnsafeBytes { c in nonce.withUnsafeBytes { n in key(clientKey: c, nonce: n) } }
+    }
+
+    /// `record` with the pair in arrays.
     public func record(clientKey: [UInt8], nonce: [UInt8], now: Int64) -> Answer {
+        clientKey.withUnsafeBytes { c in nonce.withUnsafeBytes { n in record(clientKey: c, nonce: n, now: now) } }
+    }
+
+    /// Records the nonce at `now` (Unix milliseconds) unless it was seen within the window.
+    public func record(clientKey: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, now: Int64) -> Answer {
         let key = key(clientKey: clientKey, nonce: nonce)
         let current = now / bucketWidth
         // A bucket is live while any of its keys can be inside the window.

@@ -9,7 +9,7 @@ import Redis
 public protocol NonceStore: Sendable {
     /// Records the pair at `now` (Unix milliseconds) unless it was seen within
     /// the window; atomic across every gateway sharing the store.
-    func record(clientKey: [UInt8], nonce: [UInt8], now: Int64, on loop: EventLoop) -> NonceStoreResult
+    func record(clientKey: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, now: Int64, on loop: EventLoop) -> NonceStoreResult
     /// `memory` or `redis`, for metrics and logs.
     var kind: String { get }
 }
@@ -21,6 +21,13 @@ public enum NonceStoreAnswer: Equatable, Sendable {
     case unavailable(String)
 }
 
+extension NonceStore {
+    /// `record` with the pair in arrays.
+    public func record(clientKey: [UInt8], nonce: [UInt8], now: Int64, on loop: EventLoop) -> NonceStoreResult {
+        clientKey.withUnsafeBytes { c in nonce.withUnsafeBytes { n in record(clientKey: c, nonce: n, now: now, on: loop) } }
+    }
+}
+
 /// The in-memory store answers at once; Redis answers later, on the request's loop.
 public enum NonceStoreResult {
     case answered(NonceStoreAnswer)
@@ -30,7 +37,8 @@ public enum NonceStoreResult {
 extension MemoryNonceStore: NonceStore {
     public var kind: String { "memory" }
 
-    public func record(clientKey: [UInt8], nonce: [UInt8], now: Int64, on loop: EventLoop) -> NonceStoreResult {
+    public func record(clientKey: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, now: Int64,
+                       on loop: EventLoop) -> NonceStoreResult {
         switch record(clientKey: clientKey, nonce: nonce, now: now) {
         case .recorded: return .answered(.recorded)
         case .replayed: return .answered(.replayed)
@@ -54,10 +62,18 @@ public final class RedisNonceStore: NonceStore {
     }
 
     public func storageKey(clientKey: [UInt8], nonce: [UInt8]) -> [UInt8] {
-        Array((prefix + Hex.encode(Digest.sha256(clientKey + nonce).prefix(16))).utf8)
+        clientKey.withUnsafeBytes { c in nonce.withUnsafeBytes { n in storageKey(clientKey: c, nonce: n) } }
     }
 
-    public func record(clientKey: [UInt8], nonce: [UInt8], now: Int64, on loop: EventLoop) -> NonceStoreResult {
+    public func storageKey(clientKey: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer) -> [UInt8] {
+        var hash = SHA256Stream()
+        hash.update(bufferPointer: clientKey)
+        hash.update(bufferPointer: nonce)
+        return hash.finalize { Array((prefix + Hex.encode($0.prefix(16))).utf8) }
+    }
+
+    public func record(clientKey: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, now: Int64,
+                       on loop: EventLoop) -> NonceStoreResult {
         let future = client.setIfAbsent(key: storageKey(clientKey: clientKey, nonce: nonce), ttlMilliseconds: window, on: loop)
             .map { wasSet -> NonceStoreAnswer in wasSet ? .recorded : .replayed }
             .recover { error -> NonceStoreAnswer in

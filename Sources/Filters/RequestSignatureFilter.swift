@@ -132,19 +132,20 @@ public struct RequestSignatureFilter: Filter {
 
     /// The headers, parsed by `onRequest` for `onRequestBody`: one object,
     /// so that the exchange stores and hands it back by one reference. The
-    /// signature's 32 bytes are kept inside it rather than in an array.
+    /// signature's 32 bytes, the client key and the nonce are kept inside
+    /// it rather than in arrays.
     final class Pending {
         let key: AppChannelKeyRing.Key
         let kid: String
         let clientKeyText: String
-        let clientKey: [UInt8]
+        let clientKey: InlineBytes32
         let timestamp: String
         let nonceText: String
-        let nonce: [UInt8]
+        let nonce: InlineBytes32
         let signature: (UInt64, UInt64, UInt64, UInt64)
 
-        init(key: AppChannelKeyRing.Key, kid: String, clientKeyText: String, clientKey: [UInt8], timestamp: String,
-             nonceText: String, nonce: [UInt8], signature: (UInt64, UInt64, UInt64, UInt64)) {
+        init(key: AppChannelKeyRing.Key, kid: String, clientKeyText: String, clientKey: InlineBytes32, timestamp: String,
+             nonceText: String, nonce: InlineBytes32, signature: (UInt64, UInt64, UInt64, UInt64)) {
             self.key = key
             self.kid = kid
             self.clientKeyText = clientKeyText
@@ -162,10 +163,10 @@ public struct RequestSignatureFilter: Filter {
         let h = Self.signatureHeaders(exchange.request.headers)
         guard let kid = h.kid, Self.isKid(kid),
               let clientKeyText = h.clientKey,
-              let clientKey = Base64URL.decode(clientKeyText), clientKey.count == 32,
+              let clientKey = InlineBytes32(base64url: clientKeyText, lengths: 32...32),
               let timestamp = h.timestamp, let ts = Self.milliseconds(timestamp),
               let nonceText = h.nonce,
-              let nonce = Base64URL.decode(nonceText), (16...32).contains(nonce.count),
+              let nonce = InlineBytes32(base64url: nonceText, lengths: 16...32),
               let signatureText = h.signature, let signature = Self.signatureBytes(signatureText)
         else { return .reject(Self.malformed) }
         let now = clock()
@@ -199,7 +200,8 @@ public struct RequestSignatureFilter: Filter {
         }
         guard authentic else { return .reject(Self.invalidSignature) }
         if let binding = exchange[PrincipalKey.self]?.gatewayKeyBinding {
-            guard let bound = Base64URL.decode(binding), Sodium.constantTimeEqual(bound, p.clientKey) else {
+            guard let bound = Base64URL.decode(binding),
+                  bound.withUnsafeBytes({ b in p.clientKey.withUnsafeBytes { Sodium.constantTimeEqual(b, $0) } }) else {
                 return .reject(Self.keyBindingMismatch)
             }
         } else if requireKeyBinding {
@@ -207,7 +209,10 @@ public struct RequestSignatureFilter: Filter {
         }
         let verified = AppChannelRequest(keys: session, method: method, target: exchange.originalTarget, timestamp: p.timestamp,
                                          nonce: p.nonceText, kid: p.kid)
-        switch store.record(clientKey: p.clientKey, nonce: p.nonce, now: clock(), on: exchange.eventLoop) {
+        let recorded = p.clientKey.withUnsafeBytes { c in
+            p.nonce.withUnsafeBytes { n in store.record(clientKey: c, nonce: n, now: clock(), on: exchange.eventLoop) }
+        }
+        switch recorded {
         case .answered(let answer):
             return decide(answer, verified, exchange)
         case .pending(let future):

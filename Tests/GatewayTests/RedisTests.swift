@@ -236,6 +236,11 @@ struct RedisClientTests {
         // The key is the hash, never the nonce, and lives for the window.
         let key = store.storageKey(clientKey: [1, 2, 3], nonce: [9, 9])
         #expect(String(decoding: key, as: UTF8.self).hasPrefix("gw:tls:") && key.count == "gw:tls:".count + 32)
+        // Pinned (Python: sha256(bytes([1, 2, 3, 9, 9])).hexdigest()[:32]): gateways of
+        // different versions sharing one Redis must compute the same key.
+        #expect(String(decoding: key, as: UTF8.self) == "gw:tls:088eab0dcb79675c6153b2870b77c73a")
+        let fromBytes = [UInt8]([1, 2, 3]).withUnsafeBytes { c in [UInt8]([9, 9]).withUnsafeBytes { store.storageKey(clientKey: c, nonce: $0) } }
+        #expect(fromBytes == key)
         let ttl = try await client.send([Array("PTTL".utf8), key], on: loop).get()
         guard case .integer(let ms) = ttl else { Issue.record("PTTL: \(ttl)"); return }
         #expect(ms > 11_000 && ms <= 12_000)
