@@ -160,14 +160,17 @@ public struct RequestSignatureFilter: Filter {
     enum PendingKey: ExchangeKey { typealias Value = Pending }
 
     public func onRequest(_ exchange: Exchange) -> FilterAction {
-        let h = Self.signatureHeaders(exchange.request.headers)
-        guard let kid = h.kid, Self.isKid(kid),
-              let clientKeyText = h.clientKey,
+        let headers = exchange.request.headers
+        let h = Self.signatureHeaders(headers)
+        guard h.kid >= 0, h.clientKey >= 0, h.timestamp >= 0, h.nonce >= 0, h.signature >= 0,
+              let signature = Self.signatureBytes(headers[h.signature].value)
+        else { return .reject(Self.malformed) }
+        let kid = headers[h.kid].value, clientKeyText = headers[h.clientKey].value
+        let timestamp = headers[h.timestamp].value, nonceText = headers[h.nonce].value
+        guard Self.isKid(kid),
               let clientKey = InlineBytes32(base64url: clientKeyText, lengths: 32...32),
-              let timestamp = h.timestamp, let ts = Self.milliseconds(timestamp),
-              let nonceText = h.nonce,
-              let nonce = InlineBytes32(base64url: nonceText, lengths: 16...32),
-              let signatureText = h.signature, let signature = Self.signatureBytes(signatureText)
+              let ts = Self.milliseconds(timestamp),
+              let nonce = InlineBytes32(base64url: nonceText, lengths: 16...32)
         else { return .reject(Self.malformed) }
         let now = clock()
         guard let key = keys.key(kid: Substring(kid), now: now) else { return .reject(Self.unknownKey) }
@@ -241,41 +244,46 @@ public struct RequestSignatureFilter: Filter {
     }
 
     /// The five signed-request headers, each nil when missing or sent more than once.
+    /// Where the five signed-request headers are in the list: an index,
+    /// or -1 when missing or sent more than once. Indices, not values: a
+    /// value copied out of the list is retained, and a pass that copied
+    /// each one it walked past retained every long value of the head.
     struct SignatureHeaders {
-        var kid, clientKey, timestamp, nonce, signature: String?
+        var kid = -1, clientKey = -1, timestamp = -1, nonce = -1, signature = -1
     }
 
     /// One pass over the headers instead of a lookup (and an array) per name.
     static func signatureHeaders(_ headers: HeaderFields) -> SignatureHeaders {
-        var found = SignatureHeaders()
+        var at = SignatureHeaders()
         var seen = (kid: 0, clientKey: 0, timestamp: 0, nonce: 0, signature: 0)
-        for (name, value) in headers {
+        for i in headers.indices {
+            let name = headers[i].name
             switch name.utf8.count {
             case 8 where ASCII.equalsLowercase(name, "x-gw-kid"):
-                found.kid = value
+                at.kid = i
                 seen.kid += 1
             case 10 where ASCII.equalsLowercase(name, "x-gw-nonce"):
-                found.nonce = value
+                at.nonce = i
                 seen.nonce += 1
             case 14 where ASCII.equalsLowercase(name, "x-gw-timestamp"):
-                found.timestamp = value
+                at.timestamp = i
                 seen.timestamp += 1
             case 14 where ASCII.equalsLowercase(name, "x-gw-signature"):
-                found.signature = value
+                at.signature = i
                 seen.signature += 1
             case 15 where ASCII.equalsLowercase(name, "x-gw-client-key"):
-                found.clientKey = value
+                at.clientKey = i
                 seen.clientKey += 1
             default:
                 break
             }
         }
-        if seen.kid > 1 { found.kid = nil }
-        if seen.clientKey > 1 { found.clientKey = nil }
-        if seen.timestamp > 1 { found.timestamp = nil }
-        if seen.nonce > 1 { found.nonce = nil }
-        if seen.signature > 1 { found.signature = nil }
-        return found
+        if seen.kid > 1 { at.kid = -1 }
+        if seen.clientKey > 1 { at.clientKey = -1 }
+        if seen.timestamp > 1 { at.timestamp = -1 }
+        if seen.nonce > 1 { at.nonce = -1 }
+        if seen.signature > 1 { at.signature = -1 }
+        return at
     }
 
     static func isKid(_ kid: String) -> Bool {

@@ -119,6 +119,12 @@ struct AppChannelFilterTests {
             let missing: [String: String?] = [name: String?.none]
             #expect(try code(missing) == "malformed_signature", "without \(name)")
         }
+        // Each header sent twice (even with the same value): which one was signed is unclear.
+        for name in ["X-Gw-Kid", "X-Gw-Client-Key", "X-Gw-Timestamp", "X-Gw-Nonce", "X-Gw-Signature"] {
+            let twice = f.exchange(c)
+            twice.request.headers.add(name: name.lowercased(), value: c.headers[name]!)
+            #expect(f.run([try f.signature()], twice, body: body).code == "malformed_signature", "\(name) twice")
+        }
         let key = c.headers["X-Gw-Client-Key"]!
         // The signature's 43 characters hold 258 bits: the last two must be zero ("B" sets one).
         let signature = c.headers["X-Gw-Signature"]!
