@@ -140,12 +140,12 @@ public struct DecryptPayloadFilter: Filter {
             exchange.request.headers.remove(name: "content-type")
         }
         if encryptResponse {
-            let keys = request.keys
-            let nonce = request.nonce
             exchange.responseBodyLimit = maxResponseBody
-            exchange.responseBodyTransform = { status, headers, upstreamBody in
-                let sealed = AppChannelCrypto.withResponseAAD(status: Int(status.code), requestNonce: nonce) { aad in
-                    AppChannelCrypto.sealResponse(upstreamBody, keys: keys, aad: aad)
+            // Captures the one object (a closure that holds a single
+            // reference needs no context of its own: an allocation less).
+            exchange.responseBodyTransform = { [request] status, headers, upstreamBody in
+                let sealed = AppChannelCrypto.withResponseAAD(status: Int(status.code), requestNonce: request.nonce) { aad in
+                    AppChannelCrypto.sealResponse(upstreamBody, keys: request.keys, aad: aad)
                 }
                 let sealedType = ("content-type", "application/octet-stream")
                 if let upstreamType = headers.first(name: "content-type") {

@@ -105,13 +105,16 @@ public final class Exchange {
         get {
             guard let i = index(of: key) else { return nil }
             if Self.isReference(Key.Value.self) { return unsafeBitCast(entrySlot(i), to: Key.Value.self) }
+            if let wrapper = Key.Value.self as? StoredByReference.Type {
+                return wrapper.init(exchangeReference: entrySlot(i)) as? Key.Value
+            }
             return slot(i, key).value
         }
         set {
             if let i = index(of: key) {
                 if let newValue {
-                    if Self.isReference(Key.Value.self) {
-                        setEntry(i, Entry(key: ObjectIdentifier(key), slot: unsafeBitCast(newValue, to: AnyObject.self)))
+                    if let reference = Self.reference(newValue) {
+                        setEntry(i, Entry(key: ObjectIdentifier(key), slot: reference))
                     } else {
                         slot(i, key).value = newValue
                     }
@@ -119,10 +122,19 @@ public final class Exchange {
                     removeEntry(i)
                 }
             } else if let newValue {
-                let boxed: AnyObject = Self.isReference(Key.Value.self) ? unsafeBitCast(newValue, to: AnyObject.self) : Slot(newValue)
-                appendEntry(Entry(key: ObjectIdentifier(key), slot: boxed))
+                appendEntry(Entry(key: ObjectIdentifier(key), slot: Self.reference(newValue) ?? Slot(newValue)))
             }
         }
+    }
+
+    /// The object a value is kept as without a `Slot`: a class instance
+    /// itself, or the one object of a `StoredByReference` value; nil for
+    /// any other value. Decided by the type, constant once specialized.
+    @inline(__always)
+    private static func reference<Value>(_ value: Value) -> AnyObject? {
+        if isReference(Value.self) { return unsafeBitCast(value, to: AnyObject.self) }
+        if let wrapper = value as? StoredByReference { return wrapper.exchangeReference }
+        return nil
     }
 
     /// Whether values of the type are one class reference each, kept in the
@@ -222,6 +234,15 @@ public final class Exchange {
 }
 
 /// A key for `Exchange`'s typed storage.
+/// A value type that is one immutable object and nothing else (a struct
+/// around a final class, as `Principal`): the exchange keeps the object,
+/// without the `Slot` box (an allocation a value), and rebuilds the value
+/// around it when read.
+protocol StoredByReference {
+    var exchangeReference: AnyObject { get }
+    init(exchangeReference: AnyObject)
+}
+
 public protocol ExchangeKey {
     associatedtype Value
 }

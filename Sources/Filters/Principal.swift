@@ -3,7 +3,7 @@
 import Foundation
 import Passport
 
-public struct Principal: Sendable, Equatable {
+public struct Principal: Sendable, Equatable, StoredByReference {
     /// The fields live in one immutable object, so that handing a principal
     /// on (out of the exchange, out of the verification cache, into a
     /// filter) retains one reference instead of each of its strings and
@@ -34,6 +34,10 @@ public struct Principal: Sendable, Equatable {
     }
 
     private let storage: Storage
+
+    var exchangeReference: AnyObject { storage }
+    /// Only with an object `exchangeReference` gave (anything else traps).
+    init(exchangeReference: AnyObject) { storage = exchangeReference as! Storage }
 
     /// `sub`.
     public var subject: String? { storage.subject }
