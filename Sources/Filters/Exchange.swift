@@ -233,7 +233,6 @@ public final class Exchange {
     }
 }
 
-/// A key for `Exchange`'s typed storage.
 /// A value type that is one immutable object and nothing else (a struct
 /// around a final class, as `Principal`): the exchange keeps the object,
 /// without the `Slot` box (an allocation a value), and rebuilds the value
@@ -243,6 +242,7 @@ protocol StoredByReference {
     init(exchangeReference: AnyObject)
 }
 
+/// A key for `Exchange`'s typed storage.
 public protocol ExchangeKey {
     associatedtype Value
 }

@@ -243,7 +243,6 @@ public struct RequestSignatureFilter: Filter {
         }
     }
 
-    /// The five signed-request headers, each nil when missing or sent more than once.
     /// Where the five signed-request headers are in the list: an index,
     /// or -1 when missing or sent more than once. Indices, not values: a
     /// value copied out of the list is retained, and a pass that copied
