@@ -32,18 +32,20 @@ public final class AppChannelKeyRing: Sendable {
         /// The session keys for `clientKey` (32 bytes), from the cache or
         /// derived once (`crypto_kx`, ~30 µs); nil for a key libsodium refuses.
         public func sessionKeys(clientKey: [UInt8], cacheKey: String) -> AppChannelCrypto.SessionKeys? {
-            if let cached = sessions.get(cacheKey) { return cached }
-            guard let keys = AppChannelCrypto.SessionKeys.gateway(publicKey: publicKey, secretKey: secretKey, clientKey: clientKey)
-            else { return nil }
-            sessions.put(cacheKey, keys)
-            return keys
+            sessions.get(cacheKey) ?? derive(clientKey, cacheKey)
         }
 
         /// `sessionKeys` with the key inline: an array of it is made only
         /// when the session is not cached.
         public func sessionKeys(clientKey: InlineBytes32, cacheKey: String) -> AppChannelCrypto.SessionKeys? {
-            if let cached = sessions.get(cacheKey) { return cached }
-            return sessionKeys(clientKey: clientKey.array, cacheKey: cacheKey)
+            sessions.get(cacheKey) ?? derive(clientKey.array, cacheKey)
+        }
+
+        private func derive(_ clientKey: [UInt8], _ cacheKey: String) -> AppChannelCrypto.SessionKeys? {
+            guard let keys = AppChannelCrypto.SessionKeys.gateway(publicKey: publicKey, secretKey: secretKey, clientKey: clientKey)
+            else { return nil }
+            sessions.put(cacheKey, keys)
+            return keys
         }
 
         /// Cached sessions (tests, metrics).

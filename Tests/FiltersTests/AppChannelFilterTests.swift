@@ -311,6 +311,15 @@ struct AppChannelFilterTests {
         let a = key.sessionKeys(clientKey: client.publicKey, cacheKey: Base64URL.encode(client.publicKey))
         #expect(a != nil && key.cachedSessions == 1)
         #expect(key.sessionKeys(clientKey: client.publicKey, cacheKey: Base64URL.encode(client.publicKey)) == a && key.cachedSessions == 1)
+        // The inline form finds the same session; a new key derives and caches one more.
+        let text = Base64URL.encode(client.publicKey)
+        let inline = try #require(InlineBytes32(base64url: text, lengths: 32...32))
+        #expect(key.sessionKeys(clientKey: inline, cacheKey: text) == a && key.cachedSessions == 1)
+        let other = X25519.generate()
+        let otherText = Base64URL.encode(other.publicKey)
+        let b = key.sessionKeys(clientKey: try #require(InlineBytes32(base64url: otherText, lengths: 32...32)), cacheKey: otherText)
+        #expect(b != nil && b != a && key.cachedSessions == 2)
+        #expect(key.sessionKeys(clientKey: other.publicKey, cacheKey: otherText) == b)
         // Files that are not X25519 private keys are refused with the file name.
         try Data(#"{"kty":"OKP","crv":"Ed25519","kid":"x","x":"AA","d":"AA"}"#.utf8).write(to: URL(fileURLWithPath: dir + "/bad.json"))
         #expect(throws: AppChannelKeyRing.Failure.self) { try AppChannelKeyRing(directory: dir, grace: 0) }
