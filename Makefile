@@ -52,6 +52,11 @@ RELEASE_FLAGS ?= -Xswiftc -enforce-exclusivity=unchecked -Xswiftc -cross-module-
 
 release: deps
 	$(SWIFT) build -c release $(RELEASE_FLAGS)
+	@# Swift's crash backtracer, beside the binary: a runtime linked in
+	@# statically looks for it there, and without it a crash prints nothing.
+	@bt="$$(dirname "$$(readlink -f "$$(command -v $(SWIFT))")")/../libexec/swift/linux/swift-backtrace-static"; \
+	if [ -x "$$bt" ]; then cp -u "$$bt" .build/release/swift-backtrace; \
+	else echo "warning: $$bt not found: the release binary will print no backtrace if it crashes" >&2; fi
 
 ## Dev certificates in $(STATE)/dev, made once by `gateway certs dev`: a dev CA,
 ## localhost, the gateway's client certificate (SPIFFE), the demo's mesh
