@@ -27,9 +27,13 @@ struct CrashBacktraceTests {
         process.standardOutput = FileHandle.nullDevice
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errPath))
         try TestSupport.launch(process)
-        // The runtime installs its crash handler before `main`.
-        try await Task.sleep(for: .seconds(1))
-        #expect(process.isRunning, "the benchmark ended before the signal")
+        // Signalled only once the runtime's crash handler is in place
+        // (before `main`, but a loaded machine may take its time).
+        let ready = Date().addingTimeInterval(10)
+        while !Self.catches(process.processIdentifier, SIGSEGV), process.isRunning, Date() < ready {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(Self.catches(process.processIdentifier, SIGSEGV), "no SIGSEGV handler in the process under test")
         kill(process.processIdentifier, SIGSEGV)
         // The report is written by the backtracer, a second process; a
         // signal sent from outside is not a fault, so the runtime may let
@@ -44,5 +48,15 @@ struct CrashBacktraceTests {
         TestSupport.stop(process, signal: SIGKILL)
         #expect(err.contains("*** Program crashed"), "stderr: \(err.prefix(500))")
         #expect(err.contains("Thread 0") && err.contains("Thread 1"), "stderr: \(err.prefix(500))")
+    }
+
+    /// Whether `pid` has a handler for `signal` (the `SigCgt` mask of
+    /// `/proc/PID/status`).
+    static func catches(_ pid: Int32, _ signal: Int32) -> Bool {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigCgt:") }),
+              let mask = UInt64(line.dropFirst("SigCgt:".count).trimmingCharacters(in: .whitespaces), radix: 16)
+        else { return false }
+        return mask & (1 << UInt64(signal - 1)) != 0
     }
 }
