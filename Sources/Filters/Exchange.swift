@@ -105,8 +105,8 @@ public final class Exchange {
         get {
             guard let i = index(of: key) else { return nil }
             if Self.isReference(Key.Value.self) { return unsafeBitCast(entrySlot(i), to: Key.Value.self) }
-            if let wrapper = Key.Value.self as? StoredByReference.Type {
-                return wrapper.init(exchangeReference: entrySlot(i)) as? Key.Value
+            if Key.Value.self == Principal.self {
+                return unsafeBitCast(Principal(exchangeReference: entrySlot(i)), to: Key.Value.self)
             }
             return slot(i, key).value
         }
@@ -128,12 +128,15 @@ public final class Exchange {
     }
 
     /// The object a value is kept as without a `Slot`: a class instance
-    /// itself, or the one object of a `StoredByReference` value; nil for
-    /// any other value. Decided by the type, constant once specialized.
+    /// itself, or a `Principal`'s one object; nil for any other value.
+    /// Decided by comparing types, constant once specialized. (A cast to a
+    /// protocol of "values that are one object" was not: for a type of
+    /// another module, `String` say, it asked the runtime for the
+    /// conformance on every read, once a full-route request.)
     @inline(__always)
     private static func reference<Value>(_ value: Value) -> AnyObject? {
         if isReference(Value.self) { return unsafeBitCast(value, to: AnyObject.self) }
-        if let wrapper = value as? StoredByReference { return wrapper.exchangeReference }
+        if Value.self == Principal.self { return unsafeBitCast(value, to: Principal.self).exchangeReference }
         return nil
     }
 
@@ -231,15 +234,6 @@ public final class Exchange {
         canonicalTarget = target
         request.uri = target
     }
-}
-
-/// A value type that is one immutable object and nothing else (a struct
-/// around a final class, as `Principal`): the exchange keeps the object,
-/// without the `Slot` box (an allocation a value), and rebuilds the value
-/// around it when read.
-protocol StoredByReference {
-    var exchangeReference: AnyObject { get }
-    init(exchangeReference: AnyObject)
 }
 
 /// A key for `Exchange`'s typed storage.

@@ -3,7 +3,7 @@
 import Foundation
 import Passport
 
-public struct Principal: Sendable, Equatable, StoredByReference {
+public struct Principal: Sendable, Equatable {
     /// The fields live in one immutable object, so that handing a principal
     /// on (out of the exchange, out of the verification cache, into a
     /// filter) retains one reference instead of each of its strings and
@@ -35,8 +35,10 @@ public struct Principal: Sendable, Equatable, StoredByReference {
 
     private let storage: Storage
 
+    /// The one object the exchange keeps a principal as (no `Slot` box),
+    /// and the principal rebuilt around it; only with an object
+    /// `exchangeReference` gave (anything else traps).
     var exchangeReference: AnyObject { storage }
-    /// Only with an object `exchangeReference` gave (anything else traps).
     init(exchangeReference: AnyObject) { storage = exchangeReference as! Storage }
 
     /// `sub`.

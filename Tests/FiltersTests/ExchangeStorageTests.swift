@@ -15,14 +15,7 @@ private enum K3: ExchangeKey { typealias Value = Box }
 private enum K4: ExchangeKey { typealias Value = [Int] }
 private enum K5: ExchangeKey { typealias Value = String }
 private enum K6: ExchangeKey { typealias Value = Box }
-/// A struct that is one object: kept as the object, rebuilt when read.
-private struct Wrapped: StoredByReference {
-    let box: Box
-    init(_ box: Box) { self.box = box }
-    var exchangeReference: AnyObject { box }
-    init(exchangeReference: AnyObject) { box = exchangeReference as! Box }
-}
-private enum K7: ExchangeKey { typealias Value = Wrapped }
+private enum K7: ExchangeKey { typealias Value = Principal }
 
 @Suite("exchange storage")
 struct ExchangeStorageTests {
@@ -53,21 +46,24 @@ struct ExchangeStorageTests {
         #expect(snapshot(e) == ["100", "-", "-", "-", "-", "cinq", "-"])
     }
 
-    @Test("a value that is one object (a principal) is kept as the object and read back around the same object; overwritten and removed like the others")
-    func storedByReference() {
+    @Test("a principal is kept as its one object and read back around the same object; overwritten and removed like the others")
+    func principalStoredByReference() {
+        func principal(_ subject: String) -> Principal {
+            Principal(subject: subject, session: nil, scopes: ["a"], method: "jwt", expiresAt: nil, rawClaims: [], confirmation: nil, credentialID: "id-" + subject)
+        }
         let e = makeExchange()
-        let first = Box(1)
+        let first = principal("first")
         e[K1.self] = "one"
-        e[K7.self] = Wrapped(first)
-        #expect(e[K7.self]?.box === first && e[K1.self] == "one")
-        let second = Box(2)
-        e[K7.self] = Wrapped(second)
-        #expect(e[K7.self]?.box === second)
+        e[K7.self] = first
+        #expect(e[K7.self]?.exchangeReference === first.exchangeReference && e[K7.self] == first && e[K1.self] == "one")
+        let second = principal("second")
+        e[K7.self] = second
+        #expect(e[K7.self]?.exchangeReference === second.exchangeReference && e[K7.self]?.subject == "second")
         e[K7.self] = nil
         #expect(e[K7.self] == nil && e[K1.self] == "one")
         // Four other keys first: the value lands past the exchange's own fields.
         e[K0.self] = Box(0); e[K2.self] = 2; e[K3.self] = Box(3); e[K4.self] = [4]
-        e[K7.self] = Wrapped(first)
-        #expect(e[K7.self]?.box === first && e[K4.self] == [4] && e[K0.self]?.n == 0)
+        e[K7.self] = first
+        #expect(e[K7.self]?.exchangeReference === first.exchangeReference && e[K4.self] == [4] && e[K0.self]?.n == 0)
     }
 }
