@@ -7,7 +7,7 @@ import Testing
 /// (`make release` puts it there); without it a crash prints nothing.
 @Suite("a crash prints a backtrace", .serialized)
 struct CrashBacktraceTests {
-    @Test("SIGSEGV: the binary under test prints Swift's crash report, with its threads, to stderr")
+    @Test("SIGSEGV: the binary under test prints Swift's crash report, whole, to stderr")
     func backtraceOnCrash() async throws {
         let gateway = try TestSupport.gatewayBinary
         let dir = try TestSupport.temporaryDirectory("crash")
@@ -42,12 +42,15 @@ struct CrashBacktraceTests {
         let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-            if err.contains("*** Program crashed") && err.contains("Thread 1") { break }
+            // The backtracer's last line: the report is whole.
+            if err.contains("Backtrace took") { break }
             try await Task.sleep(for: .milliseconds(100))
         }
         TestSupport.stop(process, signal: SIGKILL)
         #expect(err.contains("*** Program crashed"), "stderr: \(err.prefix(500))")
-        #expect(err.contains("Thread 0") && err.contains("Thread 1"), "stderr: \(err.prefix(500))")
+        // The crashed thread at least (how many others there are yet
+        // depends on how far the process got).
+        #expect(err.contains("Thread 0") && err.contains("Backtrace took"), "stderr: \(err.prefix(500))")
     }
 
     /// Whether `pid` has a handler for `signal` (the `SigCgt` mask of
