@@ -176,7 +176,9 @@ public enum AppChannelCrypto {
         aad.withUnsafeBytes { openRequest(&body, keys: keys, aad: $0) }
     }
 
-    /// `openRequest` with the AAD where it lies (`withRequestAAD`).
+    /// `openRequest` with the AAD where it lies (`withRequestAAD`). This
+    /// and `sealResponse(_:keys:aad:nonce:)`, the gateway's request path,
+    /// run on BoringSSL (`AppChannelAEAD`); the array forms, the app's, on libsodium.
     public static func openRequest(_ body: inout ByteBuffer, keys: SessionKeys, aad: UnsafeRawBufferPointer) -> Bool {
         let nonceBytes = XChaCha20Poly1305.nonceBytes, tagBytes = XChaCha20Poly1305.tagBytes
         if body.readableBytes == 0 { return true }
@@ -187,11 +189,11 @@ public enum AppChannelCrypto {
         let count = body.readableBytes - nonceBytes - tagBytes
         var plaintext = ByteBufferAllocator().buffer(capacity: count)
         var authentic = false
-        body.withUnsafeReadableBytes { raw in
+        _ = body.withUnsafeReadableBytes { raw in
             plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { out in
-                authentic = XChaCha20Poly1305.open(into: UnsafeMutableRawBufferPointer(rebasing: out[..<count]),
-                                                   UnsafeRawBufferPointer(rebasing: raw[nonceBytes...]), key: keys.request,
-                                                   nonce: UnsafeRawBufferPointer(rebasing: raw[..<nonceBytes]), aad: aad)
+                authentic = AppChannelAEAD.open(into: UnsafeMutableRawBufferPointer(rebasing: out[..<count]),
+                                                UnsafeRawBufferPointer(rebasing: raw[nonceBytes...]), key: keys.request,
+                                                nonce: UnsafeRawBufferPointer(rebasing: raw[..<nonceBytes]), aad: aad)
                 return authentic ? count : 0
             }
         }
@@ -221,8 +223,8 @@ public enum AppChannelCrypto {
             let n = UnsafeMutableRawBufferPointer(rebasing: raw[..<nonceBytes])
             if let nonce { n.copyBytes(from: nonce) } else { Sodium.publicRandomBytes(into: n) }
             body.withUnsafeReadableBytes { plaintext in
-                XChaCha20Poly1305.seal(into: UnsafeMutableRawBufferPointer(rebasing: raw[nonceBytes..<length]), plaintext,
-                                       key: keys.response, nonce: UnsafeRawBufferPointer(n), aad: aad)
+                AppChannelAEAD.seal(into: UnsafeMutableRawBufferPointer(rebasing: raw[nonceBytes..<length]), plaintext,
+                                    key: keys.response, nonce: UnsafeRawBufferPointer(n), aad: aad)
             }
             return length
         }
