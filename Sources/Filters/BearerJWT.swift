@@ -93,7 +93,14 @@ final class JWTValidator: Sendable {
 
     let settings: Settings
     private let keys: Mutex<[String: JWTKey]>
-    private let cache: LockedCache<Principal>
+    /// Validated tokens by `slot(cacheKey)`, each with its whole key: a hit
+    /// counts only when the whole key is equal.
+    private let cache: LockedCache<CachedToken>
+
+    struct CachedToken: Sendable {
+        let key: String
+        let principal: Principal
+    }
 
     init(settings: Settings, keys: JWKSet, cacheCapacity: Int = 10_000) {
         self.settings = settings
@@ -155,7 +162,7 @@ final class JWTValidator: Sendable {
             let principal = Principal(
                 subject: claims.sub, session: claims.sid, scopes: scopes, method: "jwt", expiresAt: exp, rawClaims: jws.payload,
                 confirmation: cnf.map { Array($0) }, credentialID: Principal.credentialID(token))
-            cache.put(cacheKey, principal)
+            cache.put(Self.slot(cacheKey), CachedToken(key: cacheKey, principal: principal))
             return .success(principal)
         }
     }
@@ -163,12 +170,27 @@ final class JWTValidator: Sendable {
     /// What `validate` answered for the token cached under `key`, or nil
     /// when it is not cached: its principal, or `expired` once past its `exp`.
     func cached(_ key: String, now: Int64) -> Result<Principal, Failure>? {
-        guard let hit = cache.get(key) else { return nil }
+        let slot = Self.slot(key)
+        guard let entry = cache.get(slot), entry.key == key else { return nil }
+        let hit = entry.principal
         if let exp = hit.expiresAt, now >= exp + settings.leeway {
-            cache.remove(key)
+            cache.remove(slot)
             return .failure(.invalid("expired"))
         }
         return .success(hit)
+    }
+
+    /// Where a key is filed: its last 15 bytes, which Swift keeps inline
+    /// (no allocation) and hashes in a few nanoseconds, where hashing the
+    /// whole value (a bearer token of several hundred bytes) was the
+    /// largest part of a cached lookup. The end of a JWS is its signature:
+    /// bytes no one can choose for a token that verifies, and only tokens
+    /// that verified are filed, so keys cannot be ground to pile into one
+    /// slot (a forged token that shares a cached one's slot is compared
+    /// whole, misses, and is refused by its signature). Two valid tokens
+    /// that share a slot replace each other, and each is validated again.
+    static func slot(_ key: String) -> String {
+        String(decoding: key.utf8.suffix(15), as: UTF8.self)
     }
 
     /// The registered claims, typed: a boolean `exp` or a numeric `iss` fails decoding.

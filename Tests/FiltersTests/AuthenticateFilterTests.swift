@@ -194,6 +194,26 @@ struct AuthenticateFilterTests {
         }
     }
 
+    @Test("the cache files a token by its last bytes but serves it only to the same whole value: a forged token with a cached token's signature is refused")
+    func cacheSlotComparesWholeValue() throws {
+        let idp = Self.idp
+        let filter = try makeAuthenticate(try idp.stateFolder())
+        let token = idp.token(claims: idp.claims(sub: "cached-user"))
+        #expect(verdict(filter.onRequest(bearer(token))) == "next")
+        // Another subject's claims under the cached token's header and signature: the same slot.
+        let parts = token.split(separator: ".")
+        let otherClaims = idp.token(claims: idp.claims(sub: "mallory")).split(separator: ".")[1]
+        let forged = "\(parts[0]).\(otherClaims).\(parts[2])"
+        #expect(JWTValidator.slot("Bearer \(forged)") == JWTValidator.slot("Bearer \(token)"))
+        let e = bearer(forged)
+        #expect(verdict(filter.onRequest(e)) == "invalid_token")
+        #expect(e[PrincipalKey.self] == nil)
+        // The genuine token is still served from the cache, as itself.
+        let again = bearer(token)
+        #expect(verdict(filter.onRequest(again)) == "next")
+        #expect(again[PrincipalKey.self]?.subject == "cached-user")
+    }
+
     @Test("scopes: a valid token without them is 403 insufficient_scope; optional routes let anonymous requests through")
     func scopesAndOptional() throws {
         let idp = Self.idp
