@@ -1,3 +1,4 @@
+import NIOCore
 import Passport
 import Testing
 
@@ -43,6 +44,21 @@ struct AppChannelAEADTests {
             #expect(ok && opened == plaintext)
             #expect(XChaCha20Poly1305.open(boring[...], key: key, nonce: nonce, aad: aad) == plaintext)
         }
+    }
+
+    @Test("the gateway's buffer forms with an empty plaintext: a body of nonce and tag only opens to nothing (a changed tag is refused); an empty answer is sealed to nonce and tag")
+    func emptyPlaintextBuffers() {
+        let keys = AppChannelCrypto.SessionKeys(appToGateway: key, gatewayToApp: key.reversed())
+        let aad = Array("POST\n/full\n1764825600123\nbm9uY2U".utf8)
+        let sealed = nonce + XChaCha20Poly1305.seal([], key: keys.request, nonce: nonce, aad: aad)
+        var body = ByteBuffer(bytes: sealed)
+        #expect(sealed.count == 40 && AppChannelCrypto.openRequest(&body, keys: keys, aad: aad) && body.readableBytes == 0)
+        var tampered = sealed; tampered[39] ^= 1
+        var bad = ByteBuffer(bytes: tampered)
+        #expect(!AppChannelCrypto.openRequest(&bad, keys: keys, aad: aad) && bad.readableBytes == 40)
+        let answer = AppChannelCrypto.sealResponse(ByteBuffer(), keys: keys, aad: aad, nonce: nonce)
+        #expect(Array(answer.readableBytesView) == AppChannelCrypto.sealResponse([], keys: keys, nonce: nonce, aad: aad))
+        #expect(answer.readableBytes == 40)
     }
 
     @Test("a changed tag, ciphertext, AAD, nonce or key is refused and leaves no plaintext; wrong sizes are refused")
