@@ -8,7 +8,7 @@ SWIFT ?= swift
 APT_PACKAGES := libsodium-dev libssl-dev libcurl4-openssl-dev pkg-config openssl curl python3 python3-pip
 PY_PACKAGES := pynacl pyjwt cryptography h2
 
-.PHONY: run test test-release build release deps test-deps bench-deps dev-certs check bench bench-micro micro-run clean
+.PHONY: run test test-release build release deps test-deps bench-deps dev-certs check bench bench-instructions bench-micro micro-run clean
 
 ## Install the system packages the build needs, if any is missing.
 deps:
@@ -129,6 +129,13 @@ bench-deps: deps
 bench: release dev-certs bench-deps test-deps
 	python3 bench/bench.py
 	@$(MAKE) --no-print-directory micro-run
+
+## Instructions a request, by route, under valgrind (bench/instructions.py):
+## exact and repeatable, for comparing builds on a noisy machine.
+bench-instructions: release dev-certs bench-deps test-deps
+	@dpkg -s valgrind >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq valgrind >/dev/null; }
+	python3 bench/instructions.py
 
 bench-micro: release test-deps
 	@$(MAKE) --no-print-directory micro-run

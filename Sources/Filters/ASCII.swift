@@ -10,6 +10,26 @@ public enum ASCII {
         return try copy.withUTF8 { try body(UnsafeRawBufferPointer($0)) }
     }
 
+    /// Whether every UTF-8 byte of `text` passes `test`, read where the
+    /// bytes lie: a loop over a string's `UTF8View` costs about ten
+    /// instructions a byte (each step re-decides the string's form).
+    @inlinable @inline(__always)
+    public static func allBytes(_ text: String, _ test: (UInt8) -> Bool) -> Bool {
+        withUTF8(text) { p in
+            for b in p where !test(b) { return false }
+            return true
+        }
+    }
+
+    /// `allBytes` of a substring.
+    @inlinable @inline(__always)
+    public static func allBytes(_ text: Substring, _ test: (UInt8) -> Bool) -> Bool {
+        text.utf8.withContiguousStorageIfAvailable { p in
+            for b in p where !test(b) { return false }
+            return true
+        } ?? text.utf8.allSatisfy(test)
+    }
+
     /// The value of a hexadecimal digit, either case.
     @inlinable @inline(__always)
     public static func hexValue(_ b: UInt8) -> UInt8? {

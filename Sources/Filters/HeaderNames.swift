@@ -74,9 +74,14 @@ extension HeaderFields {
         // Room first: a shared list is copied here once, into room for the
         // additions (removing first would copy it, and adding grow it again).
         fields.reserveCapacity(fields.count + 3)
+        // The names' lengths once: a field of another length is passed over
+        // after one count of its name (each comparison would count it again).
+        let l1 = n1.utf8CodeUnitCount, l2 = n2?.utf8CodeUnitCount ?? -1
+        let l3 = n3?.utf8CodeUnitCount ?? -1, l4 = n4?.utf8CodeUnitCount ?? -1
         var i = fields.count - 1
         while i >= 0 {
-            if Self.named(fields[i].name, n1, n2, n3, n4) { fields.remove(at: i) }
+            let n = fields[i].name.utf8.count
+            if n == l1 || n == l2 || n == l3 || n == l4, Self.named(fields[i].name, n1, n2, n3, n4) { fields.remove(at: i) }
             i -= 1
         }
         fields.append(a1)

@@ -178,7 +178,7 @@ public struct PassportFilter: Filter {
         let platform = at.1 < 0 ? nil : headers[at.1].value
         let appVersion = at.2 < 0 ? nil : headers[at.2].value
         func valid(_ v: String?, _ count: Int) -> String? {
-            guard count == 1, let v, !v.isEmpty, v.utf8.count <= 128, v.utf8.allSatisfy({ $0 >= 0x20 && $0 < 0x7F }) else { return nil }
+            guard count == 1, let v, !v.isEmpty, v.utf8.count <= 128, ASCII.allBytes(v, { $0 >= 0x20 && $0 < 0x7F }) else { return nil }
             return v
         }
         let d = PassportClaims.Device(id: valid(id, counts.0), platform: valid(platform, counts.1),

@@ -286,19 +286,21 @@ public struct RequestSignatureFilter: Filter {
     }
 
     static func isKid(_ kid: String) -> Bool {
-        !kid.isEmpty && kid.utf8.count <= 64 && kid.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F }
+        !kid.isEmpty && kid.utf8.count <= 64 && ASCII.allBytes(kid) { $0 > 0x20 && $0 < 0x7F }
     }
 
     /// Decimal digits only, at most 15 of them (a Unix time in milliseconds).
     static func milliseconds(_ text: String) -> Int64? {
         let u = text.utf8
         guard !u.isEmpty, u.count <= 15 else { return nil }
-        var value: Int64 = 0
-        for b in u {
-            guard b >= 0x30 && b <= 0x39 else { return nil }
-            value = value * 10 + Int64(b - 0x30)
+        return ASCII.withUTF8(text) { p in
+            var value: Int64 = 0
+            for b in p {
+                guard b >= 0x30 && b <= 0x39 else { return nil }
+                value = value * 10 + Int64(b - 0x30)
+            }
+            return value
         }
-        return value
     }
 }
 

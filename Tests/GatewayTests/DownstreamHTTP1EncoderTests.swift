@@ -34,6 +34,28 @@ struct DownstreamHTTP1EncoderTests {
         #expect(try wire(.ok, [:], bodies: [big]) == "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n1388\r\n\(big)\r\n0\r\n\r\n")
     }
 
+    @Test("the status lines written as literals are NIO's code and reason phrase, byte for byte; other statuses are built")
+    func statusLines() throws {
+        var literal = 0
+        for code in 100...599 {
+            let status = HTTPResponseStatus(statusCode: code)
+            if let line = DownstreamHTTP1Encoder.statusLine(status) {
+                literal += 1
+                #expect(line.description == "HTTP/1.1 \(code) \(status.reasonPhrase)\r\n", "status \(code)")
+            }
+            var out = ByteBuffer()
+            var e = DownstreamHTTP1Encoder()
+            try e.head(ResponseHead.local(status, ["content-length": "0"]), answeringHEAD: false, into: &out)
+            let bodiless = code < 200 || code == 204 || code == 304
+            #expect(String(buffer: out) == "HTTP/1.1 \(code) \(status.reasonPhrase)\r\n" + (bodiless ? "" : "content-length: 0\r\n") + "\r\n")
+        }
+        #expect(literal == 13)
+        var out = ByteBuffer()
+        var e = DownstreamHTTP1Encoder()
+        try e.head(ResponseHead.local(.custom(code: 200, reasonPhrase: "Fine"), ["content-length": "0"]), answeringHEAD: false, into: &out)
+        #expect(String(buffer: out) == "HTTP/1.1 200 Fine\r\ncontent-length: 0\r\n\r\n")
+    }
+
     @Test("204 and 304 carry no framing headers; a HEAD answer keeps them and sends no body")
     func bodiless() throws {
         #expect(try wire(.noContent, ["content-length": "0", "transfer-encoding": "chunked"]) == "HTTP/1.1 204 No Content\r\n\r\n")

@@ -31,14 +31,19 @@ struct DownstreamHTTP1Encoder {
         let code = head.status.code
         let interim = code < 200 && code != 101
         let bodiless = code < 200 || code == 204 || code == 304
-        let reason = head.status.reasonPhrase
-        guard reason.utf8.allSatisfy(HTTPToken.isFieldValueByte) else { throw InvalidResponse(description: "invalid reason phrase") }
-        buffer.reserveCapacity(minimumWritableBytes: 512)
-        buffer.writeStaticString("HTTP/1.1 ")
-        buffer.writeString(String(code))
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(reason)
-        buffer.writeStaticString("\r\n")
+        if let line = Self.statusLine(head.status) {
+            buffer.reserveCapacity(minimumWritableBytes: 512)
+            buffer.writeStaticString(line)
+        } else {
+            let reason = head.status.reasonPhrase
+            guard ASCII.allBytes(reason, HTTPToken.isFieldValueByte) else { throw InvalidResponse(description: "invalid reason phrase") }
+            buffer.reserveCapacity(minimumWritableBytes: 512)
+            buffer.writeStaticString("HTTP/1.1 ")
+            buffer.writeString(String(code))
+            buffer.writeInteger(UInt8(ascii: " "))
+            buffer.writeString(reason)
+            buffer.writeStaticString("\r\n")
+        }
         var hasLength = false
         var saysClose = false
         let written = HTTPBytes.writeFields(head.headers, replacement: nil, into: &buffer) { n, v in
@@ -76,6 +81,28 @@ struct DownstreamHTTP1Encoder {
             suppressBody = answeringHEAD
         }
         return untilClose
+    }
+
+    /// The status line of the statuses most answers have, as one literal
+    /// (NIO's reason phrase: a test compares each with it); nil for others,
+    /// which are written from the code and phrase.
+    static func statusLine(_ status: HTTPResponseStatus) -> StaticString? {
+        switch status {
+        case .ok: return "HTTP/1.1 200 OK\r\n"
+        case .created: return "HTTP/1.1 201 Created\r\n"
+        case .noContent: return "HTTP/1.1 204 No Content\r\n"
+        case .notModified: return "HTTP/1.1 304 Not Modified\r\n"
+        case .badRequest: return "HTTP/1.1 400 Bad Request\r\n"
+        case .unauthorized: return "HTTP/1.1 401 Unauthorized\r\n"
+        case .forbidden: return "HTTP/1.1 403 Forbidden\r\n"
+        case .notFound: return "HTTP/1.1 404 Not Found\r\n"
+        case .tooManyRequests: return "HTTP/1.1 429 Too Many Requests\r\n"
+        case .internalServerError: return "HTTP/1.1 500 Internal Server Error\r\n"
+        case .badGateway: return "HTTP/1.1 502 Bad Gateway\r\n"
+        case .serviceUnavailable: return "HTTP/1.1 503 Service Unavailable\r\n"
+        case .gatewayTimeout: return "HTTP/1.1 504 Gateway Timeout\r\n"
+        default: return nil
+        }
     }
 
     /// A piece of the body, framed; nothing for a HEAD answer.

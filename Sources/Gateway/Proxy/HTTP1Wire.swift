@@ -146,8 +146,8 @@ enum UpstreamRequestEncoder {
             return InvalidRequest(description: what)
         }
         let method = head.method.rawValue
-        guard !method.isEmpty, method.utf8.allSatisfy(HTTPToken.isTokenByte) else { throw refuse("invalid method") }
-        guard !head.uri.isEmpty, head.uri.utf8.allSatisfy(HTTPBytes.isTargetByte) else { throw refuse("invalid request target") }
+        guard !method.isEmpty, ASCII.allBytes(method, HTTPToken.isTokenByte) else { throw refuse("invalid method") }
+        guard !head.uri.isEmpty, ASCII.allBytes(head.uri, HTTPBytes.isTargetByte) else { throw refuse("invalid request target") }
         let bodyExpected: Bool
         switch head.method {
         case .POST, .PUT, .PATCH: bodyExpected = true

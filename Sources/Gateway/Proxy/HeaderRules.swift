@@ -228,9 +228,10 @@ enum HeaderRules {
         }
         let hsts = hasHSTS ? nil : policy.hsts
         guard slow else {
-            headers.add(name: "x-request-id", value: requestID)
-            if let hsts { headers.add(name: "strict-transport-security", value: hsts) }
-            if policy.contentTypeOptions { headers.add(name: "x-content-type-options", value: "nosniff") }
+            // The gateway's own names: no ASCII check (`append`).
+            headers.append(("x-request-id", requestID))
+            if let hsts { headers.append(("strict-transport-security", hsts)) }
+            if policy.contentTypeOptions { headers.append(("x-content-type-options", "nosniff")) }
             return
         }
         var connectionValues: [String] = []

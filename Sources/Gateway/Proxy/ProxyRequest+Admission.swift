@@ -8,6 +8,18 @@ import NIOHTTP1
 extension ProxyRequest {
     /// The head's checks and routing; false when the request was answered
     /// here (refused, or the gateway's keys).
+    /// `path.hasPrefix("/")` over the bytes: `Substring.hasPrefix` compares
+    /// grapheme clusters (about a thousand instructions a request). A slash
+    /// followed by a non-ASCII byte (which could be a combining mark, making
+    /// one cluster with it) takes the cluster comparison, so the answer is
+    /// the same for every path.
+    static func startsWithSlash(_ path: Substring) -> Bool {
+        var bytes = path.utf8.makeIterator()
+        guard bytes.next() == UInt8(ascii: "/") else { return false }
+        guard let next = bytes.next(), next >= 0x80 else { return true }
+        return path.hasPrefix("/")
+    }
+
     func admit() -> Bool {
         let head = exchange.request
         let limits = env.listener.limits
@@ -70,7 +82,7 @@ extension ProxyRequest {
         }
         // One canonical path for routing and the upstream; the raw target stays in `originalTarget`.
         let (rawPath, query) = Router.split(Substring(head.uri))
-        guard rawPath.hasPrefix("/") else { return answered(respondLocally(.badRequest, close: true)) }
+        guard Self.startsWithSlash(rawPath) else { return answered(respondLocally(.badRequest, close: true)) }
         if let query, !Self.isCleanQuery(query) { return answered(respondLocally(.badRequest, close: true)) }
         switch env.listener.sanitize.paths.canonicalTarget(path: rawPath, query: query) {
         case .success(let target):
@@ -123,12 +135,12 @@ extension ProxyRequest {
     /// spaces, no list), so that every parser reads the same number.
     static func isPlainLength(_ value: String) -> Bool {
         let u = value.utf8
-        return !u.isEmpty && u.count <= 18 && u.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+        return !u.isEmpty && u.count <= 18 && ASCII.allBytes(value) { $0 >= 0x30 && $0 <= 0x39 }
     }
 
     /// A query of printable ASCII without spaces or `#` (HTTP/2 `:path` is not
     /// checked by an HTTP/1 parser).
     static func isCleanQuery(_ query: Substring) -> Bool {
-        query.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "#") }
+        ASCII.allBytes(query) { $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "#") }
     }
 }

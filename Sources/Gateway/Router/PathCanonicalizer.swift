@@ -51,16 +51,18 @@ struct PathCanonicalizer: Sendable, Equatable {
     /// suspicious byte is its own canonical form, whatever the options.
     static func isPlainlyCanonical(_ path: Substring) -> Bool {
         var previous: UInt8 = 0
-        for b in path.utf8 {
+        // Over the bytes where they lie (a `UTF8View` loop re-decides the
+        // string's form at each step).
+        let plain = ASCII.allBytes(path) { b in
             switch b {
             case UInt8(ascii: "%"), UInt8(ascii: "."): return false
             case UInt8(ascii: "/") where previous == UInt8(ascii: "/"): return false
             case UInt8(ascii: ";"), UInt8(ascii: "\\"), UInt8(ascii: "#"): return false
             case 0...0x20, 0x7F...0xFF: return false
-            default: previous = b
+            default: previous = b; return true
             }
         }
-        return path.utf8.first == UInt8(ascii: "/")
+        return plain && path.utf8.first == UInt8(ascii: "/")
     }
 
     private static func isUnreserved(_ b: UInt8) -> Bool {

@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import Filters
 import NIOHTTP1
 
@@ -64,14 +69,25 @@ struct Router: Sendable {
     static func firstSegment(_ path: Substring) -> Substring {
         guard path.utf8.first == UInt8(ascii: "/") else { return "" }
         let rest = path.dropFirst()
-        if let slash = rest.utf8.firstIndex(of: UInt8(ascii: "/")) { return rest[..<slash] }
+        if let slash = firstIndex(of: UInt8(ascii: "/"), in: rest) { return rest[..<slash] }
         return rest
+    }
+
+    /// `text.utf8.firstIndex(of: byte)` over the bytes themselves (`memchr`):
+    /// the view's own search steps an index a byte at a time.
+    static func firstIndex(of byte: UInt8, in text: Substring) -> String.Index? {
+        let offset: Int?? = text.utf8.withContiguousStorageIfAvailable { b in
+            guard let base = b.baseAddress, let hit = memchr(base, Int32(byte), b.count) else { return nil }
+            return UnsafeRawPointer(base).distance(to: UnsafeRawPointer(hit))
+        }
+        guard let offset else { return text.utf8.firstIndex(of: byte) }
+        return offset.map { text.utf8.index(text.startIndex, offsetBy: $0) }
     }
 
     /// Splits `/a/b?x=1` into path and query (without `?`).
     static func split(_ target: Substring) -> (Substring, Substring?) {
         // Over UTF-8 bytes: `firstIndex(of: Character)` walks grapheme clusters.
-        guard let q = target.utf8.firstIndex(of: UInt8(ascii: "?")) else { return (target, nil) }
+        guard let q = firstIndex(of: UInt8(ascii: "?"), in: target) else { return (target, nil) }
         return (target[..<q], target[target.utf8.index(after: q)...])
     }
 }

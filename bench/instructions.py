@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""Instructions per request, by route, under valgrind's callgrind (`make bench-instructions`).
+
+The wall-clock harness (`bench.py`) compares the gateway with nginx, but on a
+shared VM its rounds move by ±10 % from one minute to the next, more than most
+single changes to the request path. This counts what the gateway's own code
+executes, exactly and repeatably: the gateway runs under callgrind with the
+same servers, routes and pre-made requests as `bench.py` (wrk, 64
+connections); for each route the counters are zeroed once the connections are
+open, and dumped after a fixed time. A request is one call of
+`ProxyRequest.admit` (read from the profile itself, so the requests counted
+and the instructions counted come from the same window).
+
+What it does not see: the kernel, and what an instruction costs (cache misses,
+atomic reference counts, the CPU's SHA extensions: valgrind hides them, so
+SHA-256 runs swift-crypto's portable code here and costs ~40,000 instructions
+on the full route that the real CPU does in far fewer). Compare builds with
+it, not with nginx.
+
+Environment: BENCH_ROUTES (default gateway_plain,gateway_full; also
+gateway_unsigned), BENCH_SECONDS (per route, default 14), BENCH_OUT (where the
+callgrind files go, default bench/instructions/). Writes a table on stdout and
+BENCH_OUT/instructions.json.
+"""
+import json
+import os
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench  # noqa: E402
+
+ROUTES = [r for r in os.environ.get("BENCH_ROUTES", "gateway_plain,gateway_full").split(",") if r]
+SECONDS = int(os.environ.get("BENCH_SECONDS", "14"))
+OUT = os.environ.get("BENCH_OUT", os.path.join(os.path.dirname(os.path.abspath(__file__)), "instructions"))
+ADMIN = "http://127.0.0.1:19901/metrics"
+# A request: one call of this function (every request is admitted once).
+PER_REQUEST = "$s7Gateway12ProxyRequestC5admitSbyF"
+# What each group of symbols is, for the table (first match wins).
+GROUPS = [("$s7Gateway", "gateway"), ("$s7Filters", "filters"), ("$s8Passport", "passport"),
+          ("$s7NIOCore", "nio"), ("$s8NIOPosix", "nio"), ("$s6NIOSSL", "nio"), ("$s8NIOHTTP1", "nio"),
+          ("$ss", "swift stdlib"), ("$sS", "swift stdlib"), ("swift_", "swift runtime"), ("_swift", "swift runtime"),
+          ("bool swift", "swift runtime"), ("void swift", "swift runtime"), ("CCryptoBoringSSL", "crypto"),
+          ("$s6Crypto", "crypto"), ("crypto_", "crypto"), ("CNIOBoringSSL", "tls"), ("bssl::", "tls"), ("_aesni", "tls"),
+          ("./malloc", "malloc"), ("./string", "libc")]
+
+
+def group(name):
+    for prefix, g in GROUPS:
+        if name.startswith(prefix):
+            return g
+    if "chacha" in name or "poly" in name or "sha256" in name:
+        return "crypto"
+    if "aes" in name or "gcm" in name or "tls" in name:
+        return "tls"
+    if "swift" in name or "RefCount" in name or "tuple_destroy" in name:
+        return "swift runtime"
+    return "other"
+
+
+def requests_in(profile):
+    """Calls of `ProxyRequest.admit` in a callgrind file."""
+    tree = subprocess.run(["callgrind_annotate", "--tree=caller", "--threshold=100", profile],
+                          capture_output=True, text=True, check=True).stdout
+    for block in tree.split("\n\n"):
+        star = [line for line in block.split("\n") if "*  " in line]
+        if star and star[0].rstrip().split(" [")[0].endswith(PER_REQUEST):
+            return sum(int(m.replace(",", "")) for m in re.findall(r"\(([\d,]+)x\)", block))
+    return 0
+
+
+def by_group(profile):
+    """Exclusive instructions by group of symbols."""
+    text = subprocess.run(["callgrind_annotate", "--threshold=100", profile], capture_output=True, text=True,
+                          check=True).stdout
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)", line)
+        if not m or m.group(2).startswith(("PROGRAM TOTALS", "./misc", "./nptl")):
+            continue
+        name = re.sub(r" \[.*\]$", "", m.group(2)).replace("???:", "")
+        if "NIOThread" in name or "setupThread" in name or "ThreadOps" in name:
+            continue  # the thread's entry points: inclusive of everything
+        g = group(name)
+        out[g] = out.get(g, 0) + int(m.group(1).replace(",", ""))
+    return out
+
+
+def main():
+    for tool in ["valgrind", "callgrind_annotate", "callgrind_control", "objcopy", "wrk"]:
+        if not shutil.which(tool):
+            raise SystemExit(f"missing {tool}: run `make bench-instructions` (it installs valgrind and the bench's tools)")
+    if not os.path.exists(bench.GATEWAY):
+        raise SystemExit(f"missing {bench.GATEWAY}: run `make bench-instructions` (it builds the release binary)")
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    os.makedirs(OUT, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="gateway-instructions-")
+    # Valgrind 3.19 cannot read the DWARF 5 the Swift compiler writes: a copy
+    # without debug sections (the symbol table, all the profile needs, stays).
+    binary = os.path.join(work, "gateway")
+    subprocess.run(["objcopy", "--strip-debug", bench.GATEWAY, binary], check=True)
+    bench.ONLY[:] = ["gateway_full"]
+    procs = {}
+    results = {}
+    try:
+        procs = bench.start_servers(work)
+        procs["gateway"].stop()
+        profile = os.path.join(OUT, "callgrind.out")
+        for old in [f for f in os.listdir(OUT) if f.startswith("callgrind.out")]:
+            os.remove(os.path.join(OUT, old))
+        wait = bench.wait_port
+        bench.wait_port = lambda port, timeout=20: wait(port, 180)  # starting under valgrind is slow
+        procs["gateway"] = bench.Proc("gateway", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={profile}",
+                                                  binary, "serve", "--config", os.path.join(work, "filters.d"),
+                                                  "--state", work, "--threads", "1", "--no-access-log",
+                                                  "--log-level", "warning"],
+                                      bench.PROXY_CORE, work, bench.PORTS["gateway_plain"], True)
+        bench.wait_port = wait
+        pid = str(procs["gateway"].p.pid)
+        for n, route in enumerate(ROUTES, start=1):
+            target = bench.url(route)
+            from_file = route in bench.FROM_FILE
+            # Warm-up: connections, caches, the pool to the upstream.
+            headers = bench.file_args(route, work, 3, rate=3000) if from_file else []
+            bench.run_wrk(target, 64, 3, parse=False, headers=headers)
+            headers = bench.file_args(route, work, SECONDS + 3, rate=3000) if from_file else []
+            box = {}
+            load = threading.Thread(target=lambda: box.update(r=bench.run_wrk(
+                target, 64, SECONDS, headers=headers, check_wrap=route in bench.UNREPEATABLE)))
+            load.start()
+            time.sleep(3)  # wrk's connections open (their handshakes are not a request's cost)
+            subprocess.run(["callgrind_control", "-z", pid], capture_output=True, check=True)
+            time.sleep(SECONDS - 6)
+            subprocess.run(["callgrind_control", "-d", route, pid], capture_output=True, check=True)
+            load.join()
+            if box["r"]["errors"]:
+                raise SystemExit(f"{route}: {box['r']['errors']} requests were not answered 2xx")
+            dump = f"{profile}.{n}"
+            count = requests_in(dump)
+            total = int(re.search(r"^summary: (\d+)", open(dump).read(), re.M).group(1))
+            if count == 0:
+                raise SystemExit(f"{route}: no request in the profile {dump}")
+            groups = {g: round(v / count) for g, v in sorted(by_group(dump).items(), key=lambda x: -x[1])}
+            results[route] = {"requests": count, "instructions_per_request": round(total / count), "by_group": groups,
+                              "profile": dump}
+            bench.log(f"{route:18} {count:7d} requests  {total / count:9.0f} instructions a request")
+    finally:
+        for p in procs.values():
+            p.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"\n{'instructions a request':24}" + "".join(f"{r:>18}" for r in results))
+    print(f"{'total':24}" + "".join(f"{results[r]['instructions_per_request']:18d}" for r in results))
+    names = sorted({g for r in results.values() for g in r["by_group"]},
+                   key=lambda g: -max(r["by_group"].get(g, 0) for r in results.values()))
+    for g in names:
+        print(f"  {g:22}" + "".join(f"{results[r]['by_group'].get(g, 0):18d}" for r in results))
+    with open(os.path.join(OUT, "instructions.json"), "w") as f:
+        json.dump({"machine": bench.machine(), "date": time.strftime("%Y-%m-%d"), "seconds": SECONDS,
+                   "routes": results}, f, indent=2)
+    print(f"\nprofiles in {OUT} (callgrind_annotate --inclusive=yes FILE)")
+
+
+if __name__ == "__main__":
+    main()
