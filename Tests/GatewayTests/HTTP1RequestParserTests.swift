@@ -188,6 +188,20 @@ struct FieldStringsTests {
         }
     }
 
+    @Test("bytes above 0x7F (obs-text) give what String(decoding:) gives, valid UTF-8 or not, short and long")
+    func nonASCII() throws {
+        let cases: [[UInt8]] = [
+            Array("é".utf8), Array("naïve-value".utf8), Array("ünïcödé-and-more-than-15".utf8),
+            [0xFF], [0x61, 0xC3], [0xC3, 0x28, 0x61], Array(repeating: 0x80, count: 15), Array(repeating: 0x80, count: 16),
+            [0x61, 0x62, 0xE2, 0x82], Array("abcdefghijklmn".utf8) + [0xF0],
+        ]
+        for bytes in cases {
+            let made = bytes.withUnsafeBytes { FieldStrings.make($0) }
+            #expect(made == String(decoding: bytes, as: UTF8.self), "\(bytes)")
+            #expect(Array(made.utf8) == Array(String(decoding: bytes, as: UTF8.self).utf8), "\(bytes)")
+        }
+    }
+
     @Test("a parsed head keeps what was sent, common values included")
     func parsedHead() throws {
         let head = "POST /p HTTP/1.1\r\nHost: h\r\nX-Gw-Content-Type: application/json\r\nContent-Type: application/octet-stream\r\n"

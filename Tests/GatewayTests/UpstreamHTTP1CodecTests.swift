@@ -44,6 +44,18 @@ private func parse(_ bytes: String, methods: [HTTPMethod] = [.GET], step: Int = 
 
 @Suite("upstream HTTP/1.1 codec")
 struct UpstreamHTTP1CodecTests {
+    @Test("a length is written in decimal digits, the same as String(n), from 0 to Int.max")
+    func decimalLengths() {
+        var values = [0, 1, 9, 10, 11, 99, 100, 1024, 65_535, 1_000_000, 999_999_999_999, Int.max]
+        var x = 1
+        while x < Int.max / 10 { values += [x - 1, x, x + 1]; x *= 10 }
+        for n in values {
+            var b = ByteBuffer(string: "x")
+            HTTPBytes.writeDecimal(n, into: &b)
+            #expect(String(buffer: b) == "x" + String(n))
+        }
+    }
+
     @Test("responses parse the same however the bytes are split", arguments: [0, 1, 2, 3, 7])
     func splitAnywhere(step: Int) throws {
         let wire = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A:  spaced value \t\r\n\r\nhello"

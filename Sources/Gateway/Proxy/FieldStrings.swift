@@ -65,7 +65,22 @@ enum FieldStrings {
         default:
             break
         }
+        if b.count <= 15 { return small(b) }
         return String(decoding: b, as: UTF8.self)
+    }
+
+    /// A string of at most 15 bytes, built in place inside the `String`:
+    /// the standard library checks such a string's two words for ASCII at
+    /// once (`String(decoding:)` goes through its general validation and
+    /// repair path first). Non-ASCII bytes are validated (and repaired)
+    /// the same way `String(decoding:)` does.
+    @inline(__always)
+    static func small(_ b: UnsafeRawBufferPointer) -> String {
+        String(unsafeUninitializedCapacity: b.count) { out in
+            guard let base = b.baseAddress, let to = out.baseAddress else { return 0 }
+            UnsafeMutableRawPointer(to).copyMemory(from: base, byteCount: b.count)
+            return b.count
+        }
     }
 
     @inline(__always)

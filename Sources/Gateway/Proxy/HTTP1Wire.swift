@@ -21,6 +21,23 @@ enum HTTPBytes {
         }
     }
 
+    /// `n` (not negative) in decimal digits, written straight into `buffer`
+    /// (no `String` made of it, as `String(n)` would).
+    static func writeDecimal(_ n: Int, into buffer: inout ByteBuffer) {
+        precondition(n >= 0, "a negative length")
+        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for Int.max's 19 digits
+        withUnsafeMutableBytes(of: &digits) { d in
+            var i = d.count
+            var v = n
+            repeat {
+                i -= 1
+                d[i] = UInt8(truncatingIfNeeded: v % 10) &+ UInt8(ascii: "0")
+                v /= 10
+            } while v > 0
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: d[i...]))
+        }
+    }
+
     /// The fields that frame an HTTP/1.1 message or route it, as the
     /// encoders and the request's first pass tell them apart.
     enum FramingField { case host, contentLength, transferEncoding, connection }
@@ -200,7 +217,7 @@ enum UpstreamRequestEncoder {
         if let host, !hostWritten, !HTTPBytes.writeField("host", host, into: &buffer) { throw refuse("invalid header field") }
         if let length = edits.contentLength, !isTrace {
             buffer.writeStaticString("content-length: ")
-            buffer.writeString(String(length))
+            HTTPBytes.writeDecimal(length, into: &buffer)
             buffer.writeStaticString("\r\n")
             hasLength = true
         }
