@@ -99,7 +99,17 @@ public final class AppChannelKeyRing: Sendable {
 
     /// The key named `kid` if it is accepted at `now` (Unix milliseconds).
     public func key(kid: Substring, now: Int64) -> Key? {
-        guard let key = byKid[String(kid)] else { return nil }
+        // A ring holds a key or two (the current one and the one rotating
+        // out): compared in turn, which costs less than making a `String`
+        // of the substring and hashing it; by the table past a handful.
+        let key: Key
+        if keys.count <= 4 {
+            guard let k = keys.first(where: { $0.kid.utf8.count == kid.utf8.count && $0.kid == kid }) else { return nil }
+            key = k
+        } else {
+            guard let k = byKid[String(kid)] else { return nil }
+            key = k
+        }
         if let until = key.acceptedUntil, now > until { return nil }
         return key
     }

@@ -150,7 +150,9 @@ public struct SanitizeFilter: Filter {
     static let invalidJSON = GatewayError.rejection("invalid_json")
     static let jsonTooDeep = GatewayError.rejection("json_too_deep")
 
-    let methods: Set<String>?
+    /// The allowed methods, uppercase, each once: a list (a handful),
+    /// compared in turn (cheaper than hashing the method for a set).
+    let methods: [String]?
     let contentTypes: Set<String>?
     let headerDeny: HeaderNameSet
     let headerAllow: HeaderNameSet?
@@ -177,7 +179,9 @@ public struct SanitizeFilter: Filter {
             for m in ms where m.isEmpty || !m.utf8.allSatisfy(HTTPToken.isTokenByte) {
                 throw FilterConfigurationError("methods: '\(m)' is not an HTTP method")
             }
-            methods = Set(ms.map { $0.uppercased() })
+            var unique: [String] = []
+            for m in ms.map({ $0.uppercased() }) where !unique.contains(m) { unique.append(m) }
+            methods = unique
         } else {
             methods = nil
         }

@@ -20,9 +20,22 @@ final class LoopLocal {
     private static let spareLimit = 8
     private static let spareCapacityLimit = 16 << 10
 
+    /// The pool the last request asked for, by name: most requests on a
+    /// loop name the upstream their route names, with the route's own
+    /// string, which compares equal at once (no hash of the name).
+    private var lastPool: (name: String, pool: any UpstreamPooling)?
+
     init(pools: [String: any UpstreamPooling]) {
         self.pools = pools
         spareBuffers.reserveCapacity(Self.spareLimit)
+    }
+
+    /// The pool of the upstream named `name`.
+    func pool(named name: String) -> (any UpstreamPooling)? {
+        if let last = lastPool, last.name == name { return last.pool }
+        guard let pool = pools[name] else { return nil }
+        lastPool = (name, pool)
+        return pool
     }
 
     /// An empty buffer with room for `capacity` bytes: a kept one when there is one.

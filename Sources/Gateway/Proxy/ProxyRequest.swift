@@ -139,7 +139,7 @@ final class ProxyRequest: UpstreamDelegate {
     }
 
     func acquireUpstream() {
-        guard let route, let pool = handler.loop.pools[exchange.upstream] else {
+        guard let route, let pool = handler.loop.pool(named: exchange.upstream) else {
             exchange.logger.error("no pool for upstream", metadata: ["upstream": "\(exchange.upstream)"])
             return respondLocally(.upstreamUnavailable)
         }
