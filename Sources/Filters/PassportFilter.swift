@@ -61,7 +61,19 @@ public struct PassportFilter: Filter {
     let ttl: Int64
     let keepAuthorization: Bool
     let signer: PassportSigner
-    private let cache: LockedCache<MintedPassport>
+    private let cache: KeyedLockedCache<CacheKey, MintedPassport>
+
+    /// What a minted passport depends on besides the time: its audience,
+    /// level, credential (by its hash, never the credential), certificate and
+    /// device. Hashed and compared as parts: no string is built to join
+    /// them (that was an allocation and three appends a request).
+    struct CacheKey: Hashable, Sendable {
+        let upstream: String
+        let level: Int
+        let credential: String?
+        let certificate: String?
+        let deviceID: String?, platform: String?, appVersion: String?
+    }
 
     public init(configuration: Configuration) throws {
         try self.init(configuration: configuration, context: FilterContext(stateDirectory: "."))
@@ -82,7 +94,7 @@ public struct PassportFilter: Filter {
         issuer = c.issuer
         self.ttl = ttl
         keepAuthorization = c.keepAuthorization
-        cache = LockedCache(capacity: c.cacheSize)
+        cache = KeyedLockedCache(capacity: c.cacheSize)
     }
 
     struct MintedPassport: Sendable {
@@ -121,14 +133,9 @@ public struct PassportFilter: Filter {
         }
         let device = Self.device(exchange.request.headers)
         // The cache key names the credential by its hash, never the credential.
-        // Built with one allocation: no interpolation, room reserved.
-        var key = ""
-        key.reserveCapacity(exchange.upstream.utf8.count + 2 + (principal?.credentialID.utf8.count ?? 0) + (certificate == nil ? 0 : 70))
-        key += exchange.upstream
-        key += level == 3 ? "\n3" : level == 2 ? "\n2" : "\n1"
-        if let certificate { key += "\ncert:" + certificate.sha256 }
-        if let principal { key += principal.credentialID }
-        if let device { key += "\n\(device.id ?? "")\n\(device.platform ?? "")\n\(device.appVersion ?? "")" }
+        let key = CacheKey(upstream: exchange.upstream, level: level, credential: principal?.credentialID,
+                           certificate: certificate?.sha256, deviceID: device?.id, platform: device?.platform,
+                           appVersion: device?.appVersion)
         let token: String
         if let hit = cache.get(key), hit.expiresAt - Self.reuseMargin > now {
             token = hit.token

@@ -160,19 +160,23 @@ struct VerifiedToken: Sendable {
 
 /// A dictionary with a capacity: when full, the oldest entry goes first.
 /// Not thread-safe; wrap it in a lock.
-public struct BoundedCache<Value> {
+public typealias BoundedCache<Value> = KeyedBoundedCache<String, Value>
+
+/// `BoundedCache` with keys of any hashable type (a struct of the parts a
+/// key is made of hashes them as they are: no string built to join them).
+public struct KeyedBoundedCache<Key: Hashable, Value> {
     public let capacity: Int
-    private var entries: [String: Value] = [:]
-    private var order: [String] = []
+    private var entries: [Key: Value] = [:]
+    private var order: [Key] = []
     private var head = 0
 
     public init(capacity: Int) { self.capacity = max(0, capacity) }
 
     public var count: Int { entries.count }
 
-    public func get(_ key: String) -> Value? { capacity == 0 ? nil : entries[key] }
+    public func get(_ key: Key) -> Value? { capacity == 0 ? nil : entries[key] }
 
-    public mutating func put(_ key: String, _ value: Value) {
+    public mutating func put(_ key: Key, _ value: Value) {
         guard capacity > 0 else { return }
         if entries.updateValue(value, forKey: key) != nil { return }
         order.append(key)
@@ -186,7 +190,7 @@ public struct BoundedCache<Value> {
         }
     }
 
-    public mutating func remove(_ key: String) { entries.removeValue(forKey: key) }
+    public mutating func remove(_ key: Key) { entries.removeValue(forKey: key) }
 
     public mutating func removeAll(where predicate: (Value) -> Bool) {
         entries = entries.filter { !predicate($0.value) }
@@ -195,14 +199,17 @@ public struct BoundedCache<Value> {
 
 /// A `BoundedCache` behind a lock, shareable across threads (and storable in
 /// a struct, which a `Mutex` is not).
-public final class LockedCache<Value: Sendable>: Sendable {
-    private let cache: Mutex<BoundedCache<Value>>
+public typealias LockedCache<Value: Sendable> = KeyedLockedCache<String, Value>
 
-    public init(capacity: Int) { cache = Mutex(BoundedCache(capacity: capacity)) }
+/// `LockedCache` with keys of any hashable type.
+public final class KeyedLockedCache<Key: Hashable & Sendable, Value: Sendable>: Sendable {
+    private let cache: Mutex<KeyedBoundedCache<Key, Value>>
 
-    public func get(_ key: String) -> Value? { cache.withLock { $0.get(key) } }
-    public func put(_ key: String, _ value: Value) { cache.withLock { $0.put(key, value) } }
-    public func remove(_ key: String) { cache.withLock { $0.remove(key) } }
+    public init(capacity: Int) { cache = Mutex(KeyedBoundedCache(capacity: capacity)) }
+
+    public func get(_ key: Key) -> Value? { cache.withLock { $0.get(key) } }
+    public func put(_ key: Key, _ value: Value) { cache.withLock { $0.put(key, value) } }
+    public func remove(_ key: Key) { cache.withLock { $0.remove(key) } }
     public func removeAll() { cache.withLock { $0.removeAll { _ in true } } }
     public func removeAll(where predicate: (Value) -> Bool) { cache.withLock { $0.removeAll(where: predicate) } }
     public var count: Int { cache.withLock { $0.count } }

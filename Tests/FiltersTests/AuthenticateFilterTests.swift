@@ -280,6 +280,21 @@ struct AuthenticateFilterTests {
         _ = authn.onRequest(other)
         _ = pass.onRequest(other)
         #expect(other.request.headers.first(name: "x-passport") != minted)
+        // Each part of the key separates: the same credential and upstream
+        // from another app version gets its own passport, with its own `dev`.
+        let newer = bearer(token, ["x-device-id": "dev-7", "x-platform": "ios", "x-app-version": "5.13.0"])
+        newer.upstream = "accounts"
+        _ = authn.onRequest(newer)
+        _ = pass.onRequest(newer)
+        let newerPassport = try #require(newer.request.headers.first(name: "x-passport"))
+        #expect(newerPassport != minted)
+        #expect(try verifier.verify(newerPassport).device == .init(id: "dev-7", platform: "ios", appVersion: "5.13.0"))
+        let noDevice = bearer(token)
+        noDevice.upstream = "accounts"
+        _ = authn.onRequest(noDevice)
+        _ = pass.onRequest(noDevice)
+        #expect(noDevice.request.headers.first(name: "x-passport") != minted)
+        #expect(try verifier.verify(try #require(noDevice.request.headers.first(name: "x-passport"))).device == nil)
     }
 
     @Test("passport: dev takes each device header only when it is one printable value of 1 to 128 characters, names in any case")
