@@ -93,3 +93,62 @@ struct HeaderFieldsTests {
         #expect(Self.pairs(h) == ["content-type=c/d", "x-b=2"])
     }
 }
+
+@Suite("header name sets")
+struct HeaderNameSetTests {
+    /// What `contains` must answer: a name equal to an exact pattern, or
+    /// starting with a prefix pattern, ASCII letters compared case-insensitively.
+    static func reference(_ patterns: [String], _ name: String) -> Bool {
+        let n = Array(name.utf8).map(ASCII.foldCase)
+        for p in patterns {
+            var body = Array(p.lowercased().utf8)
+            if body.last == UInt8(ascii: "*") {
+                body.removeLast()
+                if n.count >= body.count && Array(n[0..<body.count]) == body { return true }
+            } else if n == body {
+                return true
+            }
+        }
+        return false
+    }
+
+    @Test("contains agrees with a byte-by-byte reference: 2,000 random pattern lists, 120,000 names (random, and a pattern with its case changed, cut or extended)")
+    func againstReference() {
+        // Letters of both cases, and tchars that differ from another only in
+        // bit 5 ('^' and '~', '_' and '`' ... ), so that folding every byte
+        // by bit 5 instead of only letters would be caught.
+        let alphabet = Array("aAbBxX-_^~`|0123456789.!#$%&'*+".utf8).filter { $0 != UInt8(ascii: "*") }
+        var rng = SystemRandomNumberGenerator()
+        func word(_ max: Int) -> String {
+            let n = Int.random(in: 0...max, using: &rng)
+            return String(decoding: (0..<n).map { _ in alphabet.randomElement(using: &rng)! }, as: UTF8.self)
+        }
+        for _ in 0..<2_000 {
+            var patterns: [String] = []
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                var p = word(12)
+                if p.isEmpty { p = "x" }
+                patterns.append(Bool.random(using: &rng) ? p + "*" : p)
+            }
+            let set = HeaderNameSet(patterns)
+            for _ in 0..<10 {
+                // Names near the patterns (a pattern with its case changed, cut, or extended) and random ones.
+                let base = String(patterns.randomElement(using: &rng)!.filter { $0 != "*" })
+                let candidates = [word(20), base, base.uppercased(), String(base.dropLast()), base + word(3), word(3) + base]
+                for name in candidates {
+                    #expect(set.contains(name) == Self.reference(patterns, name), "\(patterns) \(name)")
+                }
+            }
+        }
+    }
+
+    @Test("exact names and prefixes, case-insensitive; '^' and '~', '_' and DEL are not folded together")
+    func examples() {
+        let set = HeaderNameSet(["x-debug", "X-Admin-*", "a^b", "long-header-name-here"])
+        #expect(set.contains("x-debug") && set.contains("X-DEBUG") && !set.contains("x-debug2") && !set.contains("x-debu"))
+        #expect(set.contains("x-admin-") && set.contains("X-ADMIN-token") && !set.contains("x-admin"))
+        #expect(set.contains("A^B") && !set.contains("a~b"))
+        #expect(set.contains("LONG-HEADER-NAME-HERE") && !set.contains("long-header-name-herE2") && !set.contains("long-header-name-hera"))
+        #expect(!HeaderNameSet(["_x"]).contains("\u{7F}x") && HeaderNameSet([]).contains("x") == false)
+    }
+}
