@@ -21,6 +21,31 @@ struct RouterTests {
         }
     }
 
+    @Test("the byte-level path helpers answer as the Substring methods they replace, on substrings that do not start at 0")
+    func byteLevelPathHelpers() {
+        let targets = ["/", "/a", "/api/v1?x=1", "/api?", "?q", "", "a/b", "/é/x?y=é", "//x", "/a/b/c?d=/e?f", "/\u{301}a", "/é", "x/\u{301}"]
+        for t in targets {
+            for prefix in ["", "zz"] {
+                let whole = prefix + t
+                let text = whole[whole.index(whole.startIndex, offsetBy: prefix.count)...]
+                #expect(ProxyRequest.startsWithSlash(text) == text.hasPrefix("/"), "\(t)")
+                for byte in [UInt8(ascii: "/"), UInt8(ascii: "?")] {
+                    #expect(Router.firstIndex(of: byte, in: text) == text.utf8.firstIndex(of: byte), "\(t) \(byte)")
+                }
+                let (path, query) = Router.split(text)
+                #expect(path + (query.map { "?" + $0 } ?? "") == text)
+                let first = Router.firstSegment(path)
+                // The function as it was before its search became `memchr`.
+                var expected: Substring = ""
+                if path.utf8.first == UInt8(ascii: "/") {
+                    let rest = path.dropFirst()
+                    expected = rest.utf8.firstIndex(of: UInt8(ascii: "/")).map { rest[..<$0] } ?? rest
+                }
+                #expect(first == expected, "\(t)")
+            }
+        }
+    }
+
     @Test func hostExactAndWildcard() throws {
         let (_, r) = try router("""
         routes:
