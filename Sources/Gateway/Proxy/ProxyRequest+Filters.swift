@@ -9,9 +9,9 @@ extension ProxyRequest {
     func runFilters(from index: Int) {
         guard let route, phase == .filtering else { return }
         var i = index
-        while i < route.filters.count {
+        while i < route.chain.count {
             filtersReached = i + 1
-            switch route.filters[i].onRequest(exchange) {
+            switch route.chain[i]._withUnsafeGuaranteedRef({ $0.onRequest(exchange) }) {
             case .next:
                 i += 1
             case .respond(let response):
@@ -66,10 +66,10 @@ extension ProxyRequest {
         var body = bufferedBody ?? ByteBuffer()
         bufferedBody = nil
         var i = index
-        while i < route.filters.count {
-            let filter = route.filters[i]
+        while i < route.chain.count {
+            let filter = route.chain[i]
             i += 1
-            switch filter.onRequestBody(exchange, &body) {
+            switch filter._withUnsafeGuaranteedRef({ $0.onRequestBody(exchange, &body) }) {
             case .next:
                 continue
             case .respond(let response):

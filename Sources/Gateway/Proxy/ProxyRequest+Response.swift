@@ -194,7 +194,7 @@ extension ProxyRequest {
         var i = filtersReached
         while i > 0 {
             i -= 1
-            route.filters[i].onResponse(exchange, &head)
+            route.chain[i]._withUnsafeGuaranteedRef { $0.onResponse(exchange, &head) }
         }
     }
 

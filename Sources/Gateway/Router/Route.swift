@@ -1,5 +1,6 @@
 import Filters
 import Foundation
+import NIOCore
 import NIOHTTP1
 
 /// A route compiled once per config version: predicates, rewrite, upstream
@@ -17,7 +18,11 @@ final class CompiledRoute: @unchecked Sendable {
     let hostRewrite: String?
     let preserveHost: Bool
     let targets: UpstreamTargets
-    let filters: [any Filter]
+    let filters: [FilterSlot]
+    /// `filters` again, each without a reference count: what the request
+    /// path calls (`FilterSlot.call`). The route keeps them alive, and a
+    /// request keeps its route.
+    let chain: [Unmanaged<FilterSlot>]
     let filterNames: [String]
     let maxBody: Int
     let metrics: RouteMetrics
@@ -43,7 +48,8 @@ final class CompiledRoute: @unchecked Sendable {
         self.hostRewrite = hostRewrite
         self.preserveHost = preserveHost
         self.targets = targets
-        self.filters = filters.map(\.1)
+        self.filters = filters.map { FilterSlot($0.1) }
+        self.chain = self.filters.map { Unmanaged.passUnretained($0) }
         self.filterNames = filters.map(\.0)
         self.maxBody = maxBody
         self.metrics = RouteMetrics(route: name)
@@ -71,6 +77,27 @@ final class CompiledRoute: @unchecked Sendable {
     func upstreamHost(clientHost: String, upstream: UpstreamDefinition?) -> String {
         hostRewrite ?? (preserveHost ? clientHost : upstream?.host ?? "")
     }
+}
+
+/// One filter of a route's chain, behind a class reference. Calling a
+/// filter out of an `[any Filter]` copied the existential first (its
+/// struct's references retained and released, each filter, each of its
+/// calls, every request); a class's `let` is borrowed where it is, and the
+/// route calls its slots unretained (`CompiledRoute.chain`): no reference
+/// count changes at all.
+final class FilterSlot: Sendable {
+    let filter: any Filter
+
+    init(_ filter: any Filter) { self.filter = filter }
+
+    @inline(__always)
+    func onRequest(_ exchange: Exchange) -> FilterAction { filter.onRequest(exchange) }
+
+    @inline(__always)
+    func onRequestBody(_ exchange: Exchange, _ body: inout ByteBuffer) -> FilterAction { filter.onRequestBody(exchange, &body) }
+
+    @inline(__always)
+    func onResponse(_ exchange: Exchange, _ response: inout ResponseHead) { filter.onResponse(exchange, &response) }
 }
 
 /// Parsed `a=1&b=2`, only built for routes that match on the query.
