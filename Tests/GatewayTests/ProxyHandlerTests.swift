@@ -69,6 +69,45 @@ struct ProxyHandlerTests {
         #expect(weakConnection == nil, "the HTTP/2 connection handler leaked")
     }
 
+    @Test("a request waiting for its body when the client leaves: ended and counted out, and neither it nor its handler (which it holds) outlives the channel",
+          arguments: [false, true])
+    func requestInFlightWhenClientLeaves(isHTTP2: Bool) throws {
+        weak var weakHandler: ProxyHandler?
+        weak var weakRequest: ProxyRequest?
+        let loop = EmbeddedEventLoop()
+        // A route whose filter needs the whole body: the request waits for it here, with no upstream involved.
+        let config = try ConfigFolder(["00-base.yaml": baseYAML + """
+        routes:
+          - {name: r, listener: public, upstream: a, match: {path_prefix: /api}, filters: [{sanitize: {json: {max_depth: 8}}}]}
+        """]).load()
+        let env = ProxyEnvironment(listener: config.listeners[0], loops: LoopDirectory(group: loop, upstreams: config.upstreams),
+                                   accessLog: AccessLog(enabled: false), inFlight: InFlightCounter(), logger: Logger(label: "test"),
+                                   unrouted: RouteMetrics(route: ""))
+        do {
+            let channel = EmbeddedChannel(loop: loop)
+            if isHTTP2 {
+                let connection = H2Connection(environment: env, eventLoop: loop, peer: Peer(nil))
+                try channel.pipeline.syncOperations.addHandler(connection)
+                var block = Self.block("POST", "/api")
+                block.add(name: "content-length", value: "10")
+                try channel.writeInbound(HTTP2Frame(streamID: 1, payload: .headers(.init(headers: block, endStream: false))))
+                weakHandler = connection.stream(1)
+            } else {
+                let handler = ProxyHandler(environment: env, isTLS: true)
+                weakHandler = handler
+                try channel.pipeline.syncOperations.addHandler(handler)
+                try channel.writeInbound(ByteBuffer(string: "POST /api HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\n{\"a\""))
+            }
+            weakRequest = weakHandler?.request
+            #expect(weakRequest != nil, "no request in flight")
+            #expect(env.inFlight.value == 1)
+            _ = try channel.finish(acceptAlreadyClosed: true)
+        }
+        #expect(env.inFlight.value == 0)
+        #expect(weakRequest == nil, "the request outlived its connection")
+        #expect(weakHandler == nil, "the handler leaked (held by its own request)")
+    }
+
     static func block(_ method: String, _ path: String) -> HPACKHeaders {
         [":method": method, ":scheme": "https", ":authority": "localhost", ":path": path]
     }

@@ -100,7 +100,7 @@ extension ProxyHandler {
     /// connection did: a request still in flight is the client's loss.
     func streamClosed() {
         guard context != nil else { return }
-        request?.downstreamClosed()
+        dropRequest()
         clearDeadline()
         unsentData = nil
         context = nil

@@ -135,6 +135,16 @@ final class ProxyHandler: ChannelDuplexHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         timer.cancel()
         self.context = nil
+        dropRequest()
+    }
+
+    /// Ends a request still in flight as the client's leaving and lets go of
+    /// it (it holds this handler strongly: `ProxyRequest.handler`). Whenever
+    /// the downstream ends: the connection, the handler, an HTTP/2 stream.
+    func dropRequest() {
+        guard let r = request else { return }
+        r.downstreamClosed()
+        requestGone(r)
     }
 
     /// True from a read's first message to its `channelReadComplete`: the
@@ -219,7 +229,7 @@ final class ProxyHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         timer.cancel()
         inbound = noBytes
-        request?.downstreamClosed()
+        dropRequest()
         context.fireChannelInactive()
     }
 
