@@ -54,6 +54,12 @@ public enum ASCII {
         } ?? equalsLowercaseByBytes(name, lower)
     }
 
+    /// `equalsLowercase` of a name's bytes.
+    @inlinable @inline(__always)
+    public static func equalsLowercase(_ name: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
+        name.count == lower.utf8CodeUnitCount && equalsLowercase(name, UnsafeRawPointer(lower.utf8Start), count: name.count)
+    }
+
     /// `count` bytes of `name` against `lower`, eight at a time.
     @inlinable @inline(__always)
     static func equalsLowercase(_ name: UnsafeRawBufferPointer, _ lower: UnsafeRawPointer, count: Int) -> Bool {

@@ -1,21 +1,68 @@
 import NIOHTTP1
 
 /// Header names, exact or `prefix-*`, compared ASCII case-insensitively
-/// without allocating.
+/// without allocating or copying: a name is read where its bytes lie, and
+/// the patterns are one byte table (a list of arrays was a reference count
+/// up and down for each pattern, each name).
 public struct HeaderNameSet: Sendable {
-    private let exact: [[UInt8]]
-    private let prefixes: [[UInt8]]
-    public var isEmpty: Bool { exact.isEmpty && prefixes.isEmpty }
+    /// Each pattern as its kind (0 exact, 1 prefix), its length (two bytes,
+    /// little-endian) and its lowercase bytes, one after another.
+    private let table: [UInt8]
+    /// The first bytes (lowercase) of the patterns, a bit each: most names
+    /// start with none of them and are answered without the table.
+    private let first: (UInt64, UInt64, UInt64, UInt64)
+    /// A `*` pattern (every name) and an empty one (the empty name): not
+    /// valid in a config (`isValidPattern`), kept apart from the table.
+    private let matchesEverything: Bool, matchesEmpty: Bool
+    public let isEmpty: Bool
 
     public init(_ patterns: [String]) {
-        var exact: [[UInt8]] = []
-        var prefixes: [[UInt8]] = []
+        var table: [UInt8] = []
+        var first: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var everything = false, empty = false
         for p in patterns {
-            let lower = Array(p.lowercased().utf8)
-            if lower.last == UInt8(ascii: "*") { prefixes.append(Array(lower.dropLast())) } else { exact.append(lower) }
+            var lower = Array(p.lowercased().utf8)
+            let prefix = lower.last == UInt8(ascii: "*")
+            if prefix { lower.removeLast() }
+            guard let b = lower.first else {
+                if prefix { everything = true } else { empty = true }
+                continue
+            }
+            // Header names are far shorter; a longer pattern matches nothing.
+            guard lower.count <= Int(UInt16.max) else { continue }
+            table.append(prefix ? 1 : 0)
+            table.append(UInt8(truncatingIfNeeded: lower.count))
+            table.append(UInt8(truncatingIfNeeded: lower.count >> 8))
+            table += lower
+            Self.setBit(&first, ASCII.foldCase(b))
         }
-        self.exact = exact
-        self.prefixes = prefixes
+        self.table = table
+        self.first = first
+        matchesEverything = everything
+        matchesEmpty = empty
+        isEmpty = patterns.isEmpty
+    }
+
+    private static func setBit(_ set: inout (UInt64, UInt64, UInt64, UInt64), _ b: UInt8) {
+        let bit = UInt64(1) << UInt64(b & 63)
+        switch b >> 6 {
+        case 0: set.0 |= bit
+        case 1: set.1 |= bit
+        case 2: set.2 |= bit
+        default: set.3 |= bit
+        }
+    }
+
+    @inline(__always)
+    private func mayStart(_ b: UInt8) -> Bool {
+        let word: UInt64
+        switch b >> 6 {
+        case 0: word = first.0
+        case 1: word = first.1
+        case 2: word = first.2
+        default: word = first.3
+        }
+        return word & (UInt64(1) << UInt64(b & 63)) != 0
     }
 
     /// Whether `pattern` is a valid entry: a header name, or one followed by `*`.
@@ -27,20 +74,31 @@ public struct HeaderNameSet: Sendable {
 
     public func contains(_ name: String) -> Bool {
         if isEmpty { return false }
-        var name = name
-        return name.withUTF8 { b in
-            for e in exact where e.count == b.count && Self.equalsLower(b, e, count: e.count) { return true }
-            for p in prefixes where b.count >= p.count && Self.equalsLower(b, p, count: p.count) { return true }
+        return ASCII.withUTF8(name) { contains(utf8: $0) }
+    }
+
+    /// `contains` of a name's bytes.
+    public func contains(utf8 name: UnsafeRawBufferPointer) -> Bool {
+        if matchesEverything { return true }
+        guard let b = name.first else { return matchesEmpty }
+        guard mayStart(ASCII.foldCase(b)) else { return false }
+        return table.withUnsafeBufferPointer { t in
+            var i = 0
+            while i + 3 <= t.count {
+                let n = Int(t[i + 1]) | Int(t[i + 2]) << 8
+                let at = i + 3
+                i = at + n
+                if t[at - 3] == 0 ? name.count != n : name.count < n { continue }
+                if Self.equalsLower(name, t.baseAddress! + at, count: n) { return true }
+            }
             return false
         }
     }
 
-    private static func equalsLower(_ b: UnsafeBufferPointer<UInt8>, _ lower: [UInt8], count: Int) -> Bool {
-        for i in 0..<count {
-            var c = b[i]
-            if c >= 0x41 && c <= 0x5A { c |= 0x20 }
-            if c != lower[i] { return false }
-        }
+    /// The first `count` bytes of `name`, letters lowercased, against `lower`.
+    @inline(__always)
+    private static func equalsLower(_ name: UnsafeRawBufferPointer, _ lower: UnsafePointer<UInt8>, count: Int) -> Bool {
+        for i in 0..<count where ASCII.foldCase(name[i]) != lower[i] { return false }
         return true
     }
 }

@@ -278,18 +278,21 @@ public struct SanitizeFilter: Filter {
         var found = HeaderScan()
         var lengthAt = -1, typeAt = -1
         for i in headers.indices {
-            let name = headers[i].name
-            switch name.utf8.count {
-            case 14 where lengthAt < 0 && ASCII.equalsLowercase(name, "content-length"): lengthAt = i
-            case 12 where typeAt < 0 && ASCII.equalsLowercase(name, "content-type"): typeAt = i
-            case 17 where ASCII.equalsLowercase(name, "transfer-encoding"): found.transferEncoding = true
-            default: break
-            }
-            if checksHeaderNames && found.refusedName == nil {
-                if headerDeny.contains(name) {
-                    found.refusedName = Self.deniedHeader
-                } else if let headerAllow, !headerAllow.contains(name) {
-                    found.refusedName = Self.headerNotAllowed
+            // Over the name's bytes where they lie (a name bound to a
+            // constant is a copy of the string: retained, then released).
+            ASCII.withUTF8(headers[i].name) { name in
+                switch name.count {
+                case 14 where lengthAt < 0 && ASCII.equalsLowercase(name, "content-length"): lengthAt = i
+                case 12 where typeAt < 0 && ASCII.equalsLowercase(name, "content-type"): typeAt = i
+                case 17 where ASCII.equalsLowercase(name, "transfer-encoding"): found.transferEncoding = true
+                default: break
+                }
+                if checksHeaderNames && found.refusedName == nil {
+                    if headerDeny.contains(utf8: name) {
+                        found.refusedName = Self.deniedHeader
+                    } else if let headerAllow, !headerAllow.contains(utf8: name) {
+                        found.refusedName = Self.headerNotAllowed
+                    }
                 }
             }
         }

@@ -150,5 +150,11 @@ struct HeaderNameSetTests {
         #expect(set.contains("A^B") && !set.contains("a~b"))
         #expect(set.contains("LONG-HEADER-NAME-HERE") && !set.contains("long-header-name-herE2") && !set.contains("long-header-name-hera"))
         #expect(!HeaderNameSet(["_x"]).contains("\u{7F}x") && HeaderNameSet([]).contains("x") == false)
+        // Patterns a config refuses (`isValidPattern`) keep their plain meaning: `*` is every name, "" only the empty one.
+        #expect(HeaderNameSet(["*"]).contains("anything") && HeaderNameSet(["a", "*"]).contains("") && !HeaderNameSet(["*"]).isEmpty)
+        #expect(HeaderNameSet([""]).contains("") && !HeaderNameSet([""]).contains("a") && !HeaderNameSet(["x-debug"]).contains(""))
+        // The bytes form answers as the string form.
+        let bytes = Array("X-Admin-Key".utf8)
+        #expect(bytes.withUnsafeBytes { set.contains(utf8: $0) } && !Array("y-admin-key".utf8).withUnsafeBytes { set.contains(utf8: $0) })
     }
 }

@@ -214,16 +214,21 @@ enum HeaderRules {
         var hasHSTS = false
         let strip = policy.stripResponse
         let checksStrip = !strip.isEmpty
-        for (name, _) in headers {
-            switch kind(name) {
-            case .other, .expect:
-                if checksStrip && strip.contains(name) { slow = true }
-                switch name.utf8.count {
-                case 22 where policy.contentTypeOptions: if ASCII.equalsLowercase(name, "x-content-type-options") { slow = true }
-                case 25 where policy.hsts != nil: if ASCII.equalsLowercase(name, "strict-transport-security") { hasHSTS = true }
-                default: break
+        let checksHSTS = policy.hsts != nil
+        for i in headers.indices {
+            // Over the name's bytes where they lie: a loop over the fields
+            // themselves copied each one (its two strings retained and released).
+            ASCII.withUTF8(headers[i].name) { name in
+                switch kind(bytes: name.assumingMemoryBound(to: UInt8.self)) {
+                case .other, .expect:
+                    if checksStrip && strip.contains(utf8: name) { slow = true }
+                    switch name.count {
+                    case 22 where policy.contentTypeOptions: if ASCII.equalsLowercase(name, "x-content-type-options") { slow = true }
+                    case 25 where checksHSTS: if ASCII.equalsLowercase(name, "strict-transport-security") { hasHSTS = true }
+                    default: break
+                    }
+                case .hopByHop, .connection, .gatewaySet, .requestID, .passport, .appChannel, .clientCert: slow = true
                 }
-            case .hopByHop, .connection, .gatewaySet, .requestID, .passport, .appChannel, .clientCert: slow = true
             }
         }
         let hsts = hasHSTS ? nil : policy.hsts
