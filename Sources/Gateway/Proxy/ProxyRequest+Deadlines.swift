@@ -10,8 +10,8 @@ extension ProxyRequest {
 
     /// The whole request is upstream: the response-head timer starts.
     func requestSent() {
-        guard !responseStarted, let pool else { return }
-        handler.setDeadline(.upstream, in: pool.definition.responseTimeout)
+        guard !responseStarted, let timeouts = upstreamTimeouts else { return }
+        handler.setDeadline(.upstream, in: timeouts.response)
     }
 
     /// Starts (or restarts) the wait for the rest of the request body: from

@@ -8,7 +8,7 @@ extension ProxyRequest {
     // MARK: - Upstream response
 
     func upstreamResponseHead(_ head: consuming ResponseHead) {
-        guard phase == .forwarding, let pool else { return }
+        guard phase == .forwarding, let timeouts = upstreamTimeouts else { return }
         if head.status.code < 200 { return }  // 1xx are not forwarded
         responseStarted = true
         let now = NIODeadline.now()
@@ -16,7 +16,7 @@ extension ProxyRequest {
         responseStatus = head.status.code
         // An answer before the whole request: the response's deadlines apply.
         awaitingClientBody = false
-        handler.setDeadline(.upstream, in: pool.definition.bodyTimeout, now: now)
+        handler.setDeadline(.upstream, in: timeouts.body, now: now)
         // Edited in place: the parser's list is this head's alone.
         HeaderRules.prepareResponseHeaders(&head.headers, requestID: exchange.requestID, policy: env.listener.sanitize)
         runResponseFilters(&head)
@@ -37,11 +37,11 @@ extension ProxyRequest {
     }
 
     func upstreamResponseBody(_ buffer: ByteBuffer) {
-        guard phase == .forwarding, responseStarted, let pool else { return }
+        guard phase == .forwarding, responseStarted, let timeouts = upstreamTimeouts else { return }
         responseBytes += buffer.readableBytes
         // Bytes already read when the client stopped taking more do not
         // restart its clock.
-        if !waitingOnClient { handler.setDeadline(.upstream, in: pool.definition.bodyTimeout) }
+        if !waitingOnClient { handler.setDeadline(.upstream, in: timeouts.body) }
         if heldHead != nil {
             guard responseBytes <= exchange.responseBodyLimit else {
                 exchange.logger.warning("upstream response too large to seal", metadata: ["limit": "\(exchange.responseBodyLimit)"])
@@ -123,12 +123,12 @@ extension ProxyRequest {
         connection?.readsPaused = !writable
         // Only a response being streamed to the client waits on it (a held
         // one is not written before its end).
-        guard phase == .forwarding, responseStarted, heldHead == nil, let pool else { return }
+        guard phase == .forwarding, responseStarted, heldHead == nil, let timeouts = upstreamTimeouts else { return }
         if !writable {
             waitForClient()
         } else if waitingOnClient {
             waitingOnClient = false
-            handler.setDeadline(.upstream, in: pool.definition.bodyTimeout)
+            handler.setDeadline(.upstream, in: timeouts.body)
         }
     }
 

@@ -36,6 +36,10 @@ final class ProxyRequest: UpstreamDelegate {
     enum Phase { case filtering, buffering, acquiring, forwarding, finished }
     var phase = Phase.filtering
     var pool: (any UpstreamPooling)?
+    /// The upstream's response-head and body timeouts, read from its
+    /// definition once when the pool is chosen (each read through the pool
+    /// was a reference to the definition taken and dropped).
+    var upstreamTimeouts: (response: TimeAmount, body: TimeAmount)?
     var connection: UpstreamConnection?
 
     /// Request parts that arrived before the upstream connection was ready.
@@ -149,9 +153,11 @@ final class ProxyRequest: UpstreamDelegate {
             return respondLocally(.upstreamUnavailable)
         }
         self.pool = pool
+        let definition = pool.definition
+        upstreamTimeouts = (definition.responseTimeout, definition.bodyTimeout)
         // The filters have read the head; its `X-Gw-*` headers stay off the
         // wire (PROTOCOL 2.5), and the upstream's `Host` goes on it.
-        setUpstreamHost(route, upstream: pool.definition)
+        setUpstreamHost(route, upstream: definition)
         phase = .acquiring
         if expectsContinue {
             // Only now that every filter let the request through is the client
