@@ -20,8 +20,8 @@ final class CompiledRoute: @unchecked Sendable {
     let targets: UpstreamTargets
     let filters: [FilterSlot]
     /// `filters` again, each without a reference count: what the request
-    /// path calls (`FilterSlot.call`). The route keeps them alive, and a
-    /// request keeps its route.
+    /// path calls (through `_withUnsafeGuaranteedRef`). The route keeps them
+    /// alive, and a request holds its route while it calls them.
     let chain: [Unmanaged<FilterSlot>]
     let filterNames: [String]
     let maxBody: Int
@@ -83,8 +83,8 @@ final class CompiledRoute: @unchecked Sendable {
 /// filter out of an `[any Filter]` copied the existential first (its
 /// struct's references retained and released, each filter, each of its
 /// calls, every request); a class's `let` is borrowed where it is, and the
-/// route calls its slots unretained (`CompiledRoute.chain`): no reference
-/// count changes at all.
+/// request path calls the slots unretained (`CompiledRoute.chain`): calling
+/// a filter changes no reference count.
 final class FilterSlot: Sendable {
     let filter: any Filter
 
