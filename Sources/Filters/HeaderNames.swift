@@ -10,7 +10,7 @@ public struct HeaderNameSet: Sendable {
     private let table: [UInt8]
     /// The first bytes (lowercase) of the patterns, a bit each: most names
     /// start with none of them and are answered without the table.
-    private let first: (UInt64, UInt64, UInt64, UInt64)
+    private let first: SIMD4<UInt64>
     /// A `*` pattern (every name) and an empty one (the empty name): not
     /// valid in a config (`isValidPattern`), kept apart from the table.
     private let matchesEverything: Bool, matchesEmpty: Bool
@@ -18,7 +18,7 @@ public struct HeaderNameSet: Sendable {
 
     public init(_ patterns: [String]) {
         var table: [UInt8] = []
-        var first: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        var first = SIMD4<UInt64>()
         var everything = false, empty = false
         for p in patterns {
             var lower = Array(p.lowercased().utf8)
@@ -34,7 +34,8 @@ public struct HeaderNameSet: Sendable {
             table.append(UInt8(truncatingIfNeeded: lower.count))
             table.append(UInt8(truncatingIfNeeded: lower.count >> 8))
             table += lower
-            Self.setBit(&first, ASCII.foldCase(b))
+            let f = ASCII.foldCase(b)
+            first[Int(f >> 6)] |= UInt64(1) << UInt64(f & 63)
         }
         self.table = table
         self.first = first
@@ -43,26 +44,9 @@ public struct HeaderNameSet: Sendable {
         isEmpty = patterns.isEmpty
     }
 
-    private static func setBit(_ set: inout (UInt64, UInt64, UInt64, UInt64), _ b: UInt8) {
-        let bit = UInt64(1) << UInt64(b & 63)
-        switch b >> 6 {
-        case 0: set.0 |= bit
-        case 1: set.1 |= bit
-        case 2: set.2 |= bit
-        default: set.3 |= bit
-        }
-    }
-
     @inline(__always)
     private func mayStart(_ b: UInt8) -> Bool {
-        let word: UInt64
-        switch b >> 6 {
-        case 0: word = first.0
-        case 1: word = first.1
-        case 2: word = first.2
-        default: word = first.3
-        }
-        return word & (UInt64(1) << UInt64(b & 63)) != 0
+        first[Int(b >> 6)] & (UInt64(1) << UInt64(b & 63)) != 0
     }
 
     /// Whether `pattern` is a valid entry: a header name, or one followed by `*`.

@@ -277,6 +277,7 @@ public struct SanitizeFilter: Filter {
         // reads them borrows them, one that keeps a value copies every field.
         var found = HeaderScan()
         var lengthAt = -1, typeAt = -1
+        let allow = headerAllow  // once, not a copy of the set for each field
         for i in headers.indices {
             // Over the name's bytes where they lie (a name bound to a
             // constant is a copy of the string: retained, then released).
@@ -290,7 +291,7 @@ public struct SanitizeFilter: Filter {
                 if checksHeaderNames && found.refusedName == nil {
                     if headerDeny.contains(utf8: name) {
                         found.refusedName = Self.deniedHeader
-                    } else if let headerAllow, !headerAllow.contains(utf8: name) {
+                    } else if let allow, !allow.contains(utf8: name) {
                         found.refusedName = Self.headerNotAllowed
                     }
                 }
