@@ -197,7 +197,7 @@ struct AppChannelFilterTests {
         let context = f.context()
         let store = try context.memoryNonceStore(windowMilliseconds: 12_000, capacity: 1000)
         for i in 0..<5000 { _ = store.record(clientKey: [1], nonce: withUnsafeBytes(of: i) { Array($0) }, now: f.vectorTime) }
-        #expect(store.count == 16 * (1000 / 16), "every shard at its share of the cap")
+        #expect(store.count(now: f.vectorTime) == 16 * (1000 / 16), "every shard at its share of the cap")
         let config = try JSONDecoder().decode(RequestSignatureFilter.Configuration.self, from: Data(#"{"memory": {"max_entries": 1000}}"#.utf8))
         let filter = try RequestSignatureFilter(configuration: config, context: context)
         let c = f.v.cases[1]

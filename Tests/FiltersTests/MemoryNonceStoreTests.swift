@@ -44,17 +44,21 @@ struct MemoryNonceStoreTests {
         #expect(a.key(clientKey: client, nonce: [1]) != b.key(clientKey: client, nonce: [1]))
     }
 
-    @Test("never forgotten before the window ends; forgotten (bucket by bucket) after it")
-    func expiry() {
-        let store = MemoryNonceStore(windowMilliseconds: 12_000, capacity: 1000)
-        let nonce = Array("n".utf8)
-        #expect(store.record(clientKey: client, nonce: nonce, now: 5_000) == .recorded)
-        for t in stride(from: Int64(5_001), to: 17_000, by: 997) {
-            #expect(store.record(clientKey: client, nonce: nonce, now: t) == .replayed, "forgotten early at \(t)")
+    @Test("never forgotten before the window ends; forgotten at most two ticks (a 32nd of the window) after it", arguments: [Int64(12_000), 1_000, 62_000, 3])
+    func expiry(window: Int64) {
+        let tick = max(window / 64, 1)
+        // Early and late in a tick; at a real time.
+        for start in [Int64(5_000), 5_000 + tick - 1, 1_764_825_600_123] {
+            let store = MemoryNonceStore(windowMilliseconds: window, capacity: 1000)
+            let nonce = Array("n\(start)".utf8)
+            #expect(store.record(clientKey: client, nonce: nonce, now: start) == .recorded)
+            for t in stride(from: start + 1, to: start + window, by: Int(max(window / 13, 1))) {
+                #expect(store.record(clientKey: client, nonce: nonce, now: t) == .replayed, "forgotten early at \(t)")
+            }
+            #expect(store.record(clientKey: client, nonce: nonce, now: start + window - 1) == .replayed, "forgotten early")
+            #expect(store.record(clientKey: client, nonce: nonce, now: start + window + 2 * tick) == .recorded)
+            #expect(store.count(now: start + window + 2 * tick) == 1)
         }
-        // Well after the window (plus one bucket), the nonce's bucket is gone.
-        #expect(store.record(clientKey: client, nonce: nonce, now: 5_000 + 12_000 + 3_001) == .recorded)
-        #expect(store.count == 1)
     }
 
     @Test("full: refuses rather than forgets; room again once the window passes")
@@ -85,58 +89,93 @@ struct MemoryNonceStoreTests {
             return await group.reduce(0, +)
         }
         #expect(recorded == 2_000)
-        #expect(store.count == 2_000)
+        #expect(store.count(now: 1_000) == 2_000)
     }
 
-    @Test("a bucket's table: every key inserted is found, none other, through growth or sized beforehand; keys sharing their high or low bits; the all-zero key")
-    func keyTable() {
-        // Grown from the smallest size, and sized beforehand for fewer, as
-        // many and more keys than it gets (a new bucket sized after the last).
-        for expected in [0, 100, 5_082, 20_000] { keyTable(expected: expected) }
-    }
-
-    func keyTable(expected: Int) {
-        var table = KeyTable(expected: expected)
-        var inserted: [MemoryNonceStore.Key] = []
+    @Test("a shard's table against a model: replays within the lifetime, expiry by probe, sweep and purge, growth and shrinking, keys sharing their low or high bits, ticks wrapping past 2^32, a clock stepping back")
+    func nonceTable() {
         var generator = SystemRandomNumberGenerator()
-        // Keys equal in their high bits, or in their low bits (what a client
-        // grinding nonces could produce), then random ones, enough to double
-        // the table several times and to wrap probes around its end.
-        for i in 0..<40 { inserted.append(.init(high: 15, low: UInt64(i + 1))) }
-        for i in 0..<40 { inserted.append(.init(high: UInt64(i + 1) << 40, low: 15)) }
-        for _ in 0..<5_000 { inserted.append(.init(high: generator.next(), low: generator.next())) }
-        inserted.append(.init(high: 0, low: 0))
-        inserted.append(.init(high: 0, low: 7))
-        for key in inserted {
-            let hash = key.slotHash
-            #expect(!table.contains(key, hash: hash))
-            table.insert(key, hash: hash)
-            #expect(table.contains(key, hash: hash))
+        for seed in 0..<4 {
+            var table = NonceTable(expected: seed == 0 ? 0 : 1_000)
+            // What the table tells apart: the low word and 31 bits of the high one.
+            var model: [MemoryNonceStore.Key: UInt32] = [:]
+            let lifetime: Int32 = 64
+            // Start where the 32-bit tick wraps during the run (seed 1) or not.
+            var now: UInt32 = seed == 1 ? UInt32.max - 300 : 1_000
+            var latest = now
+            var pool: [MemoryNonceStore.Key] = []
+            for i in 0..<60 { pool.append(.init(high: 15, low: UInt64(i + 1) << 20)) }   // one high word
+            for i in 0..<60 { pool.append(.init(high: UInt64(i + 1), low: 15)) }         // one home slot
+            var maxSlots = 0
+            for step in 0..<60_000 {
+                // Mostly forward, sometimes a burst, sometimes back a little.
+                let r = Int.random(in: 0..<1_000, using: &generator)
+                if r < 30 { now &+= 1 } else if r == 999 { now &-= 3 } else if r == 998 { now &+= 200 }
+                if Int32(truncatingIfNeeded: now &- latest) > 0 { latest = now }
+                let key: MemoryNonceStore.Key
+                if step % 7 == 0, !pool.isEmpty {
+                    key = pool.randomElement(using: &generator)!
+                } else {
+                    key = .init(high: generator.next(), low: generator.next())
+                    if step % 5 == 0 { pool.append(key) }
+                }
+                let modelKey = MemoryNonceStore.Key(high: key.high & 0x7FFF_FFFF, low: key.low)
+                let live = model[modelKey].map { Int32(truncatingIfNeeded: now &- $0) <= lifetime } ?? false
+                // Expired by the latest time seen, live again at a clock stepped
+                // back: forgotten or not, depending on whether it was met since.
+                let either = live && Int32(truncatingIfNeeded: latest &- model[modelKey]!) > lifetime
+                let answer = table.record(low: key.low, high: key.high, now: now, lifetime: lifetime, cap: 1 << 30)
+                #expect(either || answer == (live ? .replayed : .recorded), "step \(step)")
+                if answer == .recorded { model[modelKey] = now }
+                maxSlots = max(maxSlots, table.slots.count)
+                #expect(table.count * 2 <= table.slots.count)
+            }
+            let liveNow = model.values.filter { Int32(truncatingIfNeeded: now &- $0) <= lifetime }.count
+            table.purge(now: now, lifetime: lifetime)
+            #expect(table.count == liveNow)
+            #expect(table.slots.filter { $0.meta != 0 }.count == liveNow)
+            // Every live key still found where its probe looks; then none that expired.
+            let (live, expired) = (model.filter { Int32(truncatingIfNeeded: now &- $0.value) <= lifetime },
+                                   model.filter { Int32(truncatingIfNeeded: now &- $0.value) > lifetime })
+            #expect(live.keys.allSatisfy { table.record(low: $0.low, high: $0.high, now: now, lifetime: lifetime, cap: 1 << 30) == .replayed })
+            var copy = table
+            #expect(expired.keys.allSatisfy { copy.record(low: $0.low, high: $0.high, now: now, lifetime: lifetime, cap: 1 << 30) == .recorded })
+            // Quiet: a few keys a tick; the sweep removes the rest and the table shrinks.
+            for _ in 0..<20_000 {
+                now &+= 1
+                _ = table.record(low: generator.next(), high: generator.next(), now: now, lifetime: lifetime, cap: 1 << 30)
+            }
+            #expect(table.slots.count < maxSlots)
+            #expect(table.count <= 2 * Int(lifetime) + 2)
         }
-        #expect(table.count == inserted.count)
-        #expect(inserted.allSatisfy { table.contains($0, hash: $0.slotHash) })
-        for other in [MemoryNonceStore.Key(high: 15, low: 41), .init(high: 41 << 40, low: 15), .init(high: 0, low: 8)] {
-            #expect(!table.contains(other, hash: other.slotHash))
-        }
-        #expect((0..<1_000).allSatisfy { _ in
-            let key = MemoryNonceStore.Key(high: generator.next(), low: generator.next())
-            return !table.contains(key, hash: key.slotHash)
-        })
-        let zero = MemoryNonceStore.Key(high: 0, low: 0)
-        #expect(!KeyTable().contains(zero, hash: zero.slotHash))
     }
 
-    @Test("many nonces over several windows: each recorded once, replayed within its window, the count following the live buckets")
+    @Test("a full shard refuses, and frees up by purging once a tick, not once a request")
+    func nonceTableFull() {
+        var table = NonceTable()
+        for i in 0..<8 { #expect(table.record(low: UInt64(i), high: 1, now: 10, lifetime: 4, cap: 8) == .recorded) }
+        #expect(table.record(low: 100, high: 1, now: 10, lifetime: 4, cap: 8) == .full)
+        #expect(table.record(low: 3, high: 1, now: 11, lifetime: 4, cap: 8) == .replayed)
+        #expect(table.record(low: 101, high: 1, now: 14, lifetime: 4, cap: 8) == .full)   // purged: nothing expired yet
+        #expect(table.record(low: 102, high: 1, now: 14, lifetime: 4, cap: 8) == .full)   // no second purge this tick
+        #expect(table.record(low: 103, high: 1, now: 15, lifetime: 4, cap: 8) == .recorded)
+        table.purge(now: 15, lifetime: 4)
+        #expect(table.count == 1)
+    }
+
+    @Test("many nonces over several windows: each recorded once, replayed within its window, the count following the live ones")
     func manyOverTime() {
         let store = MemoryNonceStore(windowMilliseconds: 1_000, capacity: 1_000_000)
-        var now: Int64 = 50_000
+        var now: Int64 = 50_000, last = now
         for round in 0..<6 {
+            last = now
             let nonces = (0..<3_000).map { Array("r\(round)-\($0)".utf8) }
             #expect(nonces.allSatisfy { store.record(clientKey: client, nonce: $0, now: now) == .recorded })
             #expect(nonces.allSatisfy { store.record(clientKey: client, nonce: $0, now: now + 999) == .replayed })
             now += 2_000
         }
-        // Only the last round's buckets can still be live.
-        #expect(store.count == 3_000)
+        // Only the last round's nonces are still live; a window on, none.
+        #expect(store.count(now: last + 999) == 3_000)
+        #expect(store.count(now: last + 1_100) == 0)
     }
 }

@@ -73,7 +73,7 @@ extension MicroBenchmarks {
     /// for the pair, the sealing of a 200-byte response. 1,000 requests are
     /// signed beforehand (distinct nonces); the store's clock moves past the
     /// replay window after each 1,000, so every nonce is new to it and its
-    /// buckets expire as they would under load, while the requests' own
+    /// keys expire as they would under load, while the requests' own
     /// timestamps stay current for the age check.
     func appChannelFilterBenchmarks(loop: EventLoop) throws -> [Result] {
         let dir = NSTemporaryDirectory() + "gateway-bench-app-\(UUID().uuidString.prefix(8))"

@@ -189,7 +189,7 @@ struct MicroBenchmarks {
         var clock: Int64 = 1_000_000
         results.append(measure("nonce store insert (memory, 16 shards)") {
             counter &+= 1
-            clock &+= 1  // a request a millisecond: old buckets expire as they would
+            clock &+= 1  // a request a millisecond: old keys expire as they would
             withUnsafeBytes(of: counter) { n in
                 if nonces.record(clientKey: clientKey, nonce: Array(n), now: clock) == .recorded { sink &+= 1 }
             }
