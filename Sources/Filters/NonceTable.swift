@@ -23,14 +23,16 @@
 /// tell keys apart (a false replay among millions of live keys: below
 /// 2^-70). Ticks compare as a signed 32-bit difference: a key recorded in
 /// the future (the clock stepped back) stays live until its time comes.
-struct NonceTable {
+struct NonceTable: ~Copyable {
     struct Slot: Equatable {
         var low: UInt64
         var meta: UInt64
         static let empty = Slot(low: 0, meta: 0)
     }
 
-    private(set) var slots: [Slot]
+    /// The slots, owned (a noncopyable table: no copy-on-write checks on
+    /// the request path).
+    private(set) var slots: UnsafeMutableBufferPointer<Slot>
     /// Slots in use: live keys, and expired ones not yet removed.
     private(set) var count = 0
     private var cursor = 0
@@ -40,7 +42,15 @@ struct NonceTable {
     static let minimumSize = 16
 
     init(expected: Int = 0) {
-        slots = [Slot](repeating: .empty, count: Self.size(for: expected))
+        slots = Self.allocate(Self.size(for: expected))
+    }
+
+    deinit { slots.deallocate() }
+
+    private static func allocate(_ size: Int) -> UnsafeMutableBufferPointer<Slot> {
+        let slots = UnsafeMutableBufferPointer<Slot>.allocate(capacity: size)
+        slots.initialize(repeating: .empty)
+        return slots
     }
 
     /// The smallest power of two at least twice `keys` (at least 16 slots).
@@ -62,60 +72,57 @@ struct NonceTable {
 
     typealias Answer = MemoryNonceStore.Answer
 
+    /// Whether the key is live here (tests; changes nothing).
+    func contains(low: UInt64, high: UInt64, now: UInt32, lifetime: Int32) -> Bool {
+        let identity = Self.identity(high: high), mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: low) & mask
+        while slots[i].meta != 0 {
+            let slot = slots[i]
+            if slot.low == low && slot.meta & ~0xFFFF_FFFF == identity { return Self.isLive(slot.meta, now: now, lifetime: lifetime) }
+            i = (i &+ 1) & mask
+        }
+        return false
+    }
+
     /// Records the key at `now` unless it is live here; `lifetime` is how
     /// many ticks a key stays live; `cap` the most slots in use.
     mutating func record(low: UInt64, high: UInt64, now: UInt32, lifetime: Int32, cap: Int) -> Answer {
-        let identity = Self.identity(high: high)
-        var found = false
-        var at = 0
-        slots.withUnsafeMutableBufferPointer { slots in
-            let mask = slots.count - 1
-            var i = Int(truncatingIfNeeded: low) & mask
-            while true {
-                let slot = slots[i]
-                if slot.meta == 0 { break }
-                if !Self.isLive(slot.meta, now: now, lifetime: lifetime) {
-                    // Removed in place; look at what moved into `i`.
-                    Self.delete(at: i, in: slots)
-                    count -= 1
-                    continue
-                }
-                if slot.low == low && slot.meta & ~0xFFFF_FFFF == identity {
-                    found = true
-                    return
-                }
-                i = (i &+ 1) & mask
+        let identity = Self.identity(high: high), meta = identity | UInt64(now)
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: low) & mask
+        while true {
+            let slot = slots[i]
+            if slot.meta == 0 { break }
+            if !Self.isLive(slot.meta, now: now, lifetime: lifetime) {
+                // Removed in place; look at what moved into `i`.
+                delete(at: i)
+                continue
             }
-            at = i
+            if slot.low == low && slot.meta & ~0xFFFF_FFFF == identity { return .replayed }
+            i = (i &+ 1) & mask
         }
-        if found { return .replayed }
         if count >= cap {
             guard lastPurge != now else { return .full }
             lastPurge = now
             purge(now: now, lifetime: lifetime)
             if count >= cap { return .full }
-            return insert(low: low, meta: identity | UInt64(now), now: now, lifetime: lifetime)
+            return insert(low: low, meta: meta, now: now, lifetime: lifetime)
         }
-        if (count + 1) * 2 > slots.count {
-            rebuild(size: slots.count * 2, now: now, lifetime: lifetime)
-            return insert(low: low, meta: identity | UInt64(now), now: now, lifetime: lifetime)
-        }
-        slots[at] = Slot(low: low, meta: identity | UInt64(now))
+        if (count + 1) * 2 > slots.count { return insert(low: low, meta: meta, now: now, lifetime: lifetime) }
+        slots[i] = Slot(low: low, meta: meta)
         count += 1
         sweep(now: now, lifetime: lifetime)
         return .recorded
     }
 
-    /// Places a key known not to be live here (after a purge or rebuild,
-    /// which moved the slots a probe had found).
+    /// Places a key known not to be live here, after the table moved (a
+    /// purge) or must grow.
     private mutating func insert(low: UInt64, meta: UInt64, now: UInt32, lifetime: Int32) -> Answer {
         if (count + 1) * 2 > slots.count { rebuild(size: slots.count * 2, now: now, lifetime: lifetime) }
-        slots.withUnsafeMutableBufferPointer { slots in
-            let mask = slots.count - 1
-            var i = Int(truncatingIfNeeded: low) & mask
-            while slots[i].meta != 0 { i = (i &+ 1) & mask }
-            slots[i] = Slot(low: low, meta: meta)
-        }
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: low) & mask
+        while slots[i].meta != 0 { i = (i &+ 1) & mask }
+        slots[i] = Slot(low: low, meta: meta)
         count += 1
         return .recorded
     }
@@ -124,8 +131,7 @@ struct NonceTable {
     /// that may live there (its home is not cyclically between the hole and
     /// where it lies), so that every key stays reachable from its home
     /// without a marker left behind (Knuth's Algorithm R).
-    @inline(__always)
-    private static func delete(at hole: Int, in slots: UnsafeMutableBufferPointer<Slot>) {
+    private mutating func delete(at hole: Int) {
         let mask = slots.count - 1
         var hole = hole
         var j = hole
@@ -141,63 +147,58 @@ struct NonceTable {
             hole = j
         }
         slots[hole] = .empty
+        count -= 1
     }
 
-    /// Sweeps the next `sweepStep` slots from the cursor; at the end of each
-    /// pass, a table less than an eighth full is rebuilt smaller (memory
-    /// follows the load down as well as up).
+    /// Sweeps the next `sweepStep` slots from the cursor (a removal is a
+    /// step); at the end of each pass, a table less than an eighth full is
+    /// rebuilt smaller (memory follows the load down as well as up).
     private mutating func sweep(now: UInt32, lifetime: Int32) {
-        let wrapped: Bool
-        (cursor, wrapped) = removeExpired(from: cursor, steps: Self.sweepStep, stopAtEnd: false, now: now, lifetime: lifetime)
-        if wrapped && count * 8 < slots.count && slots.count > Self.minimumSize {
-            rebuild(size: Self.size(for: count * 2), now: now, lifetime: lifetime)
+        var i = cursor
+        for _ in 0..<Self.sweepStep {
+            let meta = slots[i].meta
+            if meta != 0 && !Self.isLive(meta, now: now, lifetime: lifetime) {
+                // Look again at `i`: a later key of the run may have moved there.
+                delete(at: i)
+                continue
+            }
+            i += 1
+            if i == slots.count {
+                i = 0
+                if count * 8 < slots.count && slots.count > Self.minimumSize {
+                    rebuild(size: Self.size(for: count * 2), now: now, lifetime: lifetime)
+                    return
+                }
+            }
         }
+        cursor = i
     }
 
     /// Removes every expired key.
     mutating func purge(now: UInt32, lifetime: Int32) {
-        _ = removeExpired(from: 0, steps: .max, stopAtEnd: true, now: now, lifetime: lifetime)
-    }
-
-    /// Walks `steps` slots from `start` (a removal is a step), removing
-    /// expired keys; says where it stopped and whether it passed the end.
-    private mutating func removeExpired(from start: Int, steps: Int, stopAtEnd: Bool,
-                                        now: UInt32, lifetime: Int32) -> (next: Int, wrapped: Bool) {
-        slots.withUnsafeMutableBufferPointer { slots in
-            var left = steps, i = start, wrapped = false
-            while left > 0 {
-                let meta = slots[i].meta
-                if meta != 0 && !Self.isLive(meta, now: now, lifetime: lifetime) {
-                    // Look again at `i`: a later key of the run may have moved there.
-                    Self.delete(at: i, in: slots)
-                    count -= 1
-                } else {
-                    i += 1
-                    if i == slots.count {
-                        i = 0
-                        wrapped = true
-                        if stopAtEnd { break }
-                    }
-                }
-                left -= 1
+        var i = 0
+        while i < slots.count {
+            let meta = slots[i].meta
+            if meta != 0 && !Self.isLive(meta, now: now, lifetime: lifetime) {
+                delete(at: i)
+            } else {
+                i += 1
             }
-            return (i, wrapped)
         }
     }
 
     /// The live keys, re-placed in a table of `size` slots.
     private mutating func rebuild(size: Int, now: UInt32, lifetime: Int32) {
-        var fresh = [Slot](repeating: .empty, count: size)
+        let fresh = Self.allocate(size)
+        let mask = size - 1
         var live = 0
-        fresh.withUnsafeMutableBufferPointer { fresh in
-            let mask = size - 1
-            for slot in slots where slot.meta != 0 && Self.isLive(slot.meta, now: now, lifetime: lifetime) {
-                var i = Int(truncatingIfNeeded: slot.low) & mask
-                while fresh[i].meta != 0 { i = (i &+ 1) & mask }
-                fresh[i] = slot
-                live += 1
-            }
+        for slot in slots where slot.meta != 0 && Self.isLive(slot.meta, now: now, lifetime: lifetime) {
+            var i = Int(truncatingIfNeeded: slot.low) & mask
+            while fresh[i].meta != 0 { i = (i &+ 1) & mask }
+            fresh[i] = slot
+            live += 1
         }
+        slots.deallocate()
         slots = fresh
         count = live
         cursor = 0
