@@ -4,14 +4,15 @@
 /// one probe sequence, one cache miss at millions of keys, where a table per
 /// bucket cost a miss for each live bucket (up to five).
 ///
-/// Expired keys go three ways, none of them a pass over the whole table on
-/// the request path:
+/// Expired keys go three ways; only the last (and growing the table) is a
+/// pass over the whole table:
 /// - a probe that meets one removes it (backward-shift deletion: the keys
 ///   after it in its run move up, so no marker is left and no later probe
 ///   runs longer for it);
 /// - each insertion also sweeps the next few slots from a cursor (memory in
-///   order: cheap), so that a key no probe meets is still removed within
-///   about a third of the window at a steady rate;
+///   order: cheap), so that a key no probe meets is still removed, at a
+///   steady rate within a third of the window to one window after it
+///   expired (as the table is two to four times the keys it holds);
 /// - when the shard is at its cap, the whole table is swept once, at most
 ///   once a tick, before it refuses (so a full store frees up as soon as
 ///   the window passes, and an attacker holding it full costs one sweep a

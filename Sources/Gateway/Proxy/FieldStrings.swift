@@ -82,7 +82,9 @@ enum FieldStrings {
             // or 1 bytes instead of a call to memcpy (which cost more than
             // the copy at these lengths).
             let n = b.count, o = UnsafeMutableRawPointer(to)
-            if n >= 8 {
+            if n > 16 {
+                o.copyMemory(from: from, byteCount: n)  // not a small string (`make` never asks)
+            } else if n >= 8 {
                 let head = from.loadUnaligned(as: UInt64.self), tail = from.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
                 o.storeBytes(of: head, as: UInt64.self)
                 o.storeBytes(of: tail, toByteOffset: n - 8, as: UInt64.self)
