@@ -230,8 +230,8 @@ struct H2ServerCodecTests {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
-        func log(level: Logger.Level, message: Logger.Message, metadata: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
-            lines.append("\(message) \(metadata ?? [:])")
+        func log(event: LogEvent) {
+            lines.append("\(event.message) \(event.metadata ?? [:])")
         }
     }
 
