@@ -71,6 +71,12 @@ struct NonceTable: ~Copyable {
         Int32(truncatingIfNeeded: now &- UInt32(truncatingIfNeeded: meta)) <= lifetime
     }
 
+    /// Whether `slot` holds the key of this low word and identity (its tick aside).
+    @inline(__always)
+    static func holds(_ slot: Slot, low: UInt64, identity: UInt64) -> Bool {
+        slot.low == low && slot.meta & ~0xFFFF_FFFF == identity
+    }
+
     typealias Answer = MemoryNonceStore.Answer
 
     /// Whether the key is live here (tests; changes nothing).
@@ -78,8 +84,7 @@ struct NonceTable: ~Copyable {
         let identity = Self.identity(high: high), mask = slots.count - 1
         var i = Int(truncatingIfNeeded: low) & mask
         while slots[i].meta != 0 {
-            let slot = slots[i]
-            if slot.low == low && slot.meta & ~0xFFFF_FFFF == identity { return Self.isLive(slot.meta, now: now, lifetime: lifetime) }
+            if Self.holds(slots[i], low: low, identity: identity) { return Self.isLive(slots[i].meta, now: now, lifetime: lifetime) }
             i = (i &+ 1) & mask
         }
         return false
@@ -99,7 +104,7 @@ struct NonceTable: ~Copyable {
                 delete(at: i)
                 continue
             }
-            if slot.low == low && slot.meta & ~0xFFFF_FFFF == identity { return .replayed }
+            if Self.holds(slot, low: low, identity: identity) { return .replayed }
             i = (i &+ 1) & mask
         }
         if count >= cap {
@@ -120,12 +125,26 @@ struct NonceTable: ~Copyable {
     /// purge) or must grow.
     private mutating func insert(low: UInt64, meta: UInt64, now: UInt32, lifetime: Int32) -> Answer {
         if (count + 1) * 2 > slots.count { rebuild(size: slots.count * 2, now: now, lifetime: lifetime) }
-        let mask = slots.count - 1
-        var i = Int(truncatingIfNeeded: low) & mask
-        while slots[i].meta != 0 { i = (i &+ 1) & mask }
-        slots[i] = Slot(low: low, meta: meta)
+        Self.place(Slot(low: low, meta: meta), in: slots)
         count += 1
         return .recorded
+    }
+
+    /// Puts `slot` in the first empty slot from its home on.
+    private static func place(_ slot: Slot, in slots: UnsafeMutableBufferPointer<Slot>) {
+        let mask = slots.count - 1
+        var i = Int(truncatingIfNeeded: slot.low) & mask
+        while slots[i].meta != 0 { i = (i &+ 1) & mask }
+        slots[i] = slot
+    }
+
+    /// Removes the key at `i` if it has expired (the slot then holds the
+    /// next key of its run, if any, to look at again); whether it did.
+    private mutating func removeIfExpired(at i: Int, now: UInt32, lifetime: Int32) -> Bool {
+        let meta = slots[i].meta
+        guard meta != 0 && !Self.isLive(meta, now: now, lifetime: lifetime) else { return false }
+        delete(at: i)
+        return true
     }
 
     /// Removes the slot at `hole` by moving up each later key of its run
@@ -157,12 +176,7 @@ struct NonceTable: ~Copyable {
     private mutating func sweep(now: UInt32, lifetime: Int32) {
         var i = cursor
         for _ in 0..<Self.sweepStep {
-            let meta = slots[i].meta
-            if meta != 0 && !Self.isLive(meta, now: now, lifetime: lifetime) {
-                // Look again at `i`: a later key of the run may have moved there.
-                delete(at: i)
-                continue
-            }
+            if removeIfExpired(at: i, now: now, lifetime: lifetime) { continue }
             i += 1
             if i == slots.count {
                 i = 0
@@ -179,24 +193,16 @@ struct NonceTable: ~Copyable {
     mutating func purge(now: UInt32, lifetime: Int32) {
         var i = 0
         while i < slots.count {
-            let meta = slots[i].meta
-            if meta != 0 && !Self.isLive(meta, now: now, lifetime: lifetime) {
-                delete(at: i)
-            } else {
-                i += 1
-            }
+            if !removeIfExpired(at: i, now: now, lifetime: lifetime) { i += 1 }
         }
     }
 
     /// The live keys, re-placed in a table of `size` slots.
     private mutating func rebuild(size: Int, now: UInt32, lifetime: Int32) {
         let fresh = Self.allocate(size)
-        let mask = size - 1
         var live = 0
         for slot in slots where slot.meta != 0 && Self.isLive(slot.meta, now: now, lifetime: lifetime) {
-            var i = Int(truncatingIfNeeded: slot.low) & mask
-            while fresh[i].meta != 0 { i = (i &+ 1) & mask }
-            fresh[i] = slot
+            Self.place(slot, in: fresh)
             live += 1
         }
         slots.deallocate()
