@@ -141,11 +141,13 @@ struct DigestTests {
         func reference(_ bytes: [UInt8], from start: Int) -> Int {
             bytes[start...].firstIndex(where: { $0 < 0x20 || $0 == 0x7F }) ?? bytes.count
         }
+        // 40 bytes: two vector steps, a word step and a tail over the last
+        // word, from starts that put the hit in each of them.
         for b in 0...255 {
-            for offset in 0..<20 {
-                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 20)
+            for offset in 0..<40 {
+                var bytes = [UInt8](repeating: UInt8(ascii: "a"), count: 40)
                 bytes[offset] = UInt8(b)
-                for start in [0, 3, offset] {
+                for start in [0, 3, 9, 17, 35, offset] {
                     let found = bytes.withUnsafeBytes { HTTPToken.firstControl($0, from: start) }
                     #expect(found == reference(bytes, from: start), "byte \(b) at \(offset) from \(start)")
                 }
@@ -156,12 +158,13 @@ struct DigestTests {
         // Mixed words: obs-text beside controls, several controls in one word.
         var generator = SystemRandomNumberGenerator()
         for _ in 0..<2000 {
-            let bytes = (0..<Int.random(in: 0...40, using: &generator)).map { _ in
+            let bytes = (0..<Int.random(in: 0...80, using: &generator)).map { _ in
                 [UInt8.random(in: 0x20...0x7E, using: &generator), UInt8.random(in: 0x80...0xFF, using: &generator),
                  UInt8.random(in: 0...0x1F, using: &generator), 0x7F, 0x09][Int.random(in: 0..<5, using: &generator) < 3 ? 0 : Int.random(in: 1..<5, using: &generator)]
             }
-            let found = bytes.withUnsafeBytes { HTTPToken.firstControl($0, from: 0) }
-            #expect(found == reference(bytes, from: 0), "\(bytes)")
+            let start = Int.random(in: 0...bytes.count, using: &generator)
+            let found = bytes.withUnsafeBytes { HTTPToken.firstControl($0, from: start) }
+            #expect(found == reference(bytes, from: start), "\(bytes) from \(start)")
             #expect(bytes.withUnsafeBytes { HTTPToken.isValidFieldValue($0) } == bytes.allSatisfy(HTTPToken.isFieldValueByte), "\(bytes)")
         }
     }
