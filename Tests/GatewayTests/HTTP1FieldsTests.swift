@@ -99,4 +99,23 @@ struct HTTP1FieldsTests {
         #expect(fields.contiguous == fields)
         #expect(fields.contiguous.allSatisfy { $0.name.isContiguousUTF8 && $0.value.isContiguousUTF8 })
     }
+
+    @Test("the short copy: every length 0 to 70 at every alignment, exactly the bytes asked, nothing before or after touched")
+    func shortCopy() {
+        var r = Rand(state: 11)
+        for n in 0...70 {
+            for offset in 0..<8 {
+                let source = (0..<n).map { _ in UInt8(r.next(256)) }
+                var target = [UInt8](repeating: 0xEE, count: n + 24)
+                source.withUnsafeBytes { from in
+                    target.withUnsafeMutableBytes { to in
+                        ShortCopy.copy(to.baseAddress! + 8 + offset, from: from.baseAddress ?? UnsafeRawPointer(to.baseAddress!), count: n)
+                    }
+                }
+                #expect(Array(target[(8 + offset)..<(8 + offset + n)]) == source, "length \(n) at \(offset)")
+                #expect(target[..<(8 + offset)].allSatisfy { $0 == 0xEE } && target[(8 + offset + n)...].allSatisfy { $0 == 0xEE },
+                        "length \(n) at \(offset): a byte outside was written")
+            }
+        }
+    }
 }

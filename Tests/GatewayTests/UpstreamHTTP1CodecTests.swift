@@ -51,8 +51,23 @@ struct UpstreamHTTP1CodecTests {
         while x < Int.max / 10 { values += [x - 1, x, x + 1]; x *= 10 }
         for n in values {
             var b = ByteBuffer(string: "x")
-            HTTPBytes.writeDecimal(n, into: &b)
-            #expect(String(buffer: b) == "x" + String(n))
+            HTTPBytes.writeContentLength(n, into: &b)
+            #expect(String(buffer: b) == "xcontent-length: \(n)\r\n")
+        }
+    }
+
+    @Test("the request line, written in one piece: methods and targets of every length, HTTP/1.0 and 1.1, after what the buffer held")
+    func requestLine() {
+        let methods = ["GET", "POST", "OPTIONS", "PROPPATCH", "X-VERY-LONG-EXTENSION-METHOD-NAME-OF-40-B"]
+        for method in methods {
+            for length in 1...80 {
+                let target = "/" + String(repeating: "p", count: length - 1)
+                for http10 in [false, true] {
+                    var b = ByteBuffer(string: "earlier")
+                    HTTPBytes.writeRequestLine(method: method, target: target, http10: http10, into: &b)
+                    #expect(String(buffer: b) == "earlier\(method) \(target) HTTP/1.\(http10 ? 0 : 1)\r\n")
+                }
+            }
         }
     }
 

@@ -78,27 +78,8 @@ enum FieldStrings {
     static func small(_ b: UnsafeRawBufferPointer) -> String {
         String(unsafeUninitializedCapacity: b.count) { out in
             guard let from = b.baseAddress, let to = out.baseAddress else { return 0 }
-            // Two overlapping loads and stores of the first and last 8, 4, 2
-            // or 1 bytes instead of a call to memcpy (which cost more than
-            // the copy at these lengths).
-            let n = b.count, o = UnsafeMutableRawPointer(to)
-            if n > 16 {
-                o.copyMemory(from: from, byteCount: n)  // not a small string (`make` never asks)
-            } else if n >= 8 {
-                let head = from.loadUnaligned(as: UInt64.self), tail = from.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)
-                o.storeBytes(of: head, as: UInt64.self)
-                o.storeBytes(of: tail, toByteOffset: n - 8, as: UInt64.self)
-            } else if n >= 4 {
-                let head = from.loadUnaligned(as: UInt32.self), tail = from.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
-                o.storeBytes(of: head, as: UInt32.self)
-                o.storeBytes(of: tail, toByteOffset: n - 4, as: UInt32.self)
-            } else if n >= 2 {
-                let head = from.loadUnaligned(as: UInt16.self), tail = from.loadUnaligned(fromByteOffset: n - 2, as: UInt16.self)
-                o.storeBytes(of: head, as: UInt16.self)
-                o.storeBytes(of: tail, toByteOffset: n - 2, as: UInt16.self)
-            } else if n == 1 {
-                o.storeBytes(of: from.load(as: UInt8.self), as: UInt8.self)
-            }
+            let n = b.count
+            ShortCopy.copy(UnsafeMutableRawPointer(to), from: from, count: n)
             return n
         }
     }

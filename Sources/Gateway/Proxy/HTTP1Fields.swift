@@ -77,9 +77,9 @@ extension HTTPBytes {
                              room: Int) -> Int {
         let total = n.count &+ v.count &+ 4
         guard total <= room, HTTPToken.isValidFieldValue(UnsafeRawBufferPointer(v)) else { return -1 }
-        o.copyMemory(from: n.baseAddress!, byteCount: n.count)
+        ShortCopy.copy(o, from: n.baseAddress!, count: n.count)
         o.storeBytes(of: UInt16(0x3A20).bigEndian, toByteOffset: n.count, as: UInt16.self)  // ": "
-        if !v.isEmpty { (o + n.count + 2).copyMemory(from: v.baseAddress!, byteCount: v.count) }
+        if !v.isEmpty { ShortCopy.copy(o + n.count + 2, from: v.baseAddress!, count: v.count) }
         o.storeBytes(of: UInt16(0x0D0A).bigEndian, toByteOffset: total &- 2, as: UInt16.self)  // CRLF
         return total
     }

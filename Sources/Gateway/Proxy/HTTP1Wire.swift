@@ -21,21 +21,53 @@ enum HTTPBytes {
         }
     }
 
-    /// `n` (not negative) in decimal digits, written straight into `buffer`
-    /// (no `String` made of it, as `String(n)` would).
-    static func writeDecimal(_ n: Int, into buffer: inout ByteBuffer) {
+    /// `content-length: n` CRLF (`n` not negative), in one reservation of
+    /// the buffer: the digits written in place (no `String` made of them).
+    static func writeContentLength(_ n: Int, into buffer: inout ByteBuffer) {
         precondition(n >= 0, "a negative length")
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes: room for Int.max's 19 digits
-        withUnsafeMutableBytes(of: &digits) { d in
-            var i = d.count
-            var v = n
+        let label: StaticString = "content-length: "
+        var digits = 1
+        var v = n
+        while v >= 10 { v /= 10; digits &+= 1 }
+        let total = label.utf8CodeUnitCount &+ digits &+ 2
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+            let o = out.baseAddress!
+            ShortCopy.copy(o, from: label.utf8Start, count: label.utf8CodeUnitCount)
+            var at = total &- 2
+            v = n
             repeat {
-                i -= 1
-                d[i] = UInt8(truncatingIfNeeded: v % 10) &+ UInt8(ascii: "0")
+                at &-= 1
+                o.storeBytes(of: UInt8(truncatingIfNeeded: v % 10) &+ UInt8(ascii: "0"), toByteOffset: at, as: UInt8.self)
                 v /= 10
             } while v > 0
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: d[i...]))
+            o.storeBytes(of: UInt16(0x0D0A).bigEndian, toByteOffset: total &- 2, as: UInt16.self)  // CRLF
+            return total
         }
+    }
+
+    /// `method SP target SP HTTP/1.x CRLF` (both already checked), in one
+    /// reservation of the buffer; strings without contiguous UTF-8
+    /// (bridged) the slow way.
+    static func writeRequestLine(method: String, target: String, http10: Bool, into buffer: inout ByteBuffer) {
+        let version: StaticString = http10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n"
+        let written = method.utf8.withContiguousStorageIfAvailable { m -> Int? in
+            target.utf8.withContiguousStorageIfAvailable { t -> Int in
+                let total = m.count &+ 1 &+ t.count &+ version.utf8CodeUnitCount
+                return buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
+                    let o = out.baseAddress!
+                    if let from = m.baseAddress { ShortCopy.copy(o, from: from, count: m.count) }
+                    o.storeBytes(of: UInt8(ascii: " "), toByteOffset: m.count, as: UInt8.self)
+                    if let from = t.baseAddress { ShortCopy.copy(o + m.count + 1, from: from, count: t.count) }
+                    ShortCopy.copy(o + m.count + 1 + t.count, from: version.utf8Start, count: version.utf8CodeUnitCount)
+                    return total
+                }
+            }
+        }
+        if let written, written != nil { return }
+        buffer.writeString(method)
+        buffer.writeInteger(UInt8(ascii: " "))
+        buffer.writeString(target)
+        buffer.writeStaticString(version)
     }
 
     /// The fields that frame an HTTP/1.1 message or route it, as the
@@ -68,9 +100,9 @@ enum HTTPBytes {
                 let total = n.count + v.count + 4
                 buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
                     let o = out.baseAddress!
-                    o.copyMemory(from: n.baseAddress!, byteCount: n.count)
+                    ShortCopy.copy(o, from: n.baseAddress!, count: n.count)
                     o.storeBytes(of: UInt16(0x3A20).bigEndian, toByteOffset: n.count, as: UInt16.self)  // ": "
-                    if !v.isEmpty { (o + n.count + 2).copyMemory(from: v.baseAddress!, byteCount: v.count) }
+                    if !v.isEmpty { ShortCopy.copy(o + n.count + 2, from: v.baseAddress!, count: v.count) }
                     o.storeBytes(of: UInt16(0x0D0A).bigEndian, toByteOffset: total - 2, as: UInt16.self)  // CRLF
                     return total
                 }
@@ -173,10 +205,7 @@ enum UpstreamRequestEncoder {
         let isTrace = head.method == .TRACE
         let lengthSet = edits.contentLength != nil
         buffer.reserveCapacity(minimumWritableBytes: 512)
-        buffer.writeString(method)
-        buffer.writeInteger(UInt8(ascii: " "))
-        buffer.writeString(head.uri)
-        buffer.writeStaticString(head.version.minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n")
+        HTTPBytes.writeRequestLine(method: method, target: head.uri, http10: head.version.minor == 0, into: &buffer)
         var hasLength = false
         var chunked = false
         let host = edits.host
@@ -216,15 +245,13 @@ enum UpstreamRequestEncoder {
         guard written else { throw refuse("invalid header field") }
         if let host, !hostWritten, !HTTPBytes.writeField("host", host, into: &buffer) { throw refuse("invalid header field") }
         if let length = edits.contentLength, !isTrace {
-            buffer.writeStaticString("content-length: ")
-            HTTPBytes.writeDecimal(length, into: &buffer)
-            buffer.writeStaticString("\r\n")
+            HTTPBytes.writeContentLength(length, into: &buffer)
             hasLength = true
         }
         if hasLength && chunked { throw refuse("both Content-Length and Transfer-Encoding") }
         if bodyExpected && !hasLength {
-            buffer.writeStaticString("transfer-encoding: chunked\r\n")
-            chunked = true
+            buffer.writeStaticString("transfer-encoding: chunked\r\n\r\n")
+            return true
         }
         buffer.writeStaticString("\r\n")
         return chunked
