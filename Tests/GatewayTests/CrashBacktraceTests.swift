@@ -13,7 +13,7 @@ struct CrashBacktraceTests {
         let dir = try TestSupport.temporaryDirectory("crash")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let errPath = dir + "/stderr"
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: gateway)
         // A long benchmark: a process that stays up with no configuration.

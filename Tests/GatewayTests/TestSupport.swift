@@ -114,8 +114,8 @@ enum TestSupport {
         let dir = try temporaryDirectory("proc")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let outPath = dir + "/out", errPath = dir + "/err"
-        FileManager.default.createFile(atPath: outPath, contents: nil)
-        FileManager.default.createFile(atPath: errPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: outPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: errPath, contents: nil)
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -222,7 +222,7 @@ final class GatewayProcess: @unchecked Sendable {
         let text = "admin:\n  address: 127.0.0.1:\(adminPort)\n" + yaml
         try text.write(toFile: configDir + "/00-test.yaml", atomically: true, encoding: .utf8)
         let gw = GatewayProcess(dir: dir, adminPort: adminPort)
-        FileManager.default.createFile(atPath: gw.logPath, contents: nil)
+        _ = FileManager.default.createFile(atPath: gw.logPath, contents: nil)
         gw.process.executableURL = URL(fileURLWithPath: try TestSupport.gatewayBinary)
         gw.process.arguments = ["serve", "--config", configDir, "--state", stateDir, "--threads", "2"] + extraArgs
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: gw.logPath))

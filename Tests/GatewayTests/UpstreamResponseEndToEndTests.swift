@@ -83,7 +83,7 @@ final class ScriptedUpstream: @unchecked Sendable {
         port = try TestSupport.freePort()
         dir = try TestSupport.temporaryDirectory("scripted")
         try Self.script.write(toFile: dir + "/upstream.py", atomically: true, encoding: .utf8)
-        FileManager.default.createFile(atPath: dir + "/log", contents: nil)
+        _ = FileManager.default.createFile(atPath: dir + "/log", contents: nil)
     }
 
     func start() async throws {
