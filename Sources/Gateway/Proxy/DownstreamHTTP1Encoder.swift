@@ -33,7 +33,7 @@ struct DownstreamHTTP1Encoder {
         let bodiless = code < 200 || code == 204 || code == 304
         if let line = Self.statusLine(head.status) {
             buffer.reserveCapacity(minimumWritableBytes: 512)
-            buffer.writeStaticString(line)
+            HTTPBytes.writeLiteral(line, into: &buffer)
         } else {
             let reason = head.status.reasonPhrase
             guard ASCII.allBytes(reason, HTTPToken.isFieldValueByte) else { throw InvalidResponse(description: "invalid reason phrase") }
@@ -73,9 +73,16 @@ struct DownstreamHTTP1Encoder {
         }
         let untilClose = !bodiless && !hasLength && !answeringHEAD && toHTTP10
         let addChunked = !bodiless && !hasLength && !toHTTP10
-        if addChunked { buffer.writeStaticString("transfer-encoding: chunked\r\n") }
-        if untilClose && !saysClose { buffer.writeStaticString("connection: close\r\n") }
-        buffer.writeStaticString("\r\n")
+        // The framing this encoder adds and the empty line, as one literal
+        // (the two framings never go together: one is HTTP/1.1's, the
+        // other HTTP/1.0's).
+        if addChunked {
+            HTTPBytes.writeLiteral("transfer-encoding: chunked\r\n\r\n", into: &buffer)
+        } else if untilClose && !saysClose {
+            HTTPBytes.writeLiteral("connection: close\r\n\r\n", into: &buffer)
+        } else {
+            HTTPBytes.writeLiteral("\r\n", into: &buffer)
+        }
         if !interim {
             chunked = addChunked && !answeringHEAD
             suppressBody = answeringHEAD

@@ -45,6 +45,18 @@ enum HTTPBytes {
         }
     }
 
+    /// A literal (a status line, the CRLF that ends a head), in one
+    /// reservation of the buffer and a copy that is no `memmove` call when
+    /// short; NIO's `writeStaticString` costs about three times as much.
+    @inline(__always)
+    static func writeLiteral(_ literal: StaticString, into buffer: inout ByteBuffer) {
+        let n = literal.utf8CodeUnitCount
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { out in
+            ShortCopy.copy(out.baseAddress!, from: literal.utf8Start, count: n)
+            return n
+        }
+    }
+
     /// `method SP target SP HTTP/1.x CRLF` (both already checked), in one
     /// reservation of the buffer; strings without contiguous UTF-8
     /// (bridged) the slow way.
@@ -250,10 +262,10 @@ enum UpstreamRequestEncoder {
         }
         if hasLength && chunked { throw refuse("both Content-Length and Transfer-Encoding") }
         if bodyExpected && !hasLength {
-            buffer.writeStaticString("transfer-encoding: chunked\r\n\r\n")
+            HTTPBytes.writeLiteral("transfer-encoding: chunked\r\n\r\n", into: &buffer)
             return true
         }
-        buffer.writeStaticString("\r\n")
+        HTTPBytes.writeLiteral("\r\n", into: &buffer)
         return chunked
     }
 
