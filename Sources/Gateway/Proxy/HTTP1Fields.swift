@@ -73,7 +73,7 @@ extension HTTPBytes {
     /// value holds a control byte (or, which the room counted beforehand
     /// rules out, the line would not fit in `room` bytes).
     @inline(__always)
-    private static func line(_ n: UnsafeBufferPointer<UInt8>, _ v: UnsafeBufferPointer<UInt8>, at o: UnsafeMutableRawPointer,
+    static func line(_ n: UnsafeBufferPointer<UInt8>, _ v: UnsafeBufferPointer<UInt8>, at o: UnsafeMutableRawPointer,
                              room: Int) -> Int {
         let total = n.count &+ v.count &+ 4
         guard total <= room, HTTPToken.isValidFieldValue(UnsafeRawBufferPointer(v)) else { return -1 }

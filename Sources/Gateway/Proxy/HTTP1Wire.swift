@@ -107,18 +107,15 @@ enum HTTPBytes {
             value.utf8.withContiguousStorageIfAvailable { v -> Bool in
                 guard !n.isEmpty else { return false }
                 for b in n where !HTTPToken.isTokenByte(b) { return false }
-                guard HTTPToken.isValidFieldValue(UnsafeRawBufferPointer(v)) else { return false }
-                // One copy into the buffer for the whole line.
-                let total = n.count + v.count + 4
-                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: total) { out in
-                    let o = out.baseAddress!
-                    ShortCopy.copy(o, from: n.baseAddress!, count: n.count)
-                    o.storeBytes(of: UInt16(0x3A20).bigEndian, toByteOffset: n.count, as: UInt16.self)  // ": "
-                    if !v.isEmpty { ShortCopy.copy(o + n.count + 2, from: v.baseAddress!, count: v.count) }
-                    o.storeBytes(of: UInt16(0x0D0A).bigEndian, toByteOffset: total - 2, as: UInt16.self)  // CRLF
-                    return total
+                // The field writer's own line, in one reservation of the
+                // buffer; nothing is written when the value is refused.
+                var ok = false
+                buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: n.count + v.count + 4) { out in
+                    let written = line(n, v, at: out.baseAddress!, room: out.count)
+                    ok = written >= 0
+                    return max(written, 0)
                 }
-                return true
+                return ok
             }
         }
         if let written, let written { return written }
