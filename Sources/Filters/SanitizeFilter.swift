@@ -277,7 +277,9 @@ public struct SanitizeFilter: Filter {
         // reads them borrows them, one that keeps a value copies every field.
         var found = HeaderScan()
         var lengthAt = -1, typeAt = -1
-        let allow = headerAllow  // once, not a copy of the set for each field
+        // The sets once, not a copy of each (a retain of its table) for
+        // each field.
+        let deny = headerDeny, allow = headerAllow, checksNames = checksHeaderNames
         for i in headers.indices {
             // Over the name's bytes where they lie (a name bound to a
             // constant is a copy of the string: retained, then released).
@@ -288,8 +290,8 @@ public struct SanitizeFilter: Filter {
                 case 17 where ASCII.equalsLowercase(name, "transfer-encoding"): found.transferEncoding = true
                 default: break
                 }
-                if checksHeaderNames && found.refusedName == nil {
-                    if headerDeny.contains(utf8: name) {
+                if checksNames && found.refusedName == nil {
+                    if deny.contains(utf8: name) {
                         found.refusedName = Self.deniedHeader
                     } else if let allow, !allow.contains(utf8: name) {
                         found.refusedName = Self.headerNotAllowed
