@@ -106,10 +106,12 @@ extension HeaderFields {
     ///
     /// In place: when the list is not shared (a filter's edit after the
     /// proxy's own), no field is copied; a shared list is copied once, as
-    /// any edit would.
+    /// any edit would. The additions are taken, not borrowed: a caller's
+    /// string moves into the list without a retain and a release of its own.
     @inlinable
     public mutating func replace(_ n1: StaticString, _ n2: StaticString? = nil, _ n3: StaticString? = nil, _ n4: StaticString? = nil,
-                                 with a1: (String, String), _ a2: (String, String)? = nil, _ a3: (String, String)? = nil) {
+                                 with a1: consuming Element, _ a2: consuming Element? = nil,
+                                 _ a3: consuming Element? = nil) {
         // Backwards by index, each name compared where it lies (passing a
         // field to a predicate that is not inlined would copy it): a match
         // is removed in place, the fields after it moved, none copied.
@@ -143,7 +145,8 @@ extension HeaderFields {
     /// `replace` on a copy.
     @inlinable
     public func replacing(_ n1: StaticString, _ n2: StaticString? = nil, _ n3: StaticString? = nil, _ n4: StaticString? = nil,
-                          with a1: (String, String), _ a2: (String, String)? = nil, _ a3: (String, String)? = nil) -> HeaderFields {
+                          with a1: consuming Element, _ a2: consuming Element? = nil,
+                          _ a3: consuming Element? = nil) -> HeaderFields {
         var copy = self
         copy.replace(n1, n2, n3, n4, with: a1, a2, a3)
         return copy
