@@ -74,7 +74,7 @@ extension HTTPBytes {
     /// rules out, the line would not fit in `room` bytes).
     @inline(__always)
     static func line(_ n: UnsafeBufferPointer<UInt8>, _ v: UnsafeBufferPointer<UInt8>, at o: UnsafeMutableRawPointer,
-                             room: Int) -> Int {
+                     room: Int) -> Int {
         let total = n.count &+ v.count &+ 4
         guard total <= room, HTTPToken.isValidFieldValue(UnsafeRawBufferPointer(v)) else { return -1 }
         ShortCopy.copy(o, from: n.baseAddress!, count: n.count)
