@@ -12,10 +12,17 @@ open, and dumped after a fixed time. A request is one call of
 and the instructions counted come from the same window).
 
 What it does not see: the kernel, and what an instruction costs (cache misses,
-atomic reference counts, the CPU's SHA extensions: valgrind hides them, so
+atomic operations, the CPU's SHA extensions: valgrind hides them, so
 SHA-256 runs swift-crypto's portable code here and costs ~40,000 instructions
 on the full route that the real CPU does in far fewer). Compare builds with
 it, not with nginx.
+
+Atomic operations a request are counted too: executions of the binary's
+`lock`-prefixed instructions (and `xchg` with memory, atomic without the
+prefix), read from the profile's per-instruction counts. Nearly all are
+Swift's reference counting (`swift_retain`, `swift_release`); each is one
+instruction here but 20 or more cycles on some CPUs (on a 2026-12 Intel
+host, a fifth of the full route's time), so they are counted apart.
 
 Environment: BENCH_ROUTES (default gateway_plain,gateway_full; also
 gateway_unsigned), BENCH_SECONDS (per route, default 14), BENCH_OUT (where the
@@ -93,6 +100,54 @@ def by_group(profile):
     return out
 
 
+def lock_addresses(binary):
+    """Addresses of the binary's atomic read-modify-write instructions."""
+    text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", binary], capture_output=True, text=True,
+                          check=True).stdout
+    return {int(m.group(1), 16) for m in re.finditer(r"^\s*([0-9a-f]+):\s+(?:lock |xchg\s+%\w+,\s*\(|xchg\s+\S*\()",
+                                                   text, re.M)}
+
+
+def atomics(profile, locks, binary):
+    """Executions of the instructions at `locks` in `binary`'s code (a
+    profile made with --dump-instr=yes), in all and by function."""
+    names, fn, ob, addr, skip = {}, None, None, 0, False
+    by = {}
+
+    def name(token):
+        m = re.match(r"\((\d+)\)(?: (.*))?", token)
+        if not m:
+            return token
+        if m.group(2):
+            names[m.group(1)] = m.group(2)
+        return names.get(m.group(1), token)
+    for line in open(profile, errors="replace"):
+        head = line[:4]
+        if head.startswith("fn="):
+            fn = name(line[3:].strip())
+        elif head.startswith("ob="):
+            ob = name(line[3:].strip())
+        elif head in ("cob=", "cfi=", "cfl=", "cfn="):
+            name(line[4:].strip())
+        elif head[:3] in ("fi=", "fe=", "fl="):
+            name(line[3:].strip())
+        elif line.startswith("calls="):
+            skip = True  # the next line is the call's inclusive cost, not the instruction's own
+        elif line[:1] in "0123456789+-*":
+            parts = line.split()
+            position = parts[0]
+            if position.startswith("0x"):
+                addr = int(position, 16)
+            elif position[0] in "+-":
+                step = int(position[1:], 16) if position[1:].startswith("0x") else int(position[1:])
+                addr += step if position[0] == "+" else -step
+            if skip:
+                skip = False
+            elif ob == binary and addr in locks and len(parts) > 2:
+                by[fn] = by.get(fn, 0) + int(parts[2])
+    return by
+
+
 def main():
     for tool in ["valgrind", "callgrind_annotate", "callgrind_control", "objcopy", "wrk"]:
         if not shutil.which(tool):
@@ -118,13 +173,15 @@ def main():
             os.remove(os.path.join(OUT, old))
         wait = bench.wait_port
         bench.wait_port = lambda port, timeout=20: wait(port, 180)  # starting under valgrind is slow
-        procs["gateway"] = bench.Proc("gateway", ["valgrind", "--tool=callgrind", f"--callgrind-out-file={profile}",
+        procs["gateway"] = bench.Proc("gateway", ["valgrind", "--tool=callgrind", "--dump-instr=yes",
+                                                  f"--callgrind-out-file={profile}",
                                                   binary, "serve", "--config", os.path.join(work, "filters.d"),
                                                   "--state", work, "--threads", "1", "--no-access-log",
                                                   "--log-level", "warning"],
                                       bench.PROXY_CORE, work, bench.PORTS["gateway_plain"], True)
         bench.wait_port = wait
         pid = str(procs["gateway"].p.pid)
+        locks = lock_addresses(binary)
         for n, route in enumerate(ROUTES, start=1):
             target = bench.url(route)
             from_file = route in bench.FROM_FILE
@@ -149,9 +206,14 @@ def main():
             if count == 0:
                 raise SystemExit(f"{route}: no request in the profile {dump}")
             groups = {g: round(v / count) for g, v in sorted(by_group(dump).items(), key=lambda x: -x[1])}
+            held = atomics(dump, locks, binary)
+            atomic = sum(held.values())
+            top = {re.sub(r"\(.*", "", f)[:60]: round(v / count, 1) for f, v in sorted(held.items(), key=lambda x: -x[1])[:4]}
             results[route] = {"requests": count, "instructions_per_request": round(total / count), "by_group": groups,
+                              "atomics_per_request": round(atomic / count, 1), "atomics_by_function": top,
                               "profile": dump}
-            bench.log(f"{route:18} {count:7d} requests  {total / count:9.0f} instructions a request")
+            bench.log(f"{route:18} {count:7d} requests  {total / count:9.0f} instructions a request"
+                      f"  {atomic / count:6.1f} atomic operations a request")
     finally:
         for p in procs.values():
             p.stop()
@@ -162,6 +224,7 @@ def main():
                    key=lambda g: -max(r["by_group"].get(g, 0) for r in results.values()))
     for g in names:
         print(f"  {g:22}" + "".join(f"{results[r]['by_group'].get(g, 0):18d}" for r in results))
+    print(f"{'atomic operations':24}" + "".join(f"{results[r]['atomics_per_request']:18.1f}" for r in results))
     with open(os.path.join(OUT, "instructions.json"), "w") as f:
         json.dump({"machine": bench.machine(), "date": time.strftime("%Y-%m-%d"), "seconds": SECONDS,
                    "routes": results}, f, indent=2)
