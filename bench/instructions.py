@@ -113,6 +113,7 @@ def atomics(profile, locks, binary):
     profile made with --dump-instr=yes), in all and by function."""
     names, fn, ob, addr, skip = {}, None, None, 0, False
     by = {}
+    event = 2  # the column of Ir: after the positions (`instr line` with --dump-instr=yes)
 
     def name(token):
         m = re.match(r"\((\d+)\)(?: (.*))?", token)
@@ -123,7 +124,9 @@ def atomics(profile, locks, binary):
         return names.get(m.group(1), token)
     for line in open(profile, errors="replace"):
         head = line[:4]
-        if head.startswith("fn="):
+        if line.startswith("positions:"):
+            event = len(line.split()) - 1
+        elif head.startswith("fn="):
             fn = name(line[3:].strip())
         elif head.startswith("ob="):
             ob = name(line[3:].strip())
@@ -143,8 +146,8 @@ def atomics(profile, locks, binary):
                 addr += step if position[0] == "+" else -step
             if skip:
                 skip = False
-            elif ob == binary and addr in locks and len(parts) > 2:
-                by[fn] = by.get(fn, 0) + int(parts[2])
+            elif ob == binary and addr in locks and len(parts) > event:
+                by[fn] = by.get(fn, 0) + int(parts[event])
     return by
 
 
