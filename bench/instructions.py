@@ -152,7 +152,7 @@ def atomics(profile, locks, binary):
 
 
 def main():
-    for tool in ["valgrind", "callgrind_annotate", "callgrind_control", "objcopy", "wrk"]:
+    for tool in ["valgrind", "callgrind_annotate", "callgrind_control", "objcopy", "objdump", "wrk"]:
         if not shutil.which(tool):
             raise SystemExit(f"missing {tool}: run `make bench-instructions` (it installs valgrind and the bench's tools)")
     if not os.path.exists(bench.GATEWAY):
