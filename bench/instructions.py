@@ -111,29 +111,32 @@ def lock_addresses(binary):
 def atomics(profile, locks, binary):
     """Executions of the instructions at `locks` in `binary`'s code (a
     profile made with --dump-instr=yes), in all and by function."""
-    names, fn, ob, addr, skip = {}, None, None, 0, False
+    fn, ob, addr, skip = None, None, 0, False
     by = {}
     event = 2  # the column of Ir: after the positions (`instr line` with --dump-instr=yes)
+    # Compressed names, "(n) name" once and "(n)" after, are numbered
+    # separately for objects, files and functions.
+    names = {"ob": {}, "fl": {}, "fn": {}}
+    kinds = {"ob=": "ob", "cob=": "ob", "fl=": "fl", "fi=": "fl", "fe=": "fl", "cfi=": "fl", "cfl=": "fl",
+             "fn=": "fn", "cfn=": "fn"}
 
-    def name(token):
+    def name(kind, token):
         m = re.match(r"\((\d+)\)(?: (.*))?", token)
         if not m:
             return token
         if m.group(2):
-            names[m.group(1)] = m.group(2)
-        return names.get(m.group(1), token)
+            names[kind][m.group(1)] = m.group(2)
+        return names[kind].get(m.group(1), token)
     for line in open(profile, errors="replace"):
-        head = line[:4]
+        key = line.split("=", 1)[0] + "=" if "=" in line[:5] else ""
         if line.startswith("positions:"):
             event = len(line.split()) - 1
-        elif head.startswith("fn="):
-            fn = name(line[3:].strip())
-        elif head.startswith("ob="):
-            ob = name(line[3:].strip())
-        elif head in ("cob=", "cfi=", "cfl=", "cfn="):
-            name(line[4:].strip())
-        elif head[:3] in ("fi=", "fe=", "fl="):
-            name(line[3:].strip())
+        elif key in kinds:
+            value = name(kinds[key], line[len(key):].strip())
+            if key == "fn=":
+                fn = value
+            elif key == "ob=":
+                ob = value
         elif line.startswith("calls="):
             skip = True  # the next line is the call's inclusive cost, not the instruction's own
         elif line[:1] in "0123456789+-*":
