@@ -102,10 +102,17 @@ def by_group(profile):
 
 def lock_addresses(binary):
     """Addresses of the binary's atomic read-modify-write instructions."""
-    text = subprocess.run(["objdump", "-d", "--no-show-raw-insn", binary], capture_output=True, text=True,
-                          check=True).stdout
-    return {int(m.group(1), 16) for m in re.finditer(r"^\s*([0-9a-f]+):\s+(?:lock |xchg\s+%\w+,\s*\(|xchg\s+\S*\()",
-                                                   text, re.M)}
+    # Read line by line: the disassembly of the release binary is about 300 MB of text.
+    atomic = re.compile(r"\s*([0-9a-f]+):\s+(?:lock |xchg\s+%\w+,\s*\(|xchg\s+\S*\()")
+    found = set()
+    with subprocess.Popen(["objdump", "-d", "--no-show-raw-insn", binary], stdout=subprocess.PIPE, text=True) as p:
+        for line in p.stdout:
+            m = atomic.match(line)
+            if m:
+                found.add(int(m.group(1), 16))
+    if p.returncode != 0:
+        raise SystemExit(f"objdump failed on {binary} (exit {p.returncode})")
+    return found
 
 
 def atomics(profile, locks, binary):
