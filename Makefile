@@ -5,7 +5,8 @@ CONFIG ?= filters.d
 SWIFT ?= swift
 ## libcurl4-openssl-dev: the release build links Swift's runtime and Foundation
 ## statically, and FoundationNetworking (Passport's JWKS fetch) links libcurl.
-APT_PACKAGES := libsodium-dev libssl-dev libcurl4-openssl-dev pkg-config openssl curl python3 python3-pip
+## libmimalloc-dev: the gateway's allocator in place of the C library's malloc.
+APT_PACKAGES := libsodium-dev libmimalloc-dev libssl-dev libcurl4-openssl-dev pkg-config openssl curl python3 python3-pip
 PY_PACKAGES := pynacl pyjwt cryptography h2
 
 .PHONY: run test test-release build release deps test-deps bench-deps dev-certs check bench bench-instructions bench-micro micro-run clean

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMimalloc
 import Filters
 import Foundation
 import Logging
@@ -21,12 +22,21 @@ struct GatewayCommand: AsyncParsableCommand {
 
 enum GatewayVersion {
     static let string = "0.1.0"
+
+    /// Which allocator serves `malloc` in this process: "mimalloc 2.0.9"
+    /// when libmimalloc took the symbol from the C library (the gateway
+    /// links it for that), "the C library's malloc" if something undid it.
+    static var allocator: String {
+        guard gw_malloc_is_mimalloc() else { return "the C library's malloc" }
+        let v = Int(mi_version())
+        return "mimalloc \(v / 100).\(v / 10 % 10).\(v % 10)"
+    }
 }
 
 struct Version: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the version.")
     func run() {
-        print("gateway \(GatewayVersion.string) (libsodium \(Sodium.version))")
+        print("gateway \(GatewayVersion.string) (libsodium \(Sodium.version), \(GatewayVersion.allocator))")
     }
 }
 
