@@ -95,7 +95,7 @@ def by_group(profile):
         name = re.sub(r" \[.*\]$", "", m.group(2)).replace("???:", "")
         if "NIOThread" in name or "setupThread" in name or "ThreadOps" in name:
             continue  # the thread's entry points: inclusive of everything
-        g = group(name)
+        g = "malloc" if "libmimalloc" in m.group(2) else group(name)
         out[g] = out.get(g, 0) + int(m.group(1).replace(",", ""))
     return out
 
@@ -115,11 +115,15 @@ def lock_addresses(binary):
     return found
 
 
-def atomics(profile, locks, binary):
-    """Executions of the instructions at `locks` in `binary`'s code (a
-    profile made with --dump-instr=yes), in all and by function."""
+def atomics(profile):
+    """Executions of atomic read-modify-write instructions (a profile made
+    with --dump-instr=yes), by (object, function), in every object whose
+    file is on disk: the gateway's binary and the shared libraries it calls
+    (libc's locks and cancellation points, the allocator's). Callgrind gives
+    a shared object's instructions at their offsets in its file, as objdump
+    numbers them."""
     fn, ob, addr, skip = None, None, 0, False
-    by = {}
+    cost = {}
     event = 2  # the column of Ir: after the positions (`instr line` with --dump-instr=yes)
     # Compressed names, "(n) name" once and "(n)" after, are numbered
     # separately for objects, files and functions.
@@ -156,8 +160,14 @@ def atomics(profile, locks, binary):
                 addr += step if position[0] == "+" else -step
             if skip:
                 skip = False
-            elif ob == binary and addr in locks and len(parts) > event:
-                by[fn] = by.get(fn, 0) + int(parts[event])
+            elif len(parts) > event:
+                k = (ob, fn, addr)
+                cost[k] = cost.get(k, 0) + int(parts[event])
+    locks = {o: lock_addresses(o) for o in {o for o, _, _ in cost} if o and os.path.isfile(o)}
+    by = {}
+    for (o, f, a), c in cost.items():
+        if a in locks.get(o, ()):
+            by[(os.path.basename(o), f)] = by.get((os.path.basename(o), f), 0) + c
     return by
 
 
@@ -194,7 +204,6 @@ def main():
                                       bench.PROXY_CORE, work, bench.PORTS["gateway_plain"], True)
         bench.wait_port = wait
         pid = str(procs["gateway"].p.pid)
-        locks = lock_addresses(binary)
         for n, route in enumerate(ROUTES, start=1):
             target = bench.url(route)
             from_file = route in bench.FROM_FILE
@@ -219,11 +228,17 @@ def main():
             if count == 0:
                 raise SystemExit(f"{route}: no request in the profile {dump}")
             groups = {g: round(v / count) for g, v in sorted(by_group(dump).items(), key=lambda x: -x[1])}
-            held = atomics(dump, locks, binary)
+            held = atomics(dump)
             atomic = sum(held.values())
-            top = {re.sub(r"\(.*", "", f)[:60]: round(v / count, 1) for f, v in sorted(held.items(), key=lambda x: -x[1])[:4]}
+            top = {f"{re.sub(r'[(].*', '', f)[:60]} [{o}]": round(v / count, 1)
+                   for (o, f), v in sorted(held.items(), key=lambda x: -x[1])[:8]}
+            by_object = {}
+            for (o, _), v in held.items():
+                by_object[o] = by_object.get(o, 0) + v
             results[route] = {"requests": count, "instructions_per_request": round(total / count), "by_group": groups,
                               "atomics_per_request": round(atomic / count, 1), "atomics_by_function": top,
+                              "atomics_by_object": {o: round(v / count, 1) for o, v in
+                                                    sorted(by_object.items(), key=lambda x: -x[1])},
                               "profile": dump}
             bench.log(f"{route:18} {count:7d} requests  {total / count:9.0f} instructions a request"
                       f"  {atomic / count:6.1f} atomic operations a request")
