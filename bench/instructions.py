@@ -29,6 +29,7 @@ gateway_unsigned), BENCH_SECONDS (per route, default 14), BENCH_OUT (where the
 callgrind files go, default bench/instructions/). Writes a table on stdout and
 BENCH_OUT/instructions.json.
 """
+import functools
 import json
 import os
 import re
@@ -100,8 +101,10 @@ def by_group(profile):
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def lock_addresses(binary):
-    """Addresses of the binary's atomic read-modify-write instructions."""
+    """Addresses of the binary's atomic read-modify-write instructions (each
+    object disassembled once a run, not once a route)."""
     # Read line by line: the disassembly of the release binary is about 300 MB of text.
     atomic = re.compile(r"\s*([0-9a-f]+):\s+(?:lock |xchg\s+%\w+,\s*\(|xchg\s+\S*\()")
     found = set()
