@@ -166,7 +166,10 @@ def atomics(profile):
             elif len(parts) > event:
                 k = (ob, fn, addr)
                 cost[k] = cost.get(k, 0) + int(parts[event])
-    locks = {o: lock_addresses(o) for o in {o for o, _, _ in cost} if o and os.path.isfile(o)}
+    objects = {o for o, _, _ in cost if o}
+    locks = {o: lock_addresses(o) for o in objects if os.path.isfile(o)}
+    for o in sorted(objects - set(locks)):
+        bench.log(f"no file for {o}: its atomic operations are not counted")
     by = {}
     for (o, f, a), c in cost.items():
         if a in locks.get(o, ()):
