@@ -58,9 +58,14 @@ GROUPS = [("$s7Gateway", "gateway"), ("$s7Filters", "filters"), ("$s8Passport", 
           ("bool swift", "swift runtime"), ("void swift", "swift runtime"), ("CCryptoBoringSSL", "crypto"),
           ("$s6Crypto", "crypto"), ("crypto_", "crypto"), ("CNIOBoringSSL", "tls"), ("bssl::", "tls"), ("_aesni", "tls"),
           ("./malloc", "malloc"), ("./string", "libc")]
+# Objects whose symbols all belong to one group (no source file names to go by).
+OBJECT_GROUPS = [("libmimalloc", "malloc")]
 
 
-def group(name):
+def group(name, obj=""):
+    for part, g in OBJECT_GROUPS:
+        if part in obj:
+            return g
     for prefix, g in GROUPS:
         if name.startswith(prefix):
             return g
@@ -93,10 +98,11 @@ def by_group(profile):
         m = re.match(r"\s*([\d,]+) \(\s*[\d.]+%\)\s+(.*)", line)
         if not m or m.group(2).startswith(("PROGRAM TOTALS", "./misc", "./nptl")):
             continue
+        obj = re.search(r" \[(.*)\]$", m.group(2))
         name = re.sub(r" \[.*\]$", "", m.group(2)).replace("???:", "")
         if "NIOThread" in name or "setupThread" in name or "ThreadOps" in name:
             continue  # the thread's entry points: inclusive of everything
-        g = "malloc" if "libmimalloc" in m.group(2) else group(name)
+        g = group(name, obj.group(1) if obj else "")
         out[g] = out.get(g, 0) + int(m.group(1).replace(",", ""))
     return out
 
