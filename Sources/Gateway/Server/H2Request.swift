@@ -74,7 +74,7 @@ enum H2Request {
                 continue
             }
             guard headers.isEmpty else { throw Malformed(reset: true, description: "a pseudo-header after a regular field") }
-            guard value.utf8.allSatisfy({ $0 > 0x20 && $0 != 0x7F }) else {
+            guard ASCII.allBytes(value, { $0 > 0x20 && $0 != 0x7F }) else {
                 throw Malformed(reset: true, description: "a pseudo-header value with a space or a control character")
             }
             func once(_ field: inout String?) throws {
@@ -119,7 +119,9 @@ enum H2Request {
 
     /// A regular field of a request or trailer block (RFC 9113 8.2.1, 8.2.2).
     private static func checkField(_ name: String, _ value: String) throws {
-        guard !name.isEmpty, name.utf8.allSatisfy({ HTTPToken.isTokenByte($0) && !($0 >= 0x41 && $0 <= 0x5A) }) else {
+        // Over the name's bytes where they lie (`allSatisfy` over the
+        // `UTF8View` costs about ten instructions a byte).
+        guard !name.isEmpty, ASCII.allBytes(name, { HTTPToken.isTokenByte($0) && !($0 >= 0x41 && $0 <= 0x5A) }) else {
             throw Malformed(reset: true, description: "a field name with an uppercase letter or a character outside a token")
         }
         guard HTTPToken.isValidFieldValue(value) else {
