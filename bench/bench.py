@@ -46,12 +46,16 @@ LOAD_CORE = "1"
 UPSTREAM_PORT = 18080
 BODY = "x" * 199 + "\n"  # 200 bytes
 
-PORTS = {"nginx": 18443, "haproxy": 18444, "gateway_plain": 18445, "gateway_full": 18445, "gateway_unsigned": 18445}
+PORTS = {"nginx": 18443, "haproxy": 18444, "gateway_plain": 18445, "gateway_full": 18446, "gateway_unsigned": 18446}
 PATHS = {"direct": "/plain", "nginx": "/plain", "haproxy": "/plain", "gateway_plain": "/plain", "gateway_full": "/full",
          "gateway_unsigned": "/unsigned"}
-# Which process a contender runs in (the gateway routes share one process).
-PROCESS = {"nginx": "nginx", "haproxy": "haproxy", "gateway_plain": "gateway", "gateway_full": "gateway",
-           "gateway_unsigned": "gateway"}
+# Which process a contender runs in. The app routes run in a second gateway
+# process (same config, its own port), so that each process's RSS is its
+# routes' own: the full route's nonce store holds every nonce of the replay
+# window, tens of MiB at these rates, which the plain route's RSS would
+# otherwise carry from the first full-route load on.
+PROCESS = {"nginx": "nginx", "haproxy": "haproxy", "gateway_plain": "gateway", "gateway_full": "gateway_app",
+           "gateway_unsigned": "gateway_app"}
 # Contenders whose requests come from a file of pre-made raw requests (wrk
 # with a Lua script): the full app route needs a fresh signature, nonce and
 # ciphertext per request, which wrk cannot make. HTTP/1.1 only (h2load cannot
@@ -242,7 +246,9 @@ backend be
   server up 127.0.0.1:{UPSTREAM_PORT} maxconn 512
 """)
     config = os.path.join(work, "filters.d")
-    os.makedirs(config, exist_ok=True)
+    app_config = os.path.join(work, "filters-app.d")
+    for d in [config, app_config]:
+        os.makedirs(d, exist_ok=True)
     # The full route authenticates a dev JWT and mints a passport: a dev
     # issuer and a passport key in the work folder, one token for every request
     # (so the authenticate and passport caches are warm, as for a client that
@@ -254,12 +260,16 @@ backend be
     key_dir = os.path.join(work, "app-channel")
     key = json.load(open(os.path.join(key_dir, sorted(os.listdir(key_dir))[0])))
     APP["kid"], APP["gateway_key"] = key["kid"], key["x"]
-    write(os.path.join(config, "bench.yaml"), f"""
+    # One config, twice: `filters.d` for the plain route's process (and
+    # instructions.py's, which serves every route), `filters-app.d` for the
+    # app routes' process, on its own ports.
+    for folder, port, admin in [(config, PORTS["gateway_plain"], 19901), (app_config, PORTS["gateway_full"], 19902)]:
+        write(os.path.join(folder, "bench.yaml"), f"""
 admin:
-  address: 127.0.0.1:19901
+  address: 127.0.0.1:{admin}
 listeners:
   - name: bench
-    address: 127.0.0.1:{PORTS['gateway_plain']}
+    address: 127.0.0.1:{port}
     tls: {{cert: {CERT}, key: {KEY}}}
     limits: {{header_timeout: 120s, idle_timeout: 600s, max_concurrent_streams: 128}}
 upstreams:
@@ -304,10 +314,11 @@ routes:
     if "haproxy" in wanted:
         procs["haproxy"] = Proc("haproxy", ["haproxy", "-db", "-f", os.path.join(work, "haproxy.cfg")], PROXY_CORE, work,
                                 PORTS["haproxy"], True)
-    if "gateway" in wanted:
-        procs["gateway"] = Proc("gateway", [GATEWAY, "serve", "--config", config, "--state", work, "--threads", "1",
-                                            "--no-access-log", "--log-level", "warning"], PROXY_CORE, work,
-                                PORTS["gateway_plain"], True)
+    for name, folder, contender in [("gateway", config, "gateway_plain"), ("gateway_app", app_config, "gateway_full")]:
+        if name in wanted:
+            procs[name] = Proc(name, [GATEWAY, "serve", "--config", folder, "--state", work, "--threads", "1",
+                                      "--no-access-log", "--log-level", "warning"], PROXY_CORE, work,
+                               PORTS[contender], True)
     return procs
 
 
