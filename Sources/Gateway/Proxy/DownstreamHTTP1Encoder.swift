@@ -55,7 +55,7 @@ struct DownstreamHTTP1Encoder {
                 // Framing is the encoder's: chunked is added below when needed.
                 return .skip
             case .connection:
-                saysClose = saysClose || HTTPBytes.equalsLowercase(UnsafeRawBufferPointer(v), "close")
+                saysClose = saysClose || ASCII.equalsLowercase(UnsafeRawBufferPointer(v), "close")
             default:
                 break
             }

@@ -88,10 +88,10 @@ extension HTTPBytes {
     @inline(__always)
     static func framingField(_ n: UnsafeBufferPointer<UInt8>) -> FramingField? {
         switch n.count {
-        case 4 where equalsLowercase(UnsafeRawBufferPointer(n), "host"): return .host
-        case 10 where equalsLowercase(UnsafeRawBufferPointer(n), "connection"): return .connection
-        case 14 where equalsLowercase(UnsafeRawBufferPointer(n), "content-length"): return .contentLength
-        case 17 where equalsLowercase(UnsafeRawBufferPointer(n), "transfer-encoding"): return .transferEncoding
+        case 4 where ASCII.equalsLowercase(UnsafeRawBufferPointer(n), "host"): return .host
+        case 10 where ASCII.equalsLowercase(UnsafeRawBufferPointer(n), "connection"): return .connection
+        case 14 where ASCII.equalsLowercase(UnsafeRawBufferPointer(n), "content-length"): return .contentLength
+        case 17 where ASCII.equalsLowercase(UnsafeRawBufferPointer(n), "transfer-encoding"): return .transferEncoding
         default: return nil
         }
     }

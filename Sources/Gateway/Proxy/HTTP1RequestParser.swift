@@ -46,7 +46,7 @@ struct HTTP1RequestParser {
             var fields: [(name: String, value: String)] = []
             let event = try reader.next(&buffer, trailerLimit: maxHeadBytes) { name, value in
                 // A trailer cannot frame the body it ends (llhttp refuses it too).
-                if HTTPBytes.equalsLowercase(name, "content-length") || HTTPBytes.equalsLowercase(name, "transfer-encoding") {
+                if ASCII.equalsLowercase(name, "content-length") || ASCII.equalsLowercase(name, "transfer-encoding") {
                     throw HTTP1ParseError(description: "framing field in the trailers")
                 }
                 fields.append((FieldStrings.make(name), FieldStrings.make(value)))
@@ -123,10 +123,10 @@ struct HTTP1RequestParser {
         var length: Int?
         var chunked = false
         try HTTP1Parsing.fieldLines(p, from: i) { name, value in
-            if HTTPBytes.equalsLowercase(name, "content-length") {
+            if ASCII.equalsLowercase(name, "content-length") {
                 guard length == nil else { throw fail("more than one Content-Length") }
                 length = try HTTP1Parsing.contentLength(value)
-            } else if HTTPBytes.equalsLowercase(name, "transfer-encoding") {
+            } else if ASCII.equalsLowercase(name, "transfer-encoding") {
                 // Exactly `chunked`: not another case, and no whitespace after
                 // it either (the untrimmed value ends where its CRLF starts).
                 guard !chunked, value.elementsEqual("chunked".utf8), value.baseAddress!.load(fromByteOffset: value.count, as: UInt8.self) == 0x0D

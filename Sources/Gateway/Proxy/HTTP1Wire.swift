@@ -128,16 +128,6 @@ enum HTTPBytes {
         return true
     }
 
-    /// ASCII case-insensitive comparison with a lowercase literal.
-    @inline(__always)
-    static func equalsLowercase(_ bytes: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
-        let n = lower.utf8CodeUnitCount
-        guard bytes.count == n else { return false }
-        let l = lower.utf8Start
-        for i in 0..<n where bytes[i] | 0x20 != l[i] { return false }
-        return true
-    }
-
     /// One chunk of a chunked body (`size CRLF data CRLF`), written through
     /// `write`: copied into one buffer when small, else as three writes so
     /// a large body is not copied.

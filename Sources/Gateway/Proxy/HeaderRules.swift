@@ -68,18 +68,10 @@ enum HeaderRules {
 
     /// `kind` over a name's bytes.
     static func kind(bytes b: UnsafeBufferPointer<UInt8>) -> Kind {
-        func equals(_ lower: StaticString) -> Bool {
-            let l = lower.utf8Start
-            for i in 0..<b.count where b[i] | 0x20 != l[i] { return false }
-            return true
-        }
-        func equalsPrefix(_ lower: StaticString) -> Bool {
-            let l = lower.utf8Start
-            for i in 0..<lower.utf8CodeUnitCount where b[i] | 0x20 != l[i] { return false }
-            return true
-        }
+        let bytes = UnsafeRawBufferPointer(b)
+        func equals(_ lower: StaticString) -> Bool { ASCII.equalsLowercase(bytes, lower) }
         if isAppChannelPrefix(b) { return .appChannel }
-        if b.count > 12 && equalsPrefix("x-forwarded-") {
+        if b.count > 12 && ASCII.equalsLowercase(UnsafeRawBufferPointer(rebasing: bytes.prefix(12)), "x-forwarded-") {
             return b.count == 23 && equals("x-forwarded-client-cert") ? .clientCert : .gatewaySet
         }
         switch b.count {

@@ -177,21 +177,21 @@ struct UpstreamResponseParser {
         head.headers.reserveCapacity(12)
         try HTTP1Parsing.fieldLines(p, from: i) { name, value in
             guard head.headers.count < maxHeaders else { throw fail("more than \(maxHeaders) header fields") }
-            if HTTPBytes.equalsLowercase(name, "content-length") {
+            if ASCII.equalsLowercase(name, "content-length") {
                 guard head.length == nil else { throw fail("more than one Content-Length") }
                 head.length = try HTTP1Parsing.contentLength(value)
-            } else if HTTPBytes.equalsLowercase(name, "transfer-encoding") {
+            } else if ASCII.equalsLowercase(name, "transfer-encoding") {
                 // The last coding of the last field decides (RFC 9112 6.3).
                 var last = value[...]
                 if let comma = last.lastIndex(of: UInt8(ascii: ",")) { last = last[(comma + 1)...] }
                 while let f = last.first, f == 0x20 || f == 0x09 { last = last.dropFirst() }
-                head.finalCoding = HTTPBytes.equalsLowercase(UnsafeRawBufferPointer(rebasing: last), "chunked") ? .chunked : .other
+                head.finalCoding = ASCII.equalsLowercase(UnsafeRawBufferPointer(rebasing: last), "chunked") ? .chunked : .other
                 // The framing is this codec's business: never passed on.
                 return
-            } else if HTTPBytes.equalsLowercase(name, "keep-alive") {
+            } else if ASCII.equalsLowercase(name, "keep-alive") {
                 // Hop-by-hop, about this connection only.
                 return
-            } else if HTTPBytes.equalsLowercase(name, "connection") {
+            } else if ASCII.equalsLowercase(name, "connection") {
                 var namesOthers = false
                 var s = 0
                 while s <= value.count {
@@ -201,9 +201,9 @@ struct UpstreamResponseParser {
                     while a < b, value[a] == 0x20 || value[a] == 0x09 { a += 1 }
                     while b > a, value[b - 1] == 0x20 || value[b - 1] == 0x09 { b -= 1 }
                     let token = UnsafeRawBufferPointer(rebasing: value[a..<b])
-                    if HTTPBytes.equalsLowercase(token, "close") {
+                    if ASCII.equalsLowercase(token, "close") {
                         head.close = true
-                    } else if HTTPBytes.equalsLowercase(token, "keep-alive") {
+                    } else if ASCII.equalsLowercase(token, "keep-alive") {
                         head.keepAlive = true
                     } else if !token.isEmpty {
                         namesOthers = true
