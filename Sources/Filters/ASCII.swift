@@ -57,23 +57,30 @@ public enum ASCII {
     /// `equalsLowercase` of a name's bytes.
     @inlinable @inline(__always)
     public static func equalsLowercase(_ name: UnsafeRawBufferPointer, _ lower: StaticString) -> Bool {
-        name.count == lower.utf8CodeUnitCount && equalsLowercase(name, UnsafeRawPointer(lower.utf8Start), count: name.count)
+        // The literal's length, not the name's: a constant once inlined, so
+        // the loop below unrolls to a few loads for each literal.
+        let n = lower.utf8CodeUnitCount
+        return name.count == n && equalsLowercase(name, UnsafeRawPointer(lower.utf8Start), count: n)
     }
 
-    /// `count` bytes of `name` against `lower`, eight at a time.
+    /// `count` bytes of `name` against `lower`, eight at a time; a tail of
+    /// a name of eight bytes or more is its last eight (some compared twice).
     @inlinable @inline(__always)
     static func equalsLowercase(_ name: UnsafeRawBufferPointer, _ lower: UnsafeRawPointer, count: Int) -> Bool {
+        func word(_ at: Int) -> Bool {
+            name.loadUnaligned(fromByteOffset: at, as: UInt64.self) | 0x2020_2020_2020_2020
+                == lower.loadUnaligned(fromByteOffset: at, as: UInt64.self)
+        }
+        guard count >= 8 else {
+            for i in 0..<count where name[i] | 0x20 != lower.load(fromByteOffset: i, as: UInt8.self) { return false }
+            return true
+        }
         var i = 0
         while i + 8 <= count {
-            let word = name.loadUnaligned(fromByteOffset: i, as: UInt64.self) | 0x2020_2020_2020_2020
-            if word != lower.loadUnaligned(fromByteOffset: i, as: UInt64.self) { return false }
+            if !word(i) { return false }
             i += 8
         }
-        while i < count {
-            if name[i] | 0x20 != lower.load(fromByteOffset: i, as: UInt8.self) { return false }
-            i += 1
-        }
-        return true
+        return i == count || word(count - 8)
     }
 
     /// The byte loop, for a string without contiguous UTF-8 (a bridged one).

@@ -111,10 +111,10 @@ struct DigestTests {
         }
     }
 
-    @Test("equalsLowercase, eight bytes at a time, agrees with ASCII lowercasing for every token byte at every position")
+    @Test("equalsLowercase, eight bytes at a time, agrees with ASCII lowercasing for every token byte at every position, on strings and on bytes")
     func equalsLowercase() {
         let literals: [StaticString] = ["a", "te", "via", "host", "x-gw-kid", "x-gw-nonce1", "content-type", "x-gw-encrypted",
-                                        "x-gw-content-type", "x-forwarded-for-0123", "accept-encoding"]
+                                        "x-gw-content-type", "x-forwarded-for-0123", "accept-encoding", "proxy-connection"]
         let tokenBytes = (0...255).map { UInt8($0) }.filter { HTTPToken.isTokenByte($0) }
         func lowered(_ bytes: [UInt8]) -> [UInt8] { bytes.map { $0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0 } }
         for literal in literals {
@@ -123,6 +123,8 @@ struct DigestTests {
             #expect(ASCII.equalsLowercase(String(decoding: lower, as: UTF8.self).uppercased(), literal))
             #expect(!ASCII.equalsLowercase(String(decoding: lower.dropLast(), as: UTF8.self), literal), "shorter")
             #expect(!ASCII.equalsLowercase(String(decoding: lower + [0x61], as: UTF8.self), literal), "longer")
+            #expect(!lower.dropLast().withUnsafeBytes { ASCII.equalsLowercase($0, literal) }, "shorter bytes")
+            #expect(!(lower + [0x61]).withUnsafeBytes { ASCII.equalsLowercase($0, literal) }, "longer bytes")
             for i in lower.indices {
                 for b in tokenBytes {
                     var name = lower
@@ -131,6 +133,7 @@ struct DigestTests {
                     let expected = lowered(name) == lower
                     #expect(ASCII.equalsLowercase(text, literal) == expected, "\(literal) with \(b) at \(i)")
                     #expect(ASCII.equalsLowercaseByBytes(text, literal) == expected, "\(literal) with \(b) at \(i), byte loop")
+                    #expect(name.withUnsafeBytes { ASCII.equalsLowercase($0, literal) } == expected, "\(literal) with \(b) at \(i), bytes")
                 }
             }
         }

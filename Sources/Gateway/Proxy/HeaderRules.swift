@@ -69,7 +69,7 @@ enum HeaderRules {
     /// `kind` over a name's bytes.
     static func kind(bytes b: UnsafeBufferPointer<UInt8>) -> Kind {
         let bytes = UnsafeRawBufferPointer(b)
-        func equals(_ lower: StaticString) -> Bool { ASCII.equalsLowercase(bytes, lower) }
+        @inline(__always) func equals(_ lower: StaticString) -> Bool { ASCII.equalsLowercase(bytes, lower) }
         if isAppChannelPrefix(b) { return .appChannel }
         if b.count > 12 && ASCII.equalsLowercase(UnsafeRawBufferPointer(rebasing: bytes.prefix(12)), "x-forwarded-") {
             return b.count == 23 && equals("x-forwarded-client-cert") ? .clientCert : .gatewaySet
