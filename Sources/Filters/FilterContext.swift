@@ -69,6 +69,11 @@ public final class FilterContext: Sendable {
         }
     }
 
+    /// The in-process nonce stores the config's filters use, by window.
+    public var memoryNonceStores: [MemoryNonceStore] {
+        memoryStores.withLock { stores in stores.keys.sorted().compactMap { stores[$0] } }
+    }
+
     /// One Redis client (one pipelined connection per event loop) per
     /// distinct Redis setting of the config, shared by every filter that
     /// names it, rather than one per route.

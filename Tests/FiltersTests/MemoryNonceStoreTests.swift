@@ -179,4 +179,22 @@ struct MemoryNonceStoreTests {
         #expect(store.count(now: last + 999) == 3_000)
         #expect(store.count(now: last + 1_100) == 0)
     }
+
+    @Test("entries: the keys the tables hold (what the cap is checked against); a replay adds none; a purge takes the expired out; a full store holds its cap")
+    func entries() {
+        let store = MemoryNonceStore(windowMilliseconds: 1_000, capacity: 1_600)
+        #expect(store.entries == 0)
+        let nonces = (0..<500).map { Array("e-\($0)".utf8) }
+        #expect(nonces.allSatisfy { store.record(clientKey: client, nonce: $0, now: 10_000) == .recorded })
+        #expect(store.entries == 500)
+        #expect(nonces.allSatisfy { store.record(clientKey: client, nonce: $0, now: 10_500) == .replayed })
+        #expect(store.entries == 500)
+        #expect(store.count(now: 12_000) == 0)
+        #expect(store.entries == 0)
+        // 5,000 keys over 16 shards of 100 each: every shard fills (about
+        // 312 a shard are offered), and none holds more than its share.
+        let answers = (0..<5_000).map { store.record(clientKey: client, nonce: Array("f-\($0)".utf8), now: 20_000) }
+        #expect(answers.filter { $0 == .recorded }.count == 1_600)
+        #expect(store.entries == store.capacity)
+    }
 }

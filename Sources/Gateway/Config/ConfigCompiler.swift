@@ -23,7 +23,8 @@ struct ConfigCompiler {
         "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
     ].joined(separator: ":")
 
-    mutating func compile(passportKeys: PassportKeyRing? = nil, appChannelKeys: AppChannelKeyRing? = nil) throws -> RuntimeConfig {
+    mutating func compile(passportKeys: PassportKeyRing? = nil, appChannelKeys: AppChannelKeyRing? = nil,
+                          nonceStores: [MemoryNonceStore] = []) throws -> RuntimeConfig {
         var adminAddress: SocketAddress?
         do { adminAddress = try resolveAddress(raw.admin.address) } catch {
             problems.append(ConfigProblem(file: "admin", path: "admin.address", message: "\(error)"))
@@ -127,7 +128,7 @@ struct ConfigCompiler {
         }
         return RuntimeConfig(digest: raw.digest, adminAddress: adminAddress!, adminAddressText: raw.admin.address,
                              listeners: listeners, upstreams: upstreams, routes: allRoutes, routeTests: tests,
-                             passportKeys: passportKeys)
+                             passportKeys: passportKeys, nonceStores: nonceStores)
     }
 
     static func sanitizePolicy(_ l: ListenerConfig) -> SanitizePolicy {

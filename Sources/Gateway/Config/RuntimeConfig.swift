@@ -110,11 +110,16 @@ final class RuntimeConfig: Sendable {
     /// The passport keys, when a filter of this config mints passports; the
     /// admin listener publishes their JWK Set.
     let passportKeys: PassportKeyRing?
+    /// The in-process nonce stores of the config's `request_signature`
+    /// filters; `/metrics` reports how full each is.
+    let nonceStores: [MemoryNonceStore]
 
     init(digest: String, adminAddress: SocketAddress, adminAddressText: String, listeners: [ListenerRuntime],
          upstreams: [String: UpstreamDefinition], routes: [CompiledRoute],
-         routeTests: [(route: String, source: Source, index: Int, test: RouteTestConfig)], passportKeys: PassportKeyRing? = nil) {
+         routeTests: [(route: String, source: Source, index: Int, test: RouteTestConfig)], passportKeys: PassportKeyRing? = nil,
+         nonceStores: [MemoryNonceStore] = []) {
         self.passportKeys = passportKeys
+        self.nonceStores = nonceStores
         self.digest = digest
         self.adminAddress = adminAddress
         self.adminAddressText = adminAddressText
@@ -130,7 +135,8 @@ final class RuntimeConfig: Sendable {
         let context = FilterContext(stateDirectory: stateDirectory, httpClient: GatewayHTTPClient.shared)
         let raw = try ConfigLoader.load(directory: directory, registry: registry, context: context)
         var compiler = ConfigCompiler(raw: raw, stateDirectory: stateDirectory)
-        return try compiler.compile(passportKeys: context.loadedPassportKeys, appChannelKeys: context.loadedAppChannelKeys)
+        return try compiler.compile(passportKeys: context.loadedPassportKeys, appChannelKeys: context.loadedAppChannelKeys,
+                                    nonceStores: context.memoryNonceStores)
     }
 }
 

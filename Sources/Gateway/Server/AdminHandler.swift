@@ -34,6 +34,7 @@ final class AdminHandler: ChannelInboundHandler {
         case (.GET, "/readyz"), (.HEAD, "/readyz"):
             (status, type, body) = state.isReady ? (.ok, "text/plain", "ready\n") : (.serviceUnavailable, "text/plain", "not ready\n")
         case (.GET, "/metrics"):
+            state.refreshGauges()
             var bytes: [UInt8] = []
             state.metricsRegistry.emit(into: &bytes)
             (status, type, body) = (.ok, "text/plain; version=0.0.4", String(decoding: bytes, as: UTF8.self))

@@ -24,6 +24,18 @@ final class GatewayState: Sendable {
     func setConfig(_ c: RuntimeConfig) { config.withLockedValue { $0 = c } }
     var passportKeys: PassportKeyRing? { config.withLockedValue { $0?.passportKeys } }
 
+    /// Sets the gauges that are read when `/metrics` is scraped, not kept
+    /// up to date on the request path: how full each in-process nonce
+    /// store is against its cap (a full shard refuses signed requests).
+    func refreshGauges() {
+        guard let c = config.withLockedValue({ $0 }) else { return }
+        for store in c.nonceStores {
+            let dimensions = [("store", "memory"), ("window_ms", String(store.window))]
+            Gauge(label: "gateway_nonce_store_entries", dimensions: dimensions).record(store.entries)
+            Gauge(label: "gateway_nonce_store_capacity", dimensions: dimensions).record(store.capacity)
+        }
+    }
+
     func configSummary() -> String {
         guard let c = config.withLockedValue({ $0 }) else { return "{}" }
         let listeners = c.listeners.map {
