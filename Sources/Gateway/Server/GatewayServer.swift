@@ -26,13 +26,11 @@ final class GatewayState: Sendable {
 
     /// Sets the gauges that are read when `/metrics` is scraped, not kept
     /// up to date on the request path: how full each in-process nonce
-    /// store is against its cap (a full shard refuses signed requests).
+    /// store is (its cap, a constant, is set once with the config).
     func refreshGauges() {
         guard let c = config.withLockedValue({ $0 }) else { return }
         for store in c.nonceStores {
-            let dimensions = [("store", "memory"), ("window_ms", String(store.window))]
-            Gauge(label: "gateway_nonce_store_entries", dimensions: dimensions).record(store.entries)
-            Gauge(label: "gateway_nonce_store_capacity", dimensions: dimensions).record(store.capacity)
+            Gauge(label: "gateway_nonce_store_entries", dimensions: store.metricDimensions).record(store.entries)
         }
     }
 
@@ -146,6 +144,9 @@ final class GatewayServer: Service, @unchecked Sendable {
         if let a = admin.localAddress { boundAddresses.withLockedValue { $0["admin"] = a } }
         logger.info("admin listening", metadata: ["address": "\(admin.localAddress.map { "\($0)" } ?? config.adminAddressText)"])
         Gauge(label: "gateway_config_info", dimensions: [("digest", config.digest)]).record(1)
+        for store in config.nonceStores {
+            Gauge(label: "gateway_nonce_store_capacity", dimensions: store.metricDimensions).record(store.capacity)
+        }
         state.setReady(true)
         logger.info("ready", metadata: ["config_digest": "\(config.digest)"])
     }
@@ -194,4 +195,9 @@ extension GatewayServer {
 struct StartupError: Error, CustomStringConvertible {
     let message: String
     var description: String { message }
+}
+
+extension MemoryNonceStore {
+    /// The labels of a store's gauges: one store a replay window.
+    var metricDimensions: [(String, String)] { [("store", "memory"), ("window_ms", String(window))] }
 }
